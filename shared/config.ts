@@ -1,0 +1,98 @@
+/**
+ * Configuration: one loader per process, all defaults in one object, precedence
+ * override > environment > default, every problem reported together, the result frozen.
+ * Nothing else in arbor reads `process.env`.
+ */
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+import { z } from "zod";
+import { arborError } from "./errors.ts";
+
+/** Environment variables arbor reads, by config key. */
+export const ENV_NAMES = {
+  home: "ARBOR_HOME",
+  databaseUrl: "DATABASE_URL",
+  store: "ARBOR_STORE",
+  logLevel: "ARBOR_LOG_LEVEL",
+  gcsEndpoint: "STORAGE_EMULATOR_HOST",
+  gcsProject: "ARBOR_GCS_PROJECT",
+  apiTokens: "ARBOR_API_TOKENS",
+  user: "ARBOR_USER",
+} as const;
+
+export type ConfigKey = keyof typeof ENV_NAMES;
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+
+const configSchema = z.object({
+  home: z.string().min(1),
+  databaseUrl: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, "must start with postgres:// or postgresql://")
+    .optional(),
+  store: z.string().regex(/^(file:\/\/|gs:\/\/)/, "must be a file:// or gs:// URI"),
+  logLevel: z.enum(LOG_LEVELS),
+  gcsEndpoint: z.string().optional(),
+  gcsProject: z.string().optional(),
+  apiTokens: z.array(z.string().min(16, "each token needs at least 16 characters")),
+  user: z.string().min(1),
+});
+
+/** The validated, frozen configuration shared by every arbor process. */
+export type ArborConfig = Readonly<z.infer<typeof configSchema>>;
+
+/** Overrides from CLI flags; `undefined` means "not given". */
+export type ConfigOverrides = { [K in keyof ArborConfig]?: ArborConfig[K] | undefined };
+
+/** Turn a local path or URI into a `file://` or `gs://` URI. */
+export function normalizeStoreUri(value: string, cwd: string): string {
+  if (value.startsWith("gs://") || value.startsWith("file://")) return value.replace(/\/+$/, "");
+  return pathToFileURL(path.resolve(cwd, value)).href.replace(/\/+$/, "");
+}
+
+/**
+ * Validate a raw object against a zod schema and report every problem in one error that names the
+ * fields (by environment variable when one maps to the field).
+ */
+export function parseConfigObject<S extends z.ZodType>(
+  schema: S,
+  raw: unknown,
+  envNames: Record<string, string> = {},
+): z.infer<S> {
+  const result = schema.safeParse(raw);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const key = issue.path.join(".");
+    const env = envNames[String(issue.path[0])];
+    return `${env ? `${env} (${key})` : key}: ${issue.message}`;
+  });
+  throw arborError("INVALID_CONFIG", `invalid configuration: ${problems.join("; ")}`, {
+    details: { problems },
+  });
+}
+
+/** Load the shared configuration. */
+export function loadArborConfig(
+  env: Record<string, string | undefined>,
+  overrides: ConfigOverrides = {},
+  cwd: string = process.cwd(),
+): ArborConfig {
+  const pick = <K extends ConfigKey>(key: K): string | undefined => {
+    const v = env[ENV_NAMES[key]];
+    return v === undefined || v === "" ? undefined : v;
+  };
+  const home = path.resolve(cwd, overrides.home ?? pick("home") ?? ".arbor");
+  const storeRaw = overrides.store ?? pick("store") ?? path.join(home, "store");
+  const tokens = overrides.apiTokens ?? (pick("apiTokens") ?? "").split(",").filter((t) => t.length > 0);
+  const raw = {
+    home,
+    databaseUrl: overrides.databaseUrl ?? pick("databaseUrl"),
+    store: normalizeStoreUri(storeRaw, cwd),
+    logLevel: overrides.logLevel ?? pick("logLevel") ?? "info",
+    gcsEndpoint: overrides.gcsEndpoint ?? pick("gcsEndpoint"),
+    gcsProject: overrides.gcsProject ?? pick("gcsProject"),
+    apiTokens: tokens,
+    user: overrides.user ?? pick("user") ?? env["USER"] ?? "unknown",
+  };
+  return Object.freeze(parseConfigObject(configSchema, raw, ENV_NAMES));
+}

@@ -1,0 +1,51 @@
+import { describe, expect, test } from "bun:test";
+import { COMMANDS } from "../train/cli/commands.ts";
+import { runCli } from "../train/cli/dispatch.ts";
+
+async function cli(argv: string[], env: Record<string, string | undefined> = {}) {
+  let stdout = "";
+  let stderr = "";
+  const code = await runCli(COMMANDS, argv, {
+    stdout: (t) => {
+      stdout += t;
+    },
+    stderr: (t) => {
+      stderr += t;
+    },
+    env,
+    cwd: "/tmp",
+  });
+  return { code, stdout, stderr };
+}
+
+describe("cli", () => {
+  test("--help lists every command and its flags", async () => {
+    const { code, stdout } = await cli(["--help"]);
+    expect(code).toBe(0);
+    for (const c of COMMANDS) {
+      expect(stdout).toContain(`arbor ${c.name}`);
+      for (const f of c.flags) expect(stdout).toContain(`--${f.name}`);
+    }
+  });
+
+  test("unknown command: non-zero exit and one line with a stable code", async () => {
+    const { code, stderr } = await cli(["frobnicate"]);
+    expect(code).toBe(2);
+    expect(stderr.trim().split("\n")).toHaveLength(1);
+    expect(stderr).toContain("UNKNOWN_COMMAND");
+  });
+
+  test("unknown flag is refused with INVALID_ARGUMENT, as JSON with --json", async () => {
+    const { code, stdout } = await cli(["version", "--bogus", "--json"]);
+    expect(code).toBe(2);
+    expect(JSON.parse(stdout).error.code).toBe("INVALID_ARGUMENT");
+  });
+
+  test("config: flags override the environment; bad values are named", async () => {
+    const ok = await cli(["config", "--json", "--store", "gs://b/p"], { ARBOR_STORE: "/x" });
+    expect(JSON.parse(ok.stdout).store).toBe("gs://b/p");
+    const bad = await cli(["config"], { DATABASE_URL: "mysql://x" });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("DATABASE_URL");
+  });
+});

@@ -1,0 +1,25 @@
+#!/usr/bin/env node
+// `npx arbor …` lands here under Node.js. The CLI itself runs on Bun (train/ and registry/ are
+// Bun code); Bun ships as an npm package, so it is already in node_modules after the install.
+import { spawn } from "node:child_process";
+import { createRequire } from "node:module";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const require = createRequire(import.meta.url);
+const here = path.dirname(fileURLToPath(import.meta.url));
+let bun;
+try {
+  bun = path.join(path.dirname(require.resolve("bun/package.json")), "bin", "bun.exe");
+} catch {
+  process.stderr.write(
+    "arbor: INTERNAL: the bun package is not installed; run the README's install command\n",
+  );
+  process.exit(1);
+}
+const child = spawn(bun, [path.join(here, "..", "cli.ts"), ...process.argv.slice(2)], { stdio: "inherit" });
+for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) process.on(sig, () => child.kill(sig));
+child.on("exit", (code, signal) => {
+  if (signal) process.kill(process.pid, signal);
+  else process.exit(code ?? 1);
+});

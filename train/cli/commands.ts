@@ -1,0 +1,8 @@
+/**
+ * Every CLI command, in help order. Each area adds its commands here (one import, one entry).
+ */
+
+import { configCommand, versionCommand } from "../commands/info.ts";
+import type { Command } from "./command.ts";
+
+export const COMMANDS: readonly Command<unknown>[] = [versionCommand, configCommand];
