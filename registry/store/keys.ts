@@ -1,0 +1,67 @@
+/**
+ * Validation of object keys and prefixes, shared by every ArtifactStore so that a key valid on
+ * `file://` is valid on `gs://` and the other way round.
+ */
+import { arborError } from "../../shared/errors.ts";
+
+/** Segments starting with this belong to the store itself (temp files, locks) and are never keys. */
+export const INTERNAL_PREFIX = ".arbor-";
+
+const MAX_KEY_BYTES = 1000; // GCS allows 1024 bytes per object name; leave room for the store prefix.
+
+// Control characters are refused: GCS rejects some, and they make file names unprintable.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point.
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+function checkSegments(value: string, what: string, op: string, allowTrailingSlash: boolean): void {
+  if (value.startsWith("/")) {
+    throw arborError("INVALID_ARGUMENT", `${op}: ${what} '${value}' must be relative (no leading '/')`);
+  }
+  if (value.includes("\\")) {
+    throw arborError("INVALID_ARGUMENT", `${op}: ${what} '${value}' must use '/' (no '\\')`);
+  }
+  if (CONTROL.test(value)) {
+    throw arborError(
+      "INVALID_ARGUMENT",
+      `${op}: ${what} ${JSON.stringify(value)} contains control characters`,
+    );
+  }
+  if (Buffer.byteLength(value, "utf8") > MAX_KEY_BYTES) {
+    throw arborError("INVALID_ARGUMENT", `${op}: ${what} is longer than ${MAX_KEY_BYTES} bytes`);
+  }
+  const segments = value.split("/");
+  if (allowTrailingSlash && segments.length > 1 && segments[segments.length - 1] === "") segments.pop();
+  for (const s of segments) {
+    if (s === "") throw arborError("INVALID_ARGUMENT", `${op}: ${what} '${value}' has an empty segment`);
+    if (s === "." || s === "..") {
+      throw arborError("INVALID_ARGUMENT", `${op}: ${what} '${value}' must not contain '.' or '..' segments`);
+    }
+    if (s.startsWith(INTERNAL_PREFIX)) {
+      throw arborError(
+        "INVALID_ARGUMENT",
+        `${op}: ${what} '${value}' uses the reserved segment prefix '${INTERNAL_PREFIX}'`,
+      );
+    }
+  }
+}
+
+/** Throw INVALID_ARGUMENT unless `key` names an object: relative, '/'-separated, no empty/'.'/'..' segments. */
+export function assertKey(key: unknown, op: string): asserts key is string {
+  if (typeof key !== "string" || key.length === 0) {
+    throw arborError("INVALID_ARGUMENT", `${op}: key must be a non-empty string`);
+  }
+  checkSegments(key, "key", op, false);
+}
+
+/** Throw INVALID_ARGUMENT unless `prefix` is "" or a key-like string (a trailing '/' is allowed). */
+export function assertPrefix(prefix: unknown, op: string): asserts prefix is string {
+  if (typeof prefix !== "string") throw arborError("INVALID_ARGUMENT", `${op}: prefix must be a string`);
+  if (prefix.length === 0) return;
+  checkSegments(prefix, "prefix", op, true);
+}
+
+/** True when a listed path (relative to the root) is a store-internal file, not an object. */
+export function isInternalPath(relative: string): boolean {
+  for (const s of relative.split("/")) if (s.startsWith(INTERNAL_PREFIX)) return true;
+  return false;
+}
