@@ -3,6 +3,7 @@
  */
 
 import { configCommand, versionCommand } from "../commands/info.ts";
+import { MODELS_COMMANDS } from "../commands/models.ts";
 import type { Command } from "./command.ts";
 
-export const COMMANDS: readonly Command<unknown>[] = [versionCommand, configCommand];
+export const COMMANDS: readonly Command<unknown>[] = [versionCommand, configCommand, ...MODELS_COMMANDS];

@@ -1,0 +1,91 @@
+/**
+ * Label pointer files (`models/{name}/labels/{label}.json`) and the label history. The pointer is
+ * what serve replicas follow; the registry writes it inside the database transaction that moves
+ * the label, and puts the previous pointer back if that transaction does not commit.
+ */
+import { type LabelPointer, labelPointerSchema } from "../shared/bundle.ts";
+import { isArborError } from "../shared/errors.ts";
+import type { ArtifactStore, ObjectInfo, VersionedObject } from "./store/artifact-store.ts";
+
+/** What a pointer write replaced, so that it can be undone. */
+export interface PointerWrite {
+  key: string;
+  previous: VersionedObject | null;
+  written: ObjectInfo;
+}
+
+/** Read a pointer with its generation, or null when there is none. */
+export async function readPointerObject(store: ArtifactStore, key: string): Promise<VersionedObject | null> {
+  try {
+    return await store.read(key);
+  } catch (e) {
+    if (isArborError(e, "STORE_NOT_FOUND")) return null;
+    throw e;
+  }
+}
+
+/** Parse pointer bytes; null when they are not a valid pointer. */
+export function parsePointer(data: Uint8Array): LabelPointer | null {
+  try {
+    const parsed = labelPointerSchema.safeParse(JSON.parse(new TextDecoder().decode(data)));
+    return parsed.success ? parsed.data : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Write a pointer with compare-and-swap. Callers hold the label's row lock, so a lost race means
+ * a writer outside the registry; re-read and retry a few times rather than fail the promotion.
+ */
+export async function writePointer(
+  store: ArtifactStore,
+  key: string,
+  pointer: LabelPointer,
+): Promise<PointerWrite> {
+  const body = `${JSON.stringify(pointer, null, 2)}\n`;
+  let previous = await readPointerObject(store, key);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const written = await store.compareAndSwap(key, body, previous?.generation ?? null);
+      return { key, previous, written };
+    } catch (e) {
+      if (!isArborError(e, "STORE_PRECONDITION_FAILED") || attempt >= 4) throw e;
+      previous = await readPointerObject(store, key);
+    }
+  }
+}
+
+/** Put back what {@link writePointer} replaced, unless someone has written the pointer since. */
+export async function restorePointer(store: ArtifactStore, write: PointerWrite): Promise<void> {
+  if (write.previous) {
+    await store.compareAndSwap(write.key, write.previous.data, write.written.generation);
+    return;
+  }
+  const now = await store.stat(write.key);
+  if (now && now.generation === write.written.generation) await store.delete(write.key);
+}
+
+/** One label move from the audit trail. */
+export interface LabelMove {
+  action: "promote" | "rollback";
+  toVersion: number;
+}
+
+/**
+ * Replay a label's history as a stack (a promotion pushes, a rollback pops back to its target)
+ * and return the versions below the current one, nearest first: the rollback candidates.
+ * Rolling back twice after promoting 1, 2, 3 goes 3 → 2 → 1, not 3 → 2 → 3.
+ */
+export function rollbackCandidates(history: readonly LabelMove[]): number[] {
+  const stack: number[] = [];
+  for (const move of history) {
+    if (move.action === "promote") {
+      if (stack[stack.length - 1] !== move.toVersion) stack.push(move.toVersion);
+      continue;
+    }
+    while (stack.length > 0 && stack[stack.length - 1] !== move.toVersion) stack.pop();
+    if (stack.length === 0) stack.push(move.toVersion);
+  }
+  return stack.slice(0, -1).reverse();
+}
