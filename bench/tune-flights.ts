@@ -1,0 +1,3 @@
+export async function flightsBench(_parts: string[]): Promise<Record<string, unknown>> {
+  return {};
+}
