@@ -1,0 +1,173 @@
+/**
+ * Quantile binning on float32 data (LightGBM/XGBoost "hist" style), uint8 bins.
+ *
+ * Numeric feature: bin b holds upper[b-1] < x <= upper[b]; the bounds are float32 values taken
+ * from the data, so the split "bins 0..b go left" is exactly `x <= upper[b]` in float32, which is
+ * what onnxruntime evaluates (float input ⇒ float32 thresholds). The last bin is unbounded.
+ * Categorical feature: bin = category code. NaN → the missing bin, numBins (always the last one).
+ */
+import type { FeatureSpec } from "../../shared/bundle.ts";
+import { Rng } from "./rng.ts";
+
+/** How one feature maps to bins. */
+export interface BinMapper {
+  categorical: boolean;
+  /** Number of value bins (the missing bin is index numBins). */
+  numBins: number;
+  /** Upper bound of each value bin, float32 (numeric only; last = +Infinity). */
+  upper: Float32Array;
+}
+
+/** A binned dataset: column-major and row-major uint8 bins. */
+export interface BinnedData {
+  numRows: number;
+  numFeatures: number;
+  mappers: BinMapper[];
+  /** Column-major: feature f's bins are colBins[f*numRows .. (f+1)*numRows). */
+  colBins: Uint8Array;
+  /** Row-major: row r's bins are rowBins[r*numFeatures .. (r+1)*numFeatures) (histogram building). */
+  rowBins: Uint8Array;
+  /** Histogram offset (in bins) of each feature; feature f owns numBins+1 slots. */
+  offsets: Int32Array;
+  totalBins: number;
+}
+
+/** Options of {@link buildBinMappers}. */
+export interface BinningOptions {
+  maxBins: number;
+  /** Rows sampled to find the bounds (LightGBM's bin_construct_sample_cnt). */
+  sampleRows: number;
+  seed: number;
+}
+
+/** Bounds of one numeric feature from (sampled) float32 values. */
+export function numericMapper(values: Float32Array, maxBins: number): BinMapper {
+  let n = 0;
+  const sorted = new Float32Array(values.length);
+  for (let i = 0; i < values.length; i++) if (!Number.isNaN(values[i])) sorted[n++] = values[i];
+  const v = sorted.subarray(0, n).sort();
+  // Distinct values with their counts.
+  const distinct: number[] = [];
+  const counts: number[] = [];
+  for (let i = 0; i < n; i++) {
+    if (i === 0 || v[i] !== v[i - 1]) {
+      distinct.push(v[i]);
+      counts.push(1);
+    } else counts[counts.length - 1]++;
+  }
+  const upper: number[] = [];
+  if (distinct.length <= maxBins) {
+    for (const d of distinct) upper.push(d);
+  } else {
+    // Greedy equal-frequency: close a bin once it reaches the remaining rows / remaining bins.
+    let remaining = n;
+    let binsLeft = maxBins;
+    let acc = 0;
+    for (let i = 0; i < distinct.length; i++) {
+      acc += counts[i];
+      const target = remaining / binsLeft;
+      const isLast = i === distinct.length - 1;
+      if (!isLast && (acc >= target || distinct.length - 1 - i < binsLeft)) {
+        upper.push(distinct[i]);
+        remaining -= acc;
+        acc = 0;
+        binsLeft--;
+        if (binsLeft === 1) break;
+      }
+    }
+    upper.push(distinct[distinct.length - 1]);
+  }
+  if (upper.length === 0) upper.push(0);
+  const u = Float32Array.from(upper);
+  u[u.length - 1] = Number.POSITIVE_INFINITY;
+  return { categorical: false, numBins: u.length, upper: u };
+}
+
+/** Bin mappers of every feature, from a seeded row sample. */
+export function buildBinMappers(
+  columns: readonly Float32Array[],
+  features: readonly FeatureSpec[],
+  numRows: number,
+  options: BinningOptions,
+): BinMapper[] {
+  const sample =
+    numRows > options.sampleRows ? new Rng(options.seed).sample(numRows, options.sampleRows) : null;
+  const values = new Float32Array(sample ? sample.length : numRows);
+  return features.map((spec, f) => {
+    if (spec.type === "categorical") {
+      return {
+        categorical: true,
+        numBins: Math.max(1, spec.categories?.length ?? 0),
+        upper: new Float32Array(0),
+      };
+    }
+    const col = columns[f];
+    if (sample) for (let i = 0; i < sample.length; i++) values[i] = col[sample[i]];
+    return numericMapper(sample ? values : col, options.maxBins);
+  });
+}
+
+/** Bin of a float32 value under a mapper. */
+export function binOf(mapper: BinMapper, x: number): number {
+  if (Number.isNaN(x)) return mapper.numBins;
+  if (mapper.categorical) return x >= 0 && x < mapper.numBins ? x : mapper.numBins;
+  const u = mapper.upper;
+  let lo = 0;
+  let hi = u.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (x <= u[mid]) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+
+/** Bin every row of every feature. */
+export function binColumns(
+  columns: readonly Float32Array[],
+  mappers: BinMapper[],
+  numRows: number,
+): BinnedData {
+  const F = mappers.length;
+  const colBins = new Uint8Array(F * numRows);
+  const rowBins = new Uint8Array(F * numRows);
+  const offsets = new Int32Array(F);
+  let total = 0;
+  for (let f = 0; f < F; f++) {
+    offsets[f] = total;
+    total += mappers[f].numBins + 1;
+    const m = mappers[f];
+    const col = columns[f];
+    const base = f * numRows;
+    if (m.categorical) {
+      const nb = m.numBins;
+      for (let r = 0; r < numRows; r++) {
+        const x = col[r];
+        const b = x >= 0 && x < nb ? x : nb; // NaN fails both comparisons → missing bin
+        colBins[base + r] = b;
+        rowBins[r * F + f] = b;
+      }
+    } else {
+      const u = m.upper;
+      const last = u.length - 1;
+      for (let r = 0; r < numRows; r++) {
+        const x = col[r];
+        let b: number;
+        if (Number.isNaN(x)) b = m.numBins;
+        else {
+          let lo = 0;
+          let hi = last;
+          while (lo < hi) {
+            const mid = (lo + hi) >> 1;
+            if (x <= u[mid]) hi = mid;
+            else lo = mid + 1;
+          }
+          b = lo;
+        }
+        colBins[base + r] = b;
+        rowBins[r * F + f] = b;
+      }
+    }
+  }
+  return { numRows, numFeatures: F, mappers, colBins, rowBins, offsets, totalBins: total };
+}

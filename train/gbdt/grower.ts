@@ -1,0 +1,443 @@
+/**
+ * Tree growers over binned data: `leafwise` (best-first, LightGBM), `depthwise` (level by level,
+ * XGBoost), `oblivious` (one shared split per level, CatBoost). Rows of the tree's sample live in
+ * one index array; every node owns a contiguous range that a split partitions in place (stable, so
+ * row order stays ascending and memory access stays sequential-ish). Only the smaller child's
+ * histogram is built; the larger one is parent − smaller, computed in the parent's buffer.
+ */
+import { allocTree, NODE_CATEGORICAL, NODE_LEAF, NODE_NUMERIC, type Tree } from "../../shared/tree.ts";
+import type { BinnedData } from "./binning.ts";
+import { buildHistogram, buildHistogramAll, subtractHistogram } from "./histogram.ts";
+import type { TrainParams } from "./params.ts";
+import { findBestSplit, leafWeight, SplitInfo, splitLut } from "./split.ts";
+
+/** Per-fit scratch memory shared by all trees. */
+export class GrowScratch {
+  readonly idx: Uint32Array;
+  readonly tmp: Uint32Array;
+  readonly #pool: Float64Array[] = [];
+  readonly histSize: number;
+
+  constructor(numRows: number, totalBins: number) {
+    this.idx = new Uint32Array(numRows);
+    this.tmp = new Uint32Array(numRows);
+    this.histSize = totalBins * 3;
+  }
+
+  /** A histogram buffer from the pool. */
+  take(): Float64Array {
+    return this.#pool.pop() ?? new Float64Array(this.histSize);
+  }
+
+  /** Return a buffer to the pool. */
+  give(h: Float64Array | null): void {
+    if (h !== null) this.#pool.push(h);
+  }
+}
+
+/** A grown tree plus what the engine needs to update predictions from bins. */
+export interface GrownTree {
+  tree: Tree;
+  /** Per node: routing table by bin (split nodes only). */
+  luts: (Uint8Array | null)[];
+  /** Leaf ranges: the sample rows idx[start..end) of each leaf node. */
+  leafStart: Int32Array;
+  leafEnd: Int32Array;
+}
+
+/** Inputs of one tree. */
+export interface GrowInput {
+  data: BinnedData;
+  grad: Float64Array;
+  hess: Float64Array;
+  /** The rows of this tree are scratch.idx[0..numSample); when all rows, `allRows` is true. */
+  numSample: number;
+  allRows: boolean;
+  featureMask: Uint8Array;
+  params: TrainParams;
+  scratch: GrowScratch;
+}
+
+class Node {
+  start = 0;
+  end = 0;
+  depth = 0;
+  g = 0;
+  h = 0;
+  c = 0;
+  hist: Float64Array | null = null;
+  split = new SplitInfo();
+  lut: Uint8Array | null = null;
+  left = -1;
+  right = -1;
+  gain = 0;
+}
+
+/** Stable in-place partition of idx[start..end) by lut[bins of feature f]; returns the left count. */
+function partition(input: GrowInput, node: Node, f: number, lut: Uint8Array): number {
+  const { idx, tmp } = input.scratch;
+  const n = input.data.numRows;
+  const col = input.data.colBins.subarray(f * n, (f + 1) * n);
+  let w = node.start;
+  let t = 0;
+  for (let i = node.start; i < node.end; i++) {
+    const r = idx[i];
+    if (lut[col[r]] === 1) idx[w++] = r;
+    else tmp[t++] = r;
+  }
+  for (let i = 0; i < t; i++) idx[w + i] = tmp[i];
+  return w - node.start;
+}
+
+function buildNodeHist(input: GrowInput, node: Node): void {
+  const { data, grad, hess, scratch } = input;
+  node.hist = scratch.take();
+  if (input.allRows && node.start === 0 && node.end === data.numRows) {
+    buildHistogramAll(node.hist, data.rowBins, data.numFeatures, data.offsets, grad, hess, data.numRows);
+  } else {
+    buildHistogram(
+      node.hist,
+      data.rowBins,
+      data.numFeatures,
+      data.offsets,
+      grad,
+      hess,
+      scratch.idx,
+      node.start,
+      node.end,
+    );
+  }
+}
+
+function canSplit(node: Node, p: TrainParams, maxDepth: number): boolean {
+  return (maxDepth === 0 || node.depth < maxDepth) && node.c >= 2 * p.minDataInLeaf && node.c >= 2;
+}
+
+/** Grow one tree. */
+export function growTree(input: GrowInput): GrownTree {
+  const p = input.params;
+  const nodes: Node[] = [];
+  const root = new Node();
+  root.end = input.numSample;
+  const { grad, hess } = input;
+  const idx = input.scratch.idx;
+  for (let i = 0; i < input.numSample; i++) {
+    const r = input.allRows ? i : idx[i];
+    root.g += grad[r];
+    root.h += hess[r];
+  }
+  root.c = input.numSample;
+  nodes.push(root);
+  if (p.growth === "oblivious") growOblivious(input, nodes);
+  else growGreedy(input, nodes);
+  for (const n of nodes) input.scratch.give(n.hist);
+  return finish(input, nodes);
+}
+
+function evaluate(input: GrowInput, node: Node): void {
+  findBestSplit(
+    node.hist!,
+    input.data.offsets,
+    input.data.mappers,
+    input.featureMask,
+    node,
+    input.params,
+    node.split,
+  );
+}
+
+/** Split `node` by its best split: partition rows, create the children, build their histograms. */
+function applySplit(input: GrowInput, nodes: Node[], ni: number, wantHist: boolean): [Node, Node] {
+  const node = nodes[ni];
+  const s = node.split;
+  const mapper = input.data.mappers[s.feature];
+  node.lut = splitLut(s, mapper, new Uint8Array(256));
+  const nl = partition(input, node, s.feature, node.lut);
+  const left = new Node();
+  const right = new Node();
+  left.start = node.start;
+  left.end = node.start + nl;
+  right.start = node.start + nl;
+  right.end = node.end;
+  left.depth = right.depth = node.depth + 1;
+  left.g = s.gl;
+  left.h = s.hl;
+  left.c = nl;
+  right.g = s.gr;
+  right.h = s.hr;
+  right.c = node.c - nl;
+  node.gain = s.gain;
+  node.left = nodes.length;
+  nodes.push(left);
+  node.right = nodes.length;
+  nodes.push(right);
+  if (wantHist) {
+    const small = left.c <= right.c ? left : right;
+    const large = small === left ? right : left;
+    buildNodeHist(input, small);
+    subtractHistogram(node.hist!, node.hist!, small.hist!);
+    large.hist = node.hist;
+    node.hist = null;
+  } else {
+    input.scratch.give(node.hist);
+    node.hist = null;
+  }
+  return [left, right];
+}
+
+function growGreedy(input: GrowInput, nodes: Node[]): void {
+  const p = input.params;
+  const leafwise = p.growth === "leafwise";
+  const maxLeaves = leafwise ? p.numLeaves : p.numLeaves > 0 ? p.numLeaves : Number.POSITIVE_INFINITY;
+  const maxDepth = p.maxDepth;
+  const root = nodes[0];
+  if (!canSplit(root, p, maxDepth)) return;
+  buildNodeHist(input, root);
+  evaluate(input, root);
+  // Open leaves with a usable split. Leafwise picks the best gain; depthwise the shallowest first
+  // (FIFO by creation), which is level order.
+  const open: number[] = [0];
+  let leaves = 1;
+  while (leaves < maxLeaves && open.length > 0) {
+    let pick = 0;
+    if (leafwise) {
+      for (let i = 1; i < open.length; i++)
+        if (nodes[open[i]].split.gain > nodes[open[pick]].split.gain) pick = i;
+    }
+    const ni = open[pick];
+    open.splice(pick, 1);
+    const node = nodes[ni];
+    if (node.split.feature < 0) {
+      input.scratch.give(node.hist);
+      node.hist = null;
+      continue;
+    }
+    const leftIndex = nodes.length;
+    const probe = node.depth + 1;
+    const childMaySplit =
+      (maxDepth === 0 || probe < maxDepth) && node.c >= 2 * p.minDataInLeaf && leaves + 1 < maxLeaves;
+    const [l, r] = applySplit(input, nodes, ni, childMaySplit);
+    leaves++;
+    if (!childMaySplit) continue;
+    for (const [child, ci] of [
+      [l, leftIndex],
+      [r, leftIndex + 1],
+    ] as const) {
+      if (canSplit(child, p, maxDepth)) {
+        evaluate(input, child);
+        if (child.split.feature >= 0) {
+          open.push(ci);
+          continue;
+        }
+      }
+      input.scratch.give(child.hist);
+      child.hist = null;
+    }
+  }
+  for (const ni of open) {
+    input.scratch.give(nodes[ni].hist);
+    nodes[ni].hist = null;
+  }
+}
+
+function growOblivious(input: GrowInput, nodes: Node[]): void {
+  const p = input.params;
+  const { data } = input;
+  let level = [0];
+  buildNodeHist(input, nodes[0]);
+  const acc = new Float64Array(512);
+  const lut = new Uint8Array(256);
+  for (let d = 0; d < p.maxDepth; d++) {
+    const best = bestObliviousSplit(
+      input,
+      level.map((i) => nodes[i]),
+      acc,
+    );
+    if (best === null) break;
+    const [f, lutBest, gain] = best;
+    const last = d === p.maxDepth - 1;
+    const next: number[] = [];
+    for (const ni of level) {
+      const node = nodes[ni];
+      lut.set(lutBest);
+      const s = node.split;
+      s.reset();
+      s.feature = f;
+      s.gain = gain;
+      const nl = partitionWithLut(input, node, f, lutBest);
+      // Children totals from the histogram of feature f (exact counts; g/h sums by bin).
+      let gl = 0;
+      let hl = 0;
+      const o = data.offsets[f] * 3;
+      const nb = data.mappers[f].numBins;
+      for (let b = 0; b <= nb; b++) {
+        if (lutBest[b] === 1) {
+          gl += node.hist![o + b * 3];
+          hl += node.hist![o + b * 3 + 1];
+        }
+      }
+      s.gl = gl;
+      s.hl = hl;
+      s.gr = node.g - gl;
+      s.hr = node.h - hl;
+      node.lut = Uint8Array.from(lutBest);
+      const left = new Node();
+      const right = new Node();
+      left.start = node.start;
+      left.end = node.start + nl;
+      right.start = node.start + nl;
+      right.end = node.end;
+      left.depth = right.depth = d + 1;
+      left.g = gl;
+      left.h = hl;
+      left.c = nl;
+      right.g = s.gr;
+      right.h = s.hr;
+      right.c = node.c - nl;
+      node.gain = gain / level.length;
+      node.left = nodes.length;
+      nodes.push(left);
+      node.right = nodes.length;
+      nodes.push(right);
+      next.push(node.left, node.right);
+      if (!last) {
+        const small = left.c <= right.c ? left : right;
+        const large = small === left ? right : left;
+        buildNodeHist(input, small);
+        subtractHistogram(node.hist!, node.hist!, small.hist!);
+        large.hist = node.hist;
+      } else input.scratch.give(node.hist);
+      node.hist = null;
+    }
+    level = next;
+  }
+  for (const ni of level) {
+    input.scratch.give(nodes[ni].hist);
+    nodes[ni].hist = null;
+  }
+}
+
+function partitionWithLut(input: GrowInput, node: Node, f: number, lut: Uint8Array): number {
+  return partition(input, node, f, lut);
+}
+
+/**
+ * The best split shared by all nodes of a level: Σ over nodes of each node's gain for the same
+ * (feature, bin or category, missing side). A node where the split breaks a constraint adds 0.
+ */
+function bestObliviousSplit(
+  input: GrowInput,
+  level: Node[],
+  acc: Float64Array,
+): [number, Uint8Array, number] | null {
+  const p = input.params;
+  const { mappers, offsets } = input.data;
+  const { lambda, alpha, minDataInLeaf, minChildWeight } = p;
+  let bestGain = Math.max(p.minSplitGain, 1e-12);
+  let best: [number, Uint8Array, number] | null = null;
+  for (let f = 0; f < mappers.length; f++) {
+    if (input.featureMask[f] === 0) continue;
+    const m = mappers[f];
+    const nb = m.numBins;
+    if (nb < 2) continue;
+    acc.fill(0, 0, 2 * nb);
+    const o = offsets[f] * 3;
+    for (const node of level) {
+      const hist = node.hist!;
+      const parent = score(node.g, node.h, lambda, alpha);
+      const mo = o + nb * 3;
+      const mg = hist[mo];
+      const mh = hist[mo + 1];
+      const mc = hist[mo + 2];
+      let gl = 0;
+      let hl = 0;
+      let cl = 0;
+      for (let b = 0; b < nb; b++) {
+        const k = o + b * 3;
+        // numeric: cumulative bins 0..b; categorical: category b alone (one-vs-rest)
+        if (m.categorical) {
+          gl = hist[k];
+          hl = hist[k + 1];
+          cl = hist[k + 2];
+        } else {
+          if (b === nb - 1) break;
+          gl += hist[k];
+          hl += hist[k + 1];
+          cl += hist[k + 2];
+        }
+        for (let ml = 0; ml < 2; ml++) {
+          const g1 = ml ? gl + mg : gl;
+          const h1 = ml ? hl + mh : hl;
+          const c1 = ml ? cl + mc : cl;
+          const c2 = node.c - c1;
+          const h2 = node.h - h1;
+          if (c1 < minDataInLeaf || c2 < minDataInLeaf || h1 < minChildWeight || h2 < minChildWeight)
+            continue;
+          acc[b * 2 + ml] += score(g1, h1, lambda, alpha) + score(node.g - g1, h2, lambda, alpha) - parent;
+        }
+      }
+    }
+    for (let j = 0; j < 2 * nb; j++) {
+      if (acc[j] > bestGain) {
+        bestGain = acc[j];
+        const b = j >> 1;
+        const lut = new Uint8Array(256);
+        if (m.categorical) lut[b] = 1;
+        else lut.fill(1, 0, b + 1);
+        lut[nb] = j & 1;
+        best = [f, lut, bestGain];
+      }
+    }
+  }
+  return best;
+}
+
+function score(g: number, h: number, lambda: number, alpha: number): number {
+  const t = alpha === 0 ? g : g > alpha ? g - alpha : g < -alpha ? g + alpha : 0;
+  const d = h + lambda;
+  return d > 0 ? (t * t) / d : 0;
+}
+
+/** Turn the node list into a shared Tree with float32 leaf values (learning rate applied). */
+function finish(input: GrowInput, nodes: Node[]): GrownTree {
+  const p = input.params;
+  const tree = allocTree(nodes.length);
+  const luts: (Uint8Array | null)[] = new Array(nodes.length).fill(null);
+  const leafStart = new Int32Array(nodes.length).fill(-1);
+  const leafEnd = new Int32Array(nodes.length).fill(-1);
+  for (let i = 0; i < nodes.length; i++) {
+    const n = nodes[i];
+    tree.cover[i] = n.h;
+    if (n.left < 0) {
+      tree.kind[i] = NODE_LEAF;
+      tree.value[i] = Math.fround(leafWeight(n.g, n.h, p.lambda, p.alpha) * p.learningRate);
+      leafStart[i] = n.start;
+      leafEnd[i] = n.end;
+      continue;
+    }
+    const s = n.split;
+    const m = input.data.mappers[s.feature];
+    const lut = n.lut!;
+    luts[i] = lut;
+    tree.feature[i] = s.feature;
+    tree.left[i] = n.left;
+    tree.right[i] = n.right;
+    tree.gain[i] = n.gain;
+    tree.defaultLeft[i] = lut[m.numBins];
+    if (m.categorical) {
+      tree.kind[i] = NODE_CATEGORICAL;
+      let k = 0;
+      for (let b = 0; b < m.numBins; b++) k += lut[b];
+      const set = new Int32Array(k);
+      k = 0;
+      for (let b = 0; b < m.numBins; b++) if (lut[b] === 1) set[k++] = b;
+      tree.categories[i] = set;
+    } else {
+      tree.kind[i] = NODE_NUMERIC;
+      let last = 0;
+      while (last + 1 < m.numBins && lut[last + 1] === 1) last++;
+      tree.threshold[i] = m.upper[last];
+    }
+  }
+  return { tree, luts, leafStart, leafEnd };
+}

@@ -1,0 +1,90 @@
+/** Objectives: gradients/hessians of the loss in raw-margin space, and the base score (boost from average). */
+import type { Task } from "../../shared/bundle.ts";
+
+const EPS = 1e-15;
+
+/** Base score per output from the (weighted) labels: logit of the mean, log priors, or the mean. */
+export function baseScore(
+  task: Task,
+  label: Float64Array,
+  weight: Float64Array | null,
+  k: number,
+): Float64Array {
+  const out = new Float64Array(k);
+  let w = 0;
+  if (task === "multiclass") {
+    const counts = new Float64Array(k);
+    for (let i = 0; i < label.length; i++) {
+      const wi = weight ? weight[i] : 1;
+      counts[label[i]] += wi;
+      w += wi;
+    }
+    for (let j = 0; j < k; j++) out[j] = Math.log(Math.max(counts[j] / w, EPS));
+    return out;
+  }
+  let s = 0;
+  for (let i = 0; i < label.length; i++) {
+    const wi = weight ? weight[i] : 1;
+    s += wi * label[i];
+    w += wi;
+  }
+  const mean = w > 0 ? s / w : 0;
+  if (task === "binary") {
+    const p = Math.min(Math.max(mean, 1e-7), 1 - 1e-7);
+    out[0] = Math.log(p / (1 - p));
+  } else out[0] = mean;
+  return out;
+}
+
+/**
+ * Gradients and hessians for every row (weighted). `grad[k]`/`hess[k]` are per-output arrays.
+ * Multiclass: softmax g = p − y, h = p(1 − p) (LightGBM's factor-free form), floored at 1e-16.
+ */
+export function computeGradients(
+  task: Task,
+  margin: Float64Array,
+  label: Float64Array,
+  weight: Float64Array | null,
+  k: number,
+  grad: Float64Array[],
+  hess: Float64Array[],
+): void {
+  const n = label.length;
+  if (task === "binary") {
+    const g = grad[0];
+    const h = hess[0];
+    for (let i = 0; i < n; i++) {
+      const p = 1 / (1 + Math.exp(-margin[i]));
+      const wi = weight ? weight[i] : 1;
+      g[i] = (p - label[i]) * wi;
+      h[i] = Math.max(p * (1 - p), 1e-16) * wi;
+    }
+  } else if (task === "regression") {
+    const g = grad[0];
+    const h = hess[0];
+    for (let i = 0; i < n; i++) {
+      const wi = weight ? weight[i] : 1;
+      g[i] = (margin[i] - label[i]) * wi;
+      h[i] = wi;
+    }
+  } else {
+    const prob = new Float64Array(k);
+    for (let i = 0; i < n; i++) {
+      const o = i * k;
+      let max = Number.NEGATIVE_INFINITY;
+      for (let j = 0; j < k; j++) if (margin[o + j] > max) max = margin[o + j];
+      let z = 0;
+      for (let j = 0; j < k; j++) {
+        prob[j] = Math.exp(margin[o + j] - max);
+        z += prob[j];
+      }
+      const wi = weight ? weight[i] : 1;
+      const y = label[i];
+      for (let j = 0; j < k; j++) {
+        const p = prob[j] / z;
+        grad[j][i] = (p - (j === y ? 1 : 0)) * wi;
+        hess[j][i] = Math.max(p * (1 - p), 1e-16) * wi;
+      }
+    }
+  }
+}

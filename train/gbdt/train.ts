@@ -1,0 +1,237 @@
+/**
+ * The boosting loop: bins once, then per round gradients → K trees → predictions, with row and
+ * column subsampling (seeded), early stopping on a validation set, a per-round callback and a
+ * throttled progress line on stderr. Same data, options and seed ⇒ byte-identical ensemble (the
+ * engine is single-threaded; `threads` is accepted for the contract, see histogram.ts).
+ */
+import type { FeatureSpec, GrowthPolicy, ModelType, Task } from "../../shared/bundle.ts";
+import { arborError } from "../../shared/errors.ts";
+import type { Logger } from "../../shared/logger.ts";
+import type { Tree, TreeEnsemble } from "../../shared/tree.ts";
+import { type BinnedData, binColumns, buildBinMappers } from "./binning.ts";
+import type { Dataset } from "./dataset.ts";
+import { type GrownTree, GrowScratch, growTree } from "./grower.ts";
+import { defaultMetric, evaluateMetric, higherIsBetter, type MetricName } from "./metric.ts";
+import { baseScore, computeGradients } from "./objective.ts";
+import { resolveParams, type TrainOptions, type TrainParams } from "./params.ts";
+import { addTreeColumns } from "./predict.ts";
+import { Rng } from "./rng.ts";
+
+/** What `onRound` receives after every round (1-based round). */
+export interface RoundInfo {
+  round: number;
+  train: Record<string, number>;
+  valid?: Record<string, number>;
+}
+
+/** Hooks and extras of a fit. */
+export interface TrainHooks {
+  /** Called after every round; return "stop" to stop (pruners). */
+  onRound?: (info: RoundInfo) => unknown;
+  /** Write a throttled progress line to stderr. */
+  progress?: boolean;
+  /** Compute the training metric every round (default true; benchmarks turn it off). */
+  evalTrain?: boolean;
+  /** Early-stopping / reported metric (default by task). */
+  metric?: MetricName;
+  logger?: Logger;
+}
+
+/** A trained model and its story. */
+export interface TrainResult {
+  ensemble: TreeEnsemble;
+  features: FeatureSpec[];
+  classes?: string[];
+  task: Task;
+  objective: string;
+  modelType: ModelType;
+  growth: GrowthPolicy;
+  params: TrainParams;
+  metric: MetricName;
+  history: RoundInfo[];
+  /** 1-based round whose trees were kept (the best on validation with early stopping). */
+  bestIteration: number;
+  rounds: number;
+  seconds: number;
+}
+
+/** Objective name per task, as written in the signature. */
+export const OBJECTIVES: Record<Task, string> = {
+  binary: "binary:logistic",
+  multiclass: "multi:softmax",
+  regression: "reg:squarederror",
+};
+
+/** Bin a dataset (exposed for tests and benchmarks). */
+export function binDataset(
+  train: Dataset,
+  p: Pick<TrainParams, "maxBins" | "binSampleRows" | "seed">,
+): BinnedData {
+  const mappers = buildBinMappers(train.columns, train.features, train.numRows, {
+    maxBins: p.maxBins,
+    sampleRows: p.binSampleRows,
+    seed: p.seed,
+  });
+  return binColumns(train.columns, mappers, train.numRows);
+}
+
+/** Add a grown tree's leaf values to the training margins. */
+function updateTrainMargin(
+  grown: GrownTree,
+  data: BinnedData,
+  idx: Uint32Array,
+  allRows: boolean,
+  margin: Float64Array,
+  k: number,
+  out: number,
+): void {
+  const { tree, luts, leafStart, leafEnd } = grown;
+  if (allRows) {
+    for (let node = 0; node < tree.kind.length; node++) {
+      if (leafStart[node] < 0) continue;
+      const v = tree.value[node];
+      for (let i = leafStart[node]; i < leafEnd[node]; i++) margin[idx[i] * k + out] += v;
+    }
+    return;
+  }
+  // Subsampled: route every row (in-bag and out-of-bag) by bins, which equals float routing.
+  const n = data.numRows;
+  const F = data.numFeatures;
+  const rowBins = data.rowBins;
+  for (let r = 0; r < n; r++) {
+    let node = 0;
+    while (tree.left[node] >= 0) {
+      node = luts[node]![rowBins[r * F + tree.feature[node]]] === 1 ? tree.left[node] : tree.right[node];
+    }
+    margin[r * k + out] += tree.value[node];
+  }
+}
+
+/** Train a gradient-boosted ensemble. */
+export function trainGbdt(
+  train: Dataset,
+  valid: Dataset | null,
+  options: TrainOptions,
+  hooks: TrainHooks = {},
+): TrainResult {
+  const started = performance.now();
+  const p = resolveParams(options);
+  if (p.task !== train.task)
+    throw arborError("FIT_BAD_OPTION", `fit: task ${p.task} differs from the dataset's ${train.task}`);
+  const K = p.task === "multiclass" ? train.classes!.length : 1;
+  const N = train.numRows;
+  const metric = hooks.metric ?? defaultMetric(p.task);
+  const evalTrain = hooks.evalTrain ?? true;
+  const data = binDataset(train, p);
+  hooks.logger?.info(
+    {
+      rows: N,
+      features: data.numFeatures,
+      totalBins: data.totalBins,
+      binSeconds: (performance.now() - started) / 1000,
+    },
+    "binned",
+  );
+
+  const base = baseScore(p.task, train.label, train.weight, K);
+  const margin = new Float64Array(N * K);
+  for (let i = 0; i < N; i++) for (let j = 0; j < K; j++) margin[i * K + j] = base[j];
+  const vN = valid?.numRows ?? 0;
+  const vMargin = new Float64Array(vN * K);
+  for (let i = 0; i < vN; i++) for (let j = 0; j < K; j++) vMargin[i * K + j] = base[j];
+
+  const grad = Array.from({ length: K }, () => new Float64Array(N));
+  const hess = Array.from({ length: K }, () => new Float64Array(N));
+  const scratch = new GrowScratch(N, data.totalBins);
+  const rng = new Rng(p.seed);
+  const sampleSize = p.subsample < 1 ? Math.max(1, Math.floor(N * p.subsample)) : N;
+  const allRows = sampleSize === N;
+  const numCols = Math.max(1, Math.round(data.numFeatures * p.colsample));
+  const featureMask = new Uint8Array(data.numFeatures).fill(1);
+
+  const trees: Tree[] = [];
+  const treeOutput: number[] = [];
+  const history: RoundInfo[] = [];
+  const higher = higherIsBetter(metric);
+  let best = higher ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY;
+  let bestRound = 0;
+  let lastPrint = 0;
+  let round = 0;
+  for (round = 1; round <= p.rounds; round++) {
+    computeGradients(p.task, margin, train.label, train.weight, K, grad, hess);
+    const sample = allRows ? null : rng.sample(N, sampleSize);
+    for (let k = 0; k < K; k++) {
+      if (sample) scratch.idx.set(sample);
+      else for (let i = 0; i < N; i++) scratch.idx[i] = i;
+      if (numCols < data.numFeatures) {
+        featureMask.fill(0);
+        const cols = rng.sample(data.numFeatures, numCols);
+        for (let j = 0; j < cols.length; j++) featureMask[cols[j]] = 1;
+      }
+      const grown = growTree({
+        data,
+        grad: grad[k],
+        hess: hess[k],
+        numSample: sampleSize,
+        allRows,
+        featureMask,
+        params: p,
+        scratch,
+      });
+      updateTrainMargin(grown, data, scratch.idx, allRows, margin, K, k);
+      if (valid) addTreeColumns(grown.tree, valid.columns, vN, vMargin, K, k);
+      trees.push(grown.tree);
+      treeOutput.push(k);
+    }
+    const info: RoundInfo = { round, train: {} };
+    if (evalTrain) info.train[metric] = evaluateMetric(metric, margin, train.label, K, train.weight);
+    if (valid) {
+      const v = evaluateMetric(metric, vMargin, valid.label, K, valid.weight);
+      info.valid = { [metric]: v };
+      if (higher ? v > best : v < best) {
+        best = v;
+        bestRound = round;
+      }
+    } else bestRound = round;
+    history.push(info);
+    if (hooks.progress) {
+      const now = performance.now();
+      if (now - lastPrint > 1000 || round === p.rounds) {
+        lastPrint = now;
+        const v = info.valid ? ` valid ${metric} ${info.valid[metric].toFixed(5)}` : "";
+        const t = evalTrain ? ` train ${metric} ${info.train[metric].toFixed(5)}` : "";
+        process.stderr.write(
+          `\rround ${round}/${p.rounds}${t}${v} ${((now - started) / 1000).toFixed(1)}s   `,
+        );
+      }
+    }
+    if (hooks.onRound?.(info) === "stop") break;
+    if (valid && p.earlyStopping > 0 && round - bestRound >= p.earlyStopping) break;
+  }
+  if (hooks.progress) process.stderr.write("\n");
+  const rounds = Math.min(round, p.rounds);
+  const keep = valid && p.earlyStopping > 0 ? bestRound : rounds;
+  const ensemble: TreeEnsemble = {
+    numFeatures: data.numFeatures,
+    numOutputs: K,
+    baseScore: base,
+    trees: trees.slice(0, keep * K),
+    treeOutput: Int32Array.from(treeOutput.slice(0, keep * K)),
+  };
+  const result: TrainResult = {
+    ensemble,
+    features: train.features,
+    task: p.task,
+    objective: OBJECTIVES[p.task],
+    modelType: p.modelType,
+    growth: p.growth,
+    params: p,
+    metric,
+    history,
+    bestIteration: keep,
+    rounds,
+    seconds: (performance.now() - started) / 1000,
+  };
+  if (train.classes) result.classes = train.classes;
+  return result;
+}
