@@ -196,20 +196,32 @@ export class FileArtifactStore implements ArtifactStore {
   async get(key: string): Promise<Readable> {
     assertKey(key, "get");
     const file = this.#path(key);
-    // Open first so a missing key fails here with STORE_NOT_FOUND, not later on the stream.
-    let handle: FileHandle;
+    // Open first so a missing key fails here with STORE_NOT_FOUND, not later on the stream. A raw fd,
+    // not a FileHandle: the stream closes it, and a FileHandle collected later would close it again
+    // (possibly someone else's reused fd).
+    let fd: number;
     try {
-      handle = await fsp.open(file, "r");
-      const s = await handle.stat();
-      if (!s.isFile()) {
-        await handle.close();
-        throw arborError("STORE_NOT_FOUND", `get: no object '${key}' in ${this.uri}`);
-      }
+      fd = await new Promise<number>((resolve, reject) =>
+        fs.open(file, "r", (e, n) => (e ? reject(e) : resolve(n))),
+      );
     } catch (e) {
       throw this.#wrap(e, "get", key);
     }
-    // The stream owns the descriptor; `fs.createReadStream` with an fd works the same on Node and Bun.
-    return fs.createReadStream(file, { fd: handle.fd, autoClose: true });
+    let isFile = false;
+    try {
+      isFile = (
+        await new Promise<fs.Stats>((resolve, reject) =>
+          fs.fstat(fd, (e, st) => (e ? reject(e) : resolve(st))),
+        )
+      ).isFile();
+    } catch {
+      // treated as missing below
+    }
+    if (!isFile) {
+      fs.close(fd, () => {});
+      throw arborError("STORE_NOT_FOUND", `get: no object '${key}' in ${this.uri}`);
+    }
+    return fs.createReadStream(file, { fd, autoClose: true });
   }
 
   async read(key: string): Promise<VersionedObject> {

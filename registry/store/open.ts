@@ -16,15 +16,13 @@ export interface OpenStoreOptions {
 }
 
 /** Open the store named by `uri`; STORE_BAD_URI for any other scheme. */
-export async function openArtifactStore(
-  uri: string,
-  _options: OpenStoreOptions = {},
-): Promise<ArtifactStore> {
+export async function openArtifactStore(uri: string, options: OpenStoreOptions = {}): Promise<ArtifactStore> {
   if (typeof uri !== "string" || uri.length === 0) {
     throw arborError("STORE_BAD_URI", "open artifact store: uri must be a non-empty string");
   }
   if (uri.startsWith("gs://")) {
-    throw arborError("STORE_BAD_URI", `open artifact store: gs:// is not available yet ('${uri}')`);
+    const { GcsArtifactStore } = await import("./gcs-store.ts");
+    return GcsArtifactStore.create(uri, { endpoint: options.gcsEndpoint, projectId: options.gcsProject });
   }
   if (uri.startsWith("file:") || !/^[a-zA-Z][a-zA-Z0-9+.-]*:/.test(uri)) return FileArtifactStore.create(uri);
   throw arborError(
