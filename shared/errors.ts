@@ -40,6 +40,7 @@ export const ERRORS = {
   },
   SPLIT_MISSING_COLUMN_OPTION: { status: 400, hint: "time needs --time-column, group needs --group-column" },
   SPLIT_TOO_FEW_GROUPS: { status: 422, hint: "the group column needs at least one group per part" },
+  DATA_NULL_VALUES: { status: 422, hint: "the column has null or NaN values; fill or drop those rows first" },
 
   // ── artifact store (registry/store) ───────────────────────────────────────────────────
   STORE_BAD_URI: { status: 400, hint: "use file:///path, a local path or gs://bucket/prefix" },
@@ -87,6 +88,13 @@ export const ERRORS = {
   ROUTE_NOT_FOUND: { status: 404, hint: "see the README for the routes" },
   METHOD_NOT_ALLOWED: { status: 405, hint: "see the README for the routes and their methods" },
   SHUTTING_DOWN: { status: 503, hint: "the server is shutting down; retry on another replica" },
+  UNKNOWN_FEATURE: { status: 422, hint: "send only the features listed in the model's signature" },
+  NON_FINITE_VALUE: { status: 422, hint: "send null for a missing value; NaN and Infinity are refused" },
+  BAD_SHAPE: { status: 422, hint: "each row needs exactly one value per signature feature, in order" },
+  TOO_MANY_CONNECTIONS: { status: 503, hint: "the server's connection limit is reached; retry later" },
+  TOO_MANY_IN_FLIGHT: { status: 503, hint: "wait for replies before sending more messages on this socket" },
+  MODEL_LOAD_FAILED: { status: 503, hint: "the version could not be loaded; see GET /v1/models/{name}" },
+  EXPLAIN_UNAVAILABLE: { status: 501, hint: "this server cannot explain this model" },
 
   // ── tuning, jobs and the control plane (train/tune, train/api) ──────────────────────
   STUDY_NOT_FOUND: { status: 404, hint: "run `arbor studies list` for the study names" },

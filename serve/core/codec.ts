@@ -1,0 +1,63 @@
+/**
+ * Wire codecs: request bodies by `Content-Type`, responses by `Accept`. JSON and msgpack only.
+ * msgpack maps decode to plain objects (string keys) so both formats reach validation in the same
+ * shape; records/structures extensions are off so any msgpack client can talk to us.
+ */
+import { Packr, Unpackr } from "msgpackr";
+import { arborError } from "../../shared/errors.ts";
+
+/** A wire format. */
+export type Format = "json" | "msgpack";
+
+export const CONTENT_TYPES: Readonly<Record<Format, string>> = {
+  json: "application/json",
+  msgpack: "application/msgpack",
+};
+
+const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: "number" });
+const packr = new Packr({ useRecords: false, variableMapSize: true });
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/** Format of a request body from its Content-Type; UNSUPPORTED_MEDIA_TYPE otherwise. */
+export function requestFormat(contentType: string): Format {
+  // Compare the media type only (ignore `; charset=…`), case-insensitively.
+  const semi = contentType.indexOf(";");
+  const media = (semi < 0 ? contentType : contentType.slice(0, semi)).trim().toLowerCase();
+  if (media === "application/json" || media === "") return "json";
+  if (
+    media === "application/msgpack" ||
+    media === "application/x-msgpack" ||
+    media === "application/vnd.msgpack"
+  )
+    return "msgpack";
+  throw arborError(
+    "UNSUPPORTED_MEDIA_TYPE",
+    `decode body: Content-Type '${contentType.slice(0, 100)}' is not application/json or application/msgpack`,
+  );
+}
+
+/** Format of the response from an Accept header (msgpack only when asked for). */
+export function responseFormat(accept: string, fallback: Format = "json"): Format {
+  if (accept.length === 0) return fallback;
+  if (accept.includes("msgpack")) return "msgpack";
+  if (accept.includes("json")) return "json";
+  return fallback;
+}
+
+/** Decode a JSON or msgpack body; MALFORMED_BODY when it is not one. */
+export function decodeBody(body: Uint8Array, format: Format): unknown {
+  if (body.length === 0) throw arborError("MALFORMED_BODY", "decode body: the body is empty");
+  try {
+    if (format === "json") return JSON.parse(decoder.decode(body));
+    return unpackr.unpack(body);
+  } catch (e) {
+    const why = e instanceof Error ? e.message.split("\n")[0].slice(0, 200) : String(e);
+    throw arborError("MALFORMED_BODY", `decode body: not valid ${format}: ${why}`, { cause: e });
+  }
+}
+
+/** Encode a response value. */
+export function encodeBody(value: unknown, format: Format): Uint8Array | string {
+  if (format === "json") return JSON.stringify(value);
+  return packr.pack(value);
+}

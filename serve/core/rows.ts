@@ -1,0 +1,201 @@
+/**
+ * Request rows → the ONNX input matrix [N × F] (row-major float32), validated by hand against a
+ * FeaturePlan: no schema library on this path, one pass, one allocation. Rules (model contract):
+ * numbers must be finite and fit float32; null → NaN (missing); categorical strings → their
+ * dictionary code, an unknown category → NaN; every feature present, no unknown ones.
+ */
+import { arborError } from "../../shared/errors.ts";
+import type { FeaturePlan } from "./plan.ts";
+
+const FLOAT32_MAX = 3.4028234663852886e38;
+
+/** A validated batch of rows, ready to feed. */
+export interface RowMatrix {
+  rows: number;
+  data: Float32Array;
+}
+
+function typeName(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "array";
+  return typeof v;
+}
+
+/** Convert one value of feature `f`; throws with row and feature named. */
+function cell(plan: FeaturePlan, f: number, v: unknown, row: number): number {
+  if (typeof v === "number") {
+    if (Number.isNaN(v) || v > FLOAT32_MAX || v < -FLOAT32_MAX) {
+      throw arborError(
+        "NON_FINITE_VALUE",
+        `validate rows: row ${row}, feature '${plan.names[f]}': ${v} is not a finite float32; send null for missing`,
+        { details: { row, feature: plan.names[f] } },
+      );
+    }
+    if (plan.categorical[f] === 1) {
+      // A categorical sent as a number matches the category whose string form it is ("3" ↔ 3).
+      const code = plan.codes[f]!.get(String(v));
+      return code === undefined ? Number.NaN : code;
+    }
+    return v;
+  }
+  if (v === null) return Number.NaN;
+  if (typeof v === "string" && plan.categorical[f] === 1) {
+    const code = plan.codes[f]!.get(v);
+    return code === undefined ? Number.NaN : code;
+  }
+  throw arborError(
+    "PREDICT_BAD_FEATURE_TYPE",
+    `validate rows: row ${row}, feature '${plan.names[f]}' (${plan.categorical[f] === 1 ? "categorical" : "numeric"}): got ${typeName(v)}`,
+    { details: { row, feature: plan.names[f], got: typeName(v) } },
+  );
+}
+
+function missingFeatures(plan: FeaturePlan, seen: Uint8Array): string[] {
+  const out: string[] = [];
+  for (let f = 0; f < plan.width && out.length < 10; f++) if (seen[f] === 0) out.push(plan.names[f]);
+  return out;
+}
+
+function checkRowCount(n: number, maxRows: number, what: string): void {
+  if (n === 0) throw arborError("BAD_REQUEST", `validate rows: '${what}' is empty`);
+  if (n > maxRows) {
+    throw arborError("TOO_MANY_ROWS", `validate rows: ${n} rows in '${what}', the limit is ${maxRows}`, {
+      details: { rows: n, limit: maxRows },
+    });
+  }
+}
+
+/** Rows from `instances`: objects keyed by feature name, or positional arrays of length F. */
+export function rowsFromInstances(plan: FeaturePlan, instances: unknown[], maxRows: number): RowMatrix {
+  const n = instances.length;
+  checkRowCount(n, maxRows, "instances");
+  const width = plan.width;
+  const data = new Float32Array(n * width);
+  const seen = new Uint8Array(width);
+  for (let r = 0; r < n; r++) {
+    const inst = instances[r];
+    const base = r * width;
+    if (Array.isArray(inst)) {
+      if (inst.length !== width) {
+        throw arborError(
+          "BAD_SHAPE",
+          `validate rows: row ${r} has ${inst.length} values, the model takes ${width} (${plan.names.slice(0, 5).join(", ")}${width > 5 ? ", …" : ""})`,
+          { details: { row: r, got: inst.length, expected: width } },
+        );
+      }
+      for (let f = 0; f < width; f++) data[base + f] = cell(plan, f, inst[f], r);
+    } else if (inst !== null && typeof inst === "object") {
+      seen.fill(0);
+      let count = 0;
+      const obj = inst as Record<string, unknown>;
+      for (const key in obj) {
+        const f = plan.index.get(key);
+        if (f === undefined) {
+          throw arborError(
+            "UNKNOWN_FEATURE",
+            `validate rows: row ${r} has unknown feature '${key.slice(0, 100)}'`,
+            {
+              details: { row: r, feature: key.slice(0, 100) },
+            },
+          );
+        }
+        data[base + f] = cell(plan, f, obj[key], r);
+        if (seen[f] === 0) {
+          seen[f] = 1;
+          count++;
+        }
+      }
+      if (count !== width) {
+        const missing = missingFeatures(plan, seen);
+        throw arborError(
+          "PREDICT_MISSING_FEATURE",
+          `validate rows: row ${r} lacks feature(s) ${missing.map((m) => `'${m}'`).join(", ")}; send null for a missing value`,
+          { details: { row: r, missing } },
+        );
+      }
+    } else {
+      throw arborError(
+        "BAD_SHAPE",
+        `validate rows: row ${r} is ${typeName(inst)}; send an object keyed by feature name or an array`,
+        { details: { row: r } },
+      );
+    }
+  }
+  return { rows: n, data };
+}
+
+/** Rows from the columnar form `{"columns": {"f1": [..], "f2": [..]}}`. */
+export function rowsFromColumns(
+  plan: FeaturePlan,
+  columns: Record<string, unknown>,
+  maxRows: number,
+): RowMatrix {
+  const width = plan.width;
+  let n = -1;
+  const cols: unknown[][] = new Array(width);
+  for (const key in columns) {
+    const f = plan.index.get(key);
+    if (f === undefined) {
+      throw arborError("UNKNOWN_FEATURE", `validate columns: unknown feature '${key.slice(0, 100)}'`, {
+        details: { feature: key.slice(0, 100) },
+      });
+    }
+    const col = columns[key];
+    if (!Array.isArray(col)) {
+      throw arborError("BAD_SHAPE", `validate columns: column '${key}' is ${typeName(col)}, not an array`, {
+        details: { feature: key },
+      });
+    }
+    if (n === -1) n = col.length;
+    else if (col.length !== n) {
+      throw arborError(
+        "BAD_SHAPE",
+        `validate columns: column '${key}' has ${col.length} values, others ${n}`,
+        {
+          details: { feature: key },
+        },
+      );
+    }
+    cols[f] = col;
+  }
+  const missing: string[] = [];
+  for (let f = 0; f < width; f++) if (cols[f] === undefined) missing.push(plan.names[f]);
+  if (missing.length > 0) {
+    throw arborError(
+      "PREDICT_MISSING_FEATURE",
+      `validate columns: missing column(s) ${missing
+        .slice(0, 10)
+        .map((m) => `'${m}'`)
+        .join(", ")}`,
+      { details: { missing: missing.slice(0, 10) } },
+    );
+  }
+  checkRowCount(n, maxRows, "columns");
+  const data = new Float32Array(n * width);
+  for (let f = 0; f < width; f++) {
+    const col = cols[f];
+    for (let r = 0; r < n; r++) data[r * width + f] = cell(plan, f, col[r], r);
+  }
+  return { rows: n, data };
+}
+
+/** Rows from a decoded predict/explain body: `instances` or `columns` (exactly one). */
+export function rowsFromBody(plan: FeaturePlan, body: unknown, maxRows: number): RowMatrix {
+  if (body === null || typeof body !== "object" || Array.isArray(body)) {
+    throw arborError("BAD_REQUEST", "validate body: expected an object with 'instances' or 'columns'");
+  }
+  const b = body as Record<string, unknown>;
+  const instances = b["instances"];
+  const columns = b["columns"];
+  if (instances !== undefined && columns !== undefined) {
+    throw arborError("BAD_REQUEST", "validate body: send either 'instances' or 'columns', not both");
+  }
+  if (Array.isArray(instances)) return rowsFromInstances(plan, instances, maxRows);
+  if (columns !== null && typeof columns === "object" && !Array.isArray(columns)) {
+    return rowsFromColumns(plan, columns as Record<string, unknown>, maxRows);
+  }
+  throw arborError(
+    "BAD_REQUEST",
+    "validate body: 'instances' must be an array of rows, or 'columns' an object of feature arrays",
+  );
+}

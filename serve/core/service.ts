@@ -1,0 +1,351 @@
+/**
+ * The server without sockets: route a request (method, path, headers, body bytes) to a reply
+ * (status, value). The uWebSockets.js transport and the WebSocket handler both call into this, and
+ * it can be exercised directly. Errors become `{error: {code, message}}` (V1) or
+ * `{error, code}` (V2) with the status of their code in shared/errors.ts.
+ */
+import { type ArborError, arborError, toArborError } from "../../shared/errors.ts";
+import type { Logger } from "../../shared/logger.ts";
+import type { ServeConfig } from "../config.ts";
+import { explainRows, importanceOf } from "../explain.ts";
+import type { ServeMetrics } from "../metrics.ts";
+import type { ModelCache } from "../model-cache/cache.ts";
+import type { ModelSlot } from "../model-cache/slot.ts";
+import { decodeBody, type Format, requestFormat } from "./codec.ts";
+import { describeModel, listModels } from "./describe.ts";
+import { formatPredictions } from "./predictions.ts";
+import { rowsFromBody } from "./rows.ts";
+import { v2Infer, v2ModelMetadata } from "./v2.ts";
+
+/** A request as the transport hands it over (everything copied out of uWS already). */
+export interface CoreRequest {
+  method: string;
+  /** Path without the query string. */
+  path: string;
+  contentType: string;
+  body: Uint8Array | null;
+  requestId: string;
+}
+
+/** A reply: status, a value to encode (or raw text), and metric labels. */
+export interface CoreReply {
+  status: number;
+  body: unknown;
+  /** Raw text body with its content type (e.g. /metrics), sent as is. */
+  text?: { contentType: string; value: string };
+  route: string;
+  model: string;
+  version: string;
+}
+
+/** Which model a request names. */
+export interface ModelRef {
+  name: string;
+  version: number | null;
+  label: string | null;
+}
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+
+/** Build facts for GET /version and GET /v2. */
+export interface BuildInfo {
+  name: string;
+  version: string;
+  node: string;
+  onnxruntime: string;
+  pid: number;
+}
+
+function parseVersion(raw: string): number {
+  const v = /^v?([0-9]{1,9})$/.exec(raw);
+  if (v === null || Number(v[1]) < 1)
+    throw arborError("VERSION_NOT_FOUND", `resolve model: bad version '${raw.slice(0, 40)}'`);
+  return Number(v[1]);
+}
+
+function checkName(raw: string, what: "model" | "label"): string {
+  if (!NAME.test(raw)) {
+    throw arborError(
+      what === "model" ? "MODEL_NOT_FOUND" : "LABEL_NOT_FOUND",
+      `resolve model: bad ${what} name '${raw.slice(0, 40)}'`,
+    );
+  }
+  return raw;
+}
+
+/** Parse `{name}[/versions/{v}|/labels/{label}]` segments. */
+export function parseModelRef(segs: readonly string[]): ModelRef | null {
+  if (segs.length === 1) return { name: checkName(segs[0], "model"), version: null, label: null };
+  if (segs.length === 3 && segs[1] === "versions") {
+    return { name: checkName(segs[0], "model"), version: parseVersion(segs[2]), label: null };
+  }
+  if (segs.length === 3 && segs[1] === "labels") {
+    return { name: checkName(segs[0], "model"), version: null, label: checkName(segs[2], "label") };
+  }
+  return null;
+}
+
+/** The request handling core. */
+export class ServeCore {
+  readonly cache: ModelCache;
+  readonly config: ServeConfig;
+  readonly metrics: ServeMetrics;
+  readonly logger: Logger;
+  readonly build: BuildInfo;
+  readonly defaultLabel: string;
+
+  constructor(
+    cache: ModelCache,
+    config: ServeConfig,
+    metrics: ServeMetrics,
+    logger: Logger,
+    build: BuildInfo,
+  ) {
+    this.cache = cache;
+    this.config = config;
+    this.metrics = metrics;
+    this.logger = logger;
+    this.build = build;
+    this.defaultLabel = config.labels[0] ?? "production";
+  }
+
+  /** Acquire the slot a reference names (label default: the first followed label). */
+  acquire(ref: ModelRef): ModelSlot | Promise<ModelSlot> {
+    // Explicit versions load on demand, also of models no label points at.
+    if (ref.version !== null) return this.cache.acquireVersion(ref.name, ref.version);
+    return this.cache.acquireLabel(ref.name, ref.label ?? this.defaultLabel);
+  }
+
+  /** Decode a body by content type. */
+  decode(req: CoreRequest): unknown {
+    const format: Format = requestFormat(req.contentType);
+    if (req.body === null) throw arborError("MALFORMED_BODY", "decode body: the body is empty");
+    return decodeBody(req.body, format);
+  }
+
+  /** Predict: validate rows, score (micro-batched), format. Caller-supplied decoded body. */
+  async predict(
+    ref: ModelRef,
+    body: unknown,
+  ): Promise<{ value: Record<string, unknown>; slot: { name: string; version: number } }> {
+    const slot = await this.acquire(ref);
+    try {
+      const m = rowsFromBody(slot.plan, body, this.config.maxRows);
+      const s = await slot.score(m.data, m.rows);
+      const value: Record<string, unknown> = {
+        predictions: formatPredictions(slot.signature, s),
+        model: slot.name,
+        version: slot.version,
+      };
+      if (slot.signature.task !== "regression" && slot.signature.classes)
+        value["classes"] = slot.signature.classes;
+      return { value, slot: { name: slot.name, version: slot.version } };
+    } finally {
+      slot.release();
+    }
+  }
+
+  /** Explain: SHAP contributions per row (TreeSHAP over the decoded ensemble). */
+  async explain(
+    ref: ModelRef,
+    body: unknown,
+  ): Promise<{ value: Record<string, unknown>; slot: { name: string; version: number } }> {
+    const slot = await this.acquire(ref);
+    try {
+      const m = rowsFromBody(slot.plan, body, this.config.maxRows);
+      const b = body as Record<string, unknown>;
+      const topK = b["top_k"];
+      if (topK !== undefined && (typeof topK !== "number" || !Number.isInteger(topK) || topK < 1)) {
+        throw arborError("BAD_REQUEST", "explain: 'top_k' must be a positive integer");
+      }
+      const s = await slot.score(m.data, m.rows);
+      const predictions = formatPredictions(slot.signature, s);
+      const explanations = explainRows(
+        slot,
+        m.data,
+        m.rows,
+        (topK as number | undefined) ?? null,
+        predictions,
+      );
+      return {
+        value: { explanations, model: slot.name, version: slot.version },
+        slot: { name: slot.name, version: slot.version },
+      };
+    } finally {
+      slot.release();
+    }
+  }
+
+  /** Route one HTTP request. Never throws: errors become replies. */
+  async handle(req: CoreRequest): Promise<CoreReply> {
+    const reply: CoreReply = { status: 200, body: null, route: "unknown", model: "", version: "" };
+    const v2 = req.path.startsWith("/v2");
+    try {
+      await this.#route(req, reply);
+    } catch (e) {
+      const err = toArborError(e);
+      reply.status = err.status;
+      reply.body = v2 ? { error: err.message, code: err.code } : err.toJSON();
+      if (err.status >= 500)
+        this.logger.error(
+          {
+            request_id: req.requestId,
+            code: err.code,
+            err: err.message,
+            stack: err.code === "INTERNAL" ? (err.cause as Error | undefined)?.stack : undefined,
+          },
+          "request failed",
+        );
+      else
+        this.logger.debug({ request_id: req.requestId, code: err.code, err: err.message }, "request refused");
+    }
+    return reply;
+  }
+
+  async #route(req: CoreRequest, reply: CoreReply): Promise<void> {
+    const path = req.path;
+    const get = req.method === "get" || req.method === "head";
+    const post = req.method === "post";
+    const segs = path.split("/");
+    // segs[0] is "" (leading slash).
+    if (segs[1] === "v1" && segs[2] === "models") {
+      if (segs.length === 3 || (segs.length === 4 && segs[3] === "")) {
+        reply.route = "/v1/models";
+        if (!get) throw methodNotAllowed(req);
+        reply.body = listModels(this);
+        return;
+      }
+      const rest = segs.slice(3);
+      const last = rest[rest.length - 1];
+      const colon = last.indexOf(":");
+      if (colon >= 0) {
+        const verb = last.slice(colon + 1);
+        rest[rest.length - 1] = last.slice(0, colon);
+        const ref = parseModelRef(rest);
+        if (ref === null || (verb !== "predict" && verb !== "explain")) throw routeNotFound(req);
+        reply.route = `/v1/models/:name:${verb}`;
+        reply.model = ref.name;
+        if (!post) throw methodNotAllowed(req);
+        const body = this.decode(req);
+        const out = verb === "predict" ? await this.predict(ref, body) : await this.explain(ref, body);
+        reply.version = String(out.slot.version);
+        reply.body = out.value;
+        return;
+      }
+      if (last === "importance") {
+        const ref = parseModelRef(rest.slice(0, -1));
+        if (ref === null) throw routeNotFound(req);
+        reply.route = "/v1/models/:name/importance";
+        reply.model = ref.name;
+        if (!get) throw methodNotAllowed(req);
+        const slot = await this.acquire(ref);
+        try {
+          reply.version = String(slot.version);
+          reply.body = { importance: importanceOf(slot), model: slot.name, version: slot.version };
+        } finally {
+          slot.release();
+        }
+        return;
+      }
+      if (rest.length === 1) {
+        const ref = parseModelRef(rest);
+        if (ref === null) throw routeNotFound(req);
+        reply.route = "/v1/models/:name";
+        reply.model = ref.name;
+        if (!get) throw methodNotAllowed(req);
+        reply.body = describeModel(this, ref.name);
+        return;
+      }
+      throw routeNotFound(req);
+    }
+    if (segs[1] === "v2") {
+      await this.#routeV2(req, segs, reply);
+      return;
+    }
+    if (segs.length === 2) {
+      const p = segs[1];
+      if (p === "healthz" || p === "readyz" || p === "version" || p === "metrics") {
+        reply.route = path;
+        if (!get) throw methodNotAllowed(req);
+        if (p === "healthz") reply.body = { status: "ok" };
+        else if (p === "readyz") {
+          const ready = this.cache.ready();
+          reply.status = ready ? 200 : 503;
+          reply.body = { ready };
+        } else if (p === "version") reply.body = this.build;
+        else
+          reply.text = {
+            contentType: this.metrics.registry.contentType,
+            value: await this.metrics.registry.metrics(),
+          };
+        return;
+      }
+    }
+    throw routeNotFound(req);
+  }
+
+  async #routeV2(req: CoreRequest, segs: string[], reply: CoreReply): Promise<void> {
+    const get = req.method === "get" || req.method === "head";
+    if (segs.length === 2 || (segs.length === 3 && segs[2] === "")) {
+      reply.route = "/v2";
+      if (!get) throw methodNotAllowed(req);
+      reply.body = { name: this.build.name, version: this.build.version, extensions: ["treeshap_output"] };
+      return;
+    }
+    if (segs[2] === "health" && segs.length === 4 && (segs[3] === "live" || segs[3] === "ready")) {
+      reply.route = `/v2/health/${segs[3]}`;
+      if (!get) throw methodNotAllowed(req);
+      if (segs[3] === "live") reply.body = { live: true };
+      else {
+        const ready = this.cache.ready();
+        reply.status = ready ? 200 : 503;
+        reply.body = { ready };
+      }
+      return;
+    }
+    if (segs[2] !== "models" || segs.length < 4) throw routeNotFound(req);
+    const rest = segs.slice(3);
+    let action: "metadata" | "ready" | "infer" = "metadata";
+    if (rest[rest.length - 1] === "ready" || rest[rest.length - 1] === "infer") {
+      action = rest.pop() as "ready" | "infer";
+    }
+    const ref = parseModelRef(rest);
+    if (ref === null || ref.label !== null) throw routeNotFound(req);
+    reply.route = `/v2/models/:name${action === "metadata" ? "" : `/${action}`}`;
+    reply.model = ref.name;
+    if (action === "infer") {
+      if (req.method !== "post") throw methodNotAllowed(req);
+      const body = this.decode(req);
+      const slot = await this.acquire(ref);
+      try {
+        reply.version = String(slot.version);
+        reply.body = await v2Infer(this, slot, body);
+      } finally {
+        slot.release();
+      }
+      return;
+    }
+    if (!get) throw methodNotAllowed(req);
+    const slot = await this.acquire(ref);
+    try {
+      reply.version = String(slot.version);
+      reply.body = action === "ready" ? { name: ref.name, ready: true } : v2ModelMetadata(this, slot);
+    } finally {
+      slot.release();
+    }
+  }
+}
+
+function routeNotFound(req: CoreRequest): ArborError {
+  return arborError(
+    "ROUTE_NOT_FOUND",
+    `route: no route ${req.method.toUpperCase()} ${req.path.slice(0, 200)}`,
+  );
+}
+
+function methodNotAllowed(req: CoreRequest): ArborError {
+  return arborError(
+    "METHOD_NOT_ALLOWED",
+    `route: ${req.method.toUpperCase()} is not allowed on ${req.path.slice(0, 200)}`,
+  );
+}

@@ -1,0 +1,151 @@
+/**
+ * Entry point: `node --import tsx serve/main.ts [--host H] [--port P] [--store URI] [--labels a,b]
+ * [--models a,b] [--workers N]`. With one worker the server runs in this process; with more, this
+ * process is a node:cluster primary that forks one worker process per core, each binding the same
+ * port (uSockets sets SO_REUSEPORT, so the kernel spreads connections between them). The primary
+ * prints one JSON line on stdout once every worker listens: `{"listening":{"host","port","workers"}}`.
+ * SIGTERM/SIGINT: stop accepting, finish in-flight requests, exit 0.
+ */
+import cluster from "node:cluster";
+import { parseArgs } from "node:util";
+import { toArborError } from "../shared/errors.ts";
+import { createLogger } from "../shared/logger.ts";
+import { loadServeConfig, type ServeConfig, type ServeConfigOverrides } from "./config.ts";
+import { startServer } from "./server.ts";
+
+function overridesFromArgv(argv: string[]): ServeConfigOverrides {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      host: { type: "string" },
+      port: { type: "string" },
+      store: { type: "string" },
+      labels: { type: "string" },
+      models: { type: "string" },
+      workers: { type: "string" },
+      "log-level": { type: "string" },
+      "poll-ms": { type: "string" },
+      "no-batching": { type: "boolean" },
+    },
+    strict: true,
+  });
+  const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
+  const list = (v: string | undefined) =>
+    v === undefined
+      ? undefined
+      : v
+          .split(",")
+          .map((s) => s.trim())
+          .filter(Boolean);
+  return {
+    host: values.host,
+    port: num(values.port),
+    store: values.store,
+    labels: list(values.labels),
+    models: list(values.models),
+    workers: num(values.workers),
+    logLevel: values["log-level"] as ServeConfig["logLevel"] | undefined,
+    pollIntervalMs: num(values["poll-ms"]),
+    batching: values["no-batching"] ? false : undefined,
+  };
+}
+
+function fatal(e: unknown): never {
+  const err = toArborError(e);
+  process.stderr.write(
+    `${JSON.stringify({ level: "fatal", name: "serve", code: err.code, msg: err.message })}\n`,
+  );
+  process.exit(err.status < 500 ? 2 : 1);
+}
+
+async function runWorker(config: ServeConfig, index: number, port: number): Promise<void> {
+  const logger = createLogger({ name: "serve", level: config.logLevel }).child({ worker: index });
+  const server = await startServer({ ...config, port }, logger, index);
+  const shutdown = (sig: string) => {
+    logger.info({ signal: sig }, "signal received");
+    server.stop().then(
+      () => process.exit(0),
+      (e: unknown) => {
+        logger.error({ err: (e as Error).message }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.once("SIGTERM", () => shutdown("SIGTERM"));
+  process.once("SIGINT", () => shutdown("SIGINT"));
+  if (cluster.isWorker) process.send?.({ listening: server.port });
+  else
+    process.stdout.write(
+      `${JSON.stringify({ listening: { host: config.host, port: server.port, workers: 1 } })}\n`,
+    );
+}
+
+async function runPrimary(config: ServeConfig): Promise<void> {
+  const logger = createLogger({ name: "serve", level: config.logLevel });
+  let port = config.port;
+  let exiting = false;
+  const workers: ReturnType<typeof cluster.fork>[] = [];
+  const fork = (index: number) =>
+    new Promise<void>((resolve, reject) => {
+      const w = cluster.fork({
+        ARBOR_SERVE_WORKER_INDEX: String(index),
+        ARBOR_SERVE_WORKER_PORT: String(port),
+      });
+      workers.push(w);
+      w.on("message", (m: { listening?: number }) => {
+        if (typeof m?.listening === "number") {
+          port = m.listening;
+          resolve();
+        }
+      });
+      w.on("exit", (code) => {
+        if (!exiting) {
+          logger.error({ worker: index, code }, "worker exited; stopping");
+          exiting = true;
+          for (const o of workers) o.process.kill("SIGTERM");
+          reject(new Error(`worker ${index} exited with code ${code}`));
+          process.exitCode = code || 1;
+        }
+      });
+    });
+  // The first worker binds (maybe port 0); the others then bind the port it got.
+  await fork(0);
+  await Promise.all(Array.from({ length: config.workers - 1 }, (_, i) => fork(i + 1)));
+  process.stdout.write(
+    `${JSON.stringify({ listening: { host: config.host, port, workers: config.workers } })}\n`,
+  );
+  const shutdown = (sig: NodeJS.Signals) => {
+    if (exiting) return;
+    exiting = true;
+    logger.info({ signal: sig }, "stopping workers");
+    let codes = 0;
+    let left = workers.length;
+    for (const w of workers) {
+      w.once("exit", (code) => {
+        codes |= code ?? 1;
+        if (--left === 0) process.exit(codes === 0 ? 0 : 1);
+      });
+      w.process.kill(sig);
+    }
+  };
+  process.on("SIGTERM", () => shutdown("SIGTERM"));
+  process.on("SIGINT", () => shutdown("SIGINT"));
+}
+
+async function main(): Promise<void> {
+  const env = process.env;
+  if (cluster.isWorker) {
+    const config = loadServeConfig(env, overridesFromArgv(process.argv.slice(2)));
+    await runWorker(
+      config,
+      Number(env["ARBOR_SERVE_WORKER_INDEX"] ?? 0),
+      Number(env["ARBOR_SERVE_WORKER_PORT"] ?? config.port),
+    );
+    return;
+  }
+  const config = loadServeConfig(env, overridesFromArgv(process.argv.slice(2)));
+  if (config.workers === 1) await runWorker(config, 0, config.port);
+  else await runPrimary(config);
+}
+
+main().catch(fatal);

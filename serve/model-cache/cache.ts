@@ -1,0 +1,371 @@
+/**
+ * The model cache: loaded versions in an LRU (lru-cache, bounded by count and bytes), label
+ * pointers followed in the store, on-demand loads of explicit versions (bounded concurrency, one
+ * load per version at a time). A label swaps to a new slot only after the slot is fully loaded and
+ * warmed up; requests already holding the old slot finish on it, and its ORT session is released
+ * when the last of them releases it (slot refcount).
+ */
+import { LRUCache } from "lru-cache";
+import type { ArtifactStore } from "../../registry/store/artifact-store.ts";
+import { labelPointerSchema } from "../../shared/bundle.ts";
+import { arborError, isArborError } from "../../shared/errors.ts";
+import type { Logger } from "../../shared/logger.ts";
+import { labelKey } from "../../shared/paths.ts";
+import type { ServeConfig } from "../config.ts";
+import type { ServeMetrics } from "../metrics.ts";
+import { loadSlot } from "./loader.ts";
+import type { ModelSlot, SlotBatching } from "./slot.ts";
+
+/** What the server knows about one followed label. Mutable in place; read by GET /v1/models. */
+export interface LabelState {
+  label: string;
+  slot: ModelSlot | null;
+  /** Version the pointer names (may differ from slot.version while loading or after a failure). */
+  pointerVersion: number | null;
+  pointerGeneration: string | null;
+  state: "loading" | "ready" | "failed" | "absent";
+  error: { code: string; message: string; version: number | null; at: string } | null;
+  lastAttemptAt: number;
+}
+
+/** Load failures of explicit versions, kept for GET /v1/models/{name}. */
+interface VersionFailure {
+  code: string;
+  message: string;
+  at: string;
+}
+
+const RETRY_FAILED_MS = 30_000;
+
+/** Cache of loaded versions plus the label pointers the server follows. */
+export class ModelCache {
+  readonly #store: ArtifactStore;
+  readonly #config: ServeConfig;
+  readonly #logger: Logger;
+  readonly #metrics: ServeMetrics;
+  readonly #batching: SlotBatching;
+  readonly #lru: LRUCache<string, ModelSlot>;
+  readonly #pins = new Map<ModelSlot, number>();
+  readonly #labels = new Map<string, Map<string, LabelState>>();
+  readonly #loading = new Map<string, Promise<ModelSlot>>();
+  readonly #failures = new Map<string, VersionFailure>();
+  #active = 0;
+  readonly #waiters: (() => void)[] = [];
+  #scanned = false;
+
+  constructor(store: ArtifactStore, config: ServeConfig, logger: Logger, metrics: ServeMetrics) {
+    this.#store = store;
+    this.#config = config;
+    this.#logger = logger;
+    this.#metrics = metrics;
+    this.#batching = {
+      enabled: config.batching,
+      maxRows: config.batchMaxRows,
+      maxWaitUs: config.batchMaxWaitUs,
+      onRun: (rows) => metrics.batchRows.observe(rows),
+    };
+    this.#lru = new LRUCache<string, ModelSlot>({
+      max: config.cacheMaxModels,
+      maxSize: config.cacheMaxBytes,
+      sizeCalculation: (slot) => Math.max(1, slot.bytes),
+      dispose: (slot, key, reason) => {
+        if (reason === "evict") {
+          metrics.evictions.inc({ model: slot.name });
+          this.#logger.info({ model: slot.name, version: slot.version, key }, "evicted from the model cache");
+        }
+        if (!this.#pins.has(slot)) slot.retire();
+        this.#updateGauges();
+      },
+    });
+  }
+
+  #updateGauges(): void {
+    let bytes = this.#lru.calculatedSize;
+    let entries = this.#lru.size;
+    // Pinned slots outside the LRU (evicted while a label still points at them) still hold memory.
+    for (const slot of this.#pins.keys()) {
+      if (this.#lru.peek(`${slot.name}@${slot.version}`) !== slot) {
+        bytes += slot.bytes;
+        entries++;
+      }
+    }
+    this.#metrics.cacheBytes.set(bytes);
+    this.#metrics.cacheEntries.set(entries);
+  }
+
+  #pin(slot: ModelSlot): void {
+    this.#pins.set(slot, (this.#pins.get(slot) ?? 0) + 1);
+  }
+
+  #unpin(slot: ModelSlot): void {
+    const n = (this.#pins.get(slot) ?? 0) - 1;
+    if (n > 0) {
+      this.#pins.set(slot, n);
+      return;
+    }
+    this.#pins.delete(slot);
+    if (this.#lru.peek(`${slot.name}@${slot.version}`) !== slot) slot.retire();
+  }
+
+  async #acquireLoadPermit(): Promise<void> {
+    if (this.#active < this.#config.loadConcurrency) {
+      this.#active++;
+      return;
+    }
+    await new Promise<void>((resolve) => this.#waiters.push(resolve));
+    this.#active++;
+  }
+
+  #releaseLoadPermit(): void {
+    this.#active--;
+    this.#waiters.shift()?.();
+  }
+
+  /** Load a version once (concurrent callers share the load), store it in the LRU. */
+  #load(name: string, version: number, expectedSha?: string): Promise<ModelSlot> {
+    const key = `${name}@${version}`;
+    const cached = this.#lru.get(key);
+    if (cached !== undefined && (expectedSha === undefined || cached.manifestSha256 === expectedSha)) {
+      return Promise.resolve(cached);
+    }
+    const pending = this.#loading.get(key);
+    if (pending !== undefined) return pending;
+    const p = (async () => {
+      await this.#acquireLoadPermit();
+      const started = performance.now();
+      try {
+        const slot = await loadSlot(this.#store, name, version, {
+          expectedManifestSha256: expectedSha,
+          batching: this.#batching,
+          logger: this.#logger,
+        });
+        this.#metrics.loads.inc({ model: name, result: "ok" });
+        this.#failures.delete(key);
+        this.#logger.info(
+          { model: name, version, bytes: slot.bytes, ms: Math.round(performance.now() - started) },
+          "loaded model version",
+        );
+        this.#lru.set(key, slot);
+        this.#updateGauges();
+        return slot;
+      } catch (e) {
+        this.#metrics.loads.inc({ model: name, result: "failed" });
+        const err = isArborError(e) ? e : arborError("MODEL_LOAD_FAILED", String(e), { cause: e });
+        this.#failures.set(key, { code: err.code, message: err.message, at: new Date().toISOString() });
+        this.#logger.error(
+          { model: name, version, code: err.code, err: err.message },
+          "model version load failed",
+        );
+        throw err;
+      } finally {
+        this.#releaseLoadPermit();
+        this.#loading.delete(key);
+      }
+    })();
+    this.#loading.set(key, p);
+    return p;
+  }
+
+  /** The slot a label points at, acquired; MODEL_NOT_FOUND / LABEL_NOT_FOUND / MODEL_NOT_READY. */
+  acquireLabel(name: string, label: string): ModelSlot {
+    const labels = this.#labels.get(name);
+    if (labels === undefined)
+      throw arborError("MODEL_NOT_FOUND", `resolve model: no model '${name}' is served`);
+    const st = labels.get(label);
+    if (st === undefined || st.state === "absent") {
+      throw arborError("LABEL_NOT_FOUND", `resolve model: model '${name}' has no label '${label}' served`);
+    }
+    if (st.slot === null) {
+      throw arborError(
+        "MODEL_NOT_READY",
+        `resolve model: '${name}' label '${label}' is ${st.state}${st.error ? `: ${st.error.message}` : ""}`,
+      );
+    }
+    return st.slot.acquire();
+  }
+
+  /** The slot of an explicit version, loaded on demand, acquired. */
+  async acquireVersion(name: string, version: number): Promise<ModelSlot> {
+    const slot = this.#lru.get(`${name}@${version}`);
+    if (slot !== undefined) return slot.acquire();
+    for (const st of this.#labels.get(name)?.values() ?? []) {
+      if (st.slot !== null && st.slot.version === version) return st.slot.acquire();
+    }
+    let loaded: ModelSlot;
+    try {
+      loaded = await this.#load(name, version);
+    } catch (e) {
+      if (isArborError(e, "VERSION_NOT_FOUND")) {
+        throw arborError(
+          "VERSION_NOT_FOUND",
+          `resolve model: '${name}' has no version ${version} in the store`,
+        );
+      }
+      throw arborError(
+        "MODEL_LOAD_FAILED",
+        `resolve model: '${name}' v${version} failed to load: ${(e as Error).message}`,
+        {
+          cause: e,
+        },
+      );
+    }
+    loaded.acquire();
+    // Bigger than the whole byte budget: the LRU refused it; serve this request, then let it go.
+    if (this.#lru.peek(`${name}@${version}`) !== loaded && !this.#pins.has(loaded)) loaded.retire();
+    return loaded;
+  }
+
+  /** Model names to follow: the configured ones, or every model with a pointer in the store. */
+  async #modelNames(): Promise<string[]> {
+    if (this.#config.models.length > 0) return [...this.#config.models];
+    const names = new Set<string>();
+    for (const obj of await this.#store.list("models/")) {
+      const parts = obj.key.split("/");
+      if (parts.length === 4 && parts[2] === "labels" && parts[3].endsWith(".json")) names.add(parts[1]);
+    }
+    return [...names].sort();
+  }
+
+  /** Check every followed label once (store listing + pointer generations) and load what moved. */
+  async refresh(): Promise<void> {
+    const names = await this.#modelNames();
+    const work: Promise<void>[] = [];
+    for (const name of names) {
+      let labels = this.#labels.get(name);
+      if (labels === undefined) {
+        labels = new Map();
+        this.#labels.set(name, labels);
+      }
+      for (const label of this.#config.labels) {
+        let st = labels.get(label);
+        if (st === undefined) {
+          st = {
+            label,
+            slot: null,
+            pointerVersion: null,
+            pointerGeneration: null,
+            state: "loading",
+            error: null,
+            lastAttemptAt: 0,
+          };
+          labels.set(label, st);
+        }
+        work.push(this.#refreshLabel(name, st));
+      }
+    }
+    await Promise.all(work);
+    this.#scanned = true;
+  }
+
+  async #refreshLabel(name: string, st: LabelState): Promise<void> {
+    const key = labelKey(name, st.label);
+    const info = await this.#store.stat(key).catch((e: unknown) => {
+      this.#logger.warn(
+        { model: name, label: st.label, err: (e as Error).message },
+        "label pointer stat failed",
+      );
+      return undefined;
+    });
+    if (info === undefined) return; // store unreachable: keep serving what we have
+    if (info === null) {
+      if (st.slot === null) st.state = "absent";
+      return;
+    }
+    const failedRecently = st.state === "failed" && Date.now() - st.lastAttemptAt < RETRY_FAILED_MS;
+    if (info.generation === st.pointerGeneration && (st.state !== "failed" || failedRecently)) return;
+    st.lastAttemptAt = Date.now();
+    let version: number | null = null;
+    try {
+      const obj = await this.#store.read(key);
+      const pointer = labelPointerSchema.parse(JSON.parse(new TextDecoder().decode(obj.data)));
+      version = pointer.version;
+      st.pointerVersion = version;
+      if (st.slot !== null && st.slot.version === version && st.slot.manifestSha256 === pointer.sha256) {
+        st.pointerGeneration = obj.generation;
+        st.state = "ready";
+        return;
+      }
+      if (st.slot === null) st.state = "loading";
+      const slot = await this.#load(name, version, pointer.sha256);
+      // Atomic swap: one assignment; requests that already acquired the old slot keep it.
+      const old = st.slot;
+      this.#pin(slot);
+      st.slot = slot;
+      st.pointerGeneration = obj.generation;
+      st.state = "ready";
+      st.error = null;
+      if (old !== null && old !== slot) this.#unpin(old);
+      this.#updateGauges();
+      this.#logger.info(
+        { model: name, label: st.label, version, previous: old?.version ?? null },
+        "label now served by version",
+      );
+    } catch (e) {
+      const err = isArborError(e) ? e : arborError("MODEL_LOAD_FAILED", String(e), { cause: e });
+      st.pointerGeneration = info.generation;
+      st.error = { code: err.code, message: err.message, version, at: new Date().toISOString() };
+      st.state = "failed";
+      this.#logger.error(
+        {
+          model: name,
+          label: st.label,
+          version,
+          code: err.code,
+          err: err.message,
+          serving: st.slot?.version ?? null,
+        },
+        "label update failed; keeping the previous version",
+      );
+    }
+  }
+
+  /** True once every label found in the store is served by a loaded version. */
+  ready(): boolean {
+    if (!this.#scanned) return false;
+    for (const labels of this.#labels.values()) {
+      for (const st of labels.values()) if (st.state !== "absent" && st.slot === null) return false;
+    }
+    return true;
+  }
+
+  /** Names of the models followed. */
+  modelNames(): string[] {
+    return [...this.#labels.keys()];
+  }
+
+  /** Whether a model is followed. */
+  hasModel(name: string): boolean {
+    return this.#labels.has(name);
+  }
+
+  /** Label states of a model (undefined when not followed). */
+  labels(name: string): ReadonlyMap<string, LabelState> | undefined {
+    return this.#labels.get(name);
+  }
+
+  /** Loaded versions of a model (LRU plus pinned). */
+  loadedVersions(name: string): ModelSlot[] {
+    const seen = new Set<ModelSlot>();
+    for (const slot of this.#lru.values()) if (slot.name === name) seen.add(slot);
+    for (const slot of this.#pins.keys()) if (slot.name === name) seen.add(slot);
+    return [...seen].sort((a, b) => a.version - b.version);
+  }
+
+  /** Failed loads of explicit versions of a model. */
+  failures(name: string): { version: number; code: string; message: string; at: string }[] {
+    const out: { version: number; code: string; message: string; at: string }[] = [];
+    for (const [key, f] of this.#failures) {
+      const at = key.lastIndexOf("@");
+      if (key.slice(0, at) === name) out.push({ version: Number(key.slice(at + 1)), ...f });
+    }
+    return out;
+  }
+
+  /** Drop everything (shutdown). */
+  close(): void {
+    for (const labels of this.#labels.values()) {
+      for (const st of labels.values()) if (st.slot !== null) this.#unpin(st.slot);
+    }
+    this.#lru.clear();
+  }
+}

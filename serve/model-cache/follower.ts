@@ -1,0 +1,79 @@
+/**
+ * Follow label pointers: poll the store every `pollIntervalMs` (works for gs://, whose stat carries
+ * the object generation), and on file:// stores also watch the models folder so a promotion is
+ * seen within milliseconds; polling stays on as the fallback (fs.watch can miss events on network
+ * filesystems and does not see folders created after it started).
+ */
+import { type FSWatcher, watch } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Logger } from "../../shared/logger.ts";
+import type { ModelCache } from "./cache.ts";
+
+/** Runs {@link ModelCache.refresh} on a timer and on file events; never two at once. */
+export class LabelFollower {
+  readonly #cache: ModelCache;
+  readonly #logger: Logger;
+  #timer: NodeJS.Timeout | null = null;
+  #watcher: FSWatcher | null = null;
+  #running: Promise<void> | null = null;
+  #again = false;
+  #stopped = false;
+
+  constructor(cache: ModelCache, logger: Logger) {
+    this.#cache = cache;
+    this.#logger = logger;
+  }
+
+  /** First refresh (awaited), then the timer and the watcher. */
+  async start(storeUri: string, pollIntervalMs: number, useWatch: boolean): Promise<void> {
+    await this.trigger();
+    this.#timer = setInterval(() => void this.trigger(), pollIntervalMs);
+    this.#timer.unref();
+    if (useWatch && storeUri.startsWith("file://")) this.#watch(path.join(fileURLToPath(storeUri), "models"));
+  }
+
+  #watch(dir: string): void {
+    try {
+      this.#watcher = watch(dir, { recursive: true, persistent: false }, (_event, file) => {
+        if (file === null || String(file).includes("labels")) void this.trigger();
+      });
+      this.#watcher.on("error", (e) => {
+        this.#logger.warn({ err: e.message, dir }, "file watch failed; polling only");
+        this.#watcher?.close();
+        this.#watcher = null;
+      });
+      this.#logger.info({ dir }, "watching label pointers");
+    } catch (e) {
+      this.#logger.info({ dir, err: (e as Error).message }, "cannot watch the models folder; polling only");
+    }
+  }
+
+  /** Refresh now; if a refresh is running, run one more after it. */
+  trigger(): Promise<void> {
+    if (this.#stopped) return Promise.resolve();
+    if (this.#running !== null) {
+      this.#again = true;
+      return this.#running;
+    }
+    this.#running = (async () => {
+      do {
+        this.#again = false;
+        try {
+          await this.#cache.refresh();
+        } catch (e) {
+          this.#logger.warn({ err: (e as Error).message }, "label refresh failed; will retry");
+        }
+      } while (this.#again && !this.#stopped);
+      this.#running = null;
+    })();
+    return this.#running;
+  }
+
+  /** Stop the timer and the watcher. */
+  stop(): void {
+    this.#stopped = true;
+    if (this.#timer !== null) clearInterval(this.#timer);
+    this.#watcher?.close();
+  }
+}

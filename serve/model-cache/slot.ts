@@ -1,0 +1,136 @@
+/**
+ * A loaded model version: its ORT session, the feature plan, the batcher, and a reference count so
+ * that evicting or replacing a version never releases a session that a request is still using.
+ */
+import type { InferenceSession } from "onnxruntime-node";
+import { Tensor } from "onnxruntime-node";
+import type { Manifest, Signature } from "../../shared/bundle.ts";
+import type { Logger } from "../../shared/logger.ts";
+import { FeaturePlan } from "../core/plan.ts";
+import { Batcher, type BatchSlice, type RunOutputs } from "./batcher.ts";
+
+/** Batching settings a slot is created with. */
+export interface SlotBatching {
+  enabled: boolean;
+  maxRows: number;
+  maxWaitUs: number;
+  onRun?(rows: number): void;
+}
+
+/** Everything a loaded version consists of. */
+export interface SlotParts {
+  name: string;
+  version: number;
+  signature: Signature;
+  manifest: Manifest;
+  manifestSha256: string;
+  metrics: Record<string, unknown>;
+  session: InferenceSession;
+  modelBytes: Uint8Array;
+  bytes: number;
+  logger: Logger;
+}
+
+/** One model version in memory. Fields are all set in the constructor (stable shape). */
+export class ModelSlot {
+  readonly name: string;
+  readonly version: number;
+  readonly signature: Signature;
+  readonly manifest: Manifest;
+  readonly manifestSha256: string;
+  readonly metrics: Record<string, unknown>;
+  readonly plan: FeaturePlan;
+  readonly bytes: number;
+  readonly loadedAt: string;
+  /** The ONNX bytes, kept for explain (decoded to a TreeEnsemble on first use). */
+  readonly modelBytes: Uint8Array;
+  /** Output names fetched from ORT. */
+  readonly fetches: readonly string[];
+  readonly #session: InferenceSession;
+  readonly #batcher: Batcher;
+  readonly #logger: Logger;
+  #refs = 0;
+  #retired = false;
+  #released = false;
+  /** Cache for explain: whatever the explain glue stores (decoded ensemble). */
+  explainState: unknown = null;
+
+  constructor(parts: SlotParts, batching: SlotBatching) {
+    this.name = parts.name;
+    this.version = parts.version;
+    this.signature = parts.signature;
+    this.manifest = parts.manifest;
+    this.manifestSha256 = parts.manifestSha256;
+    this.metrics = parts.metrics;
+    this.plan = new FeaturePlan(parts.signature);
+    this.bytes = parts.bytes;
+    this.loadedAt = new Date().toISOString();
+    this.modelBytes = parts.modelBytes;
+    this.#session = parts.session;
+    this.#logger = parts.logger;
+    const want = ["margin", "probabilities", "prediction"];
+    this.fetches = want.filter((n) => parts.session.outputNames.includes(n));
+    const width = this.plan.width;
+    this.#batcher = new Batcher({
+      enabled: batching.enabled,
+      maxRows: batching.maxRows,
+      maxWaitUs: batching.maxWaitUs,
+      width,
+      onRun: batching.onRun,
+      run: (data, rows) => this.#run(data, rows),
+    });
+  }
+
+  async #run(data: Float32Array, rows: number): Promise<RunOutputs> {
+    const input = new Tensor("float32", data, [rows, this.plan.width]);
+    const out = await this.#session.run({ input }, this.fetches as string[]);
+    const tensors = new Map<string, { data: Float32Array; width: number }>();
+    for (const name of this.fetches) {
+      const t = out[name];
+      const flat = t.data as Float32Array;
+      tensors.set(name, { data: flat, width: rows === 0 ? 0 : flat.length / rows });
+    }
+    return { rows, tensors };
+  }
+
+  /** Score a validated matrix (shared ORT runs when batching is on). */
+  score(data: Float32Array, rows: number): Promise<BatchSlice> {
+    return this.#batcher.score(data, rows);
+  }
+
+  /** Take a reference for the duration of one request. */
+  acquire(): this {
+    this.#refs++;
+    return this;
+  }
+
+  /** Drop a reference; the session is released once retired and unused. */
+  release(): void {
+    this.#refs--;
+    if (this.#refs === 0 && this.#retired) this.#dispose();
+  }
+
+  /** Mark the slot as no longer served; its session goes when the last request finishes. */
+  retire(): void {
+    if (this.#retired) return;
+    this.#retired = true;
+    if (this.#refs === 0) this.#dispose();
+  }
+
+  /** Whether the session has been released. */
+  get released(): boolean {
+    return this.#released;
+  }
+
+  /** Requests using this slot right now. */
+  get inFlight(): number {
+    return this.#refs;
+  }
+
+  #dispose(): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.#logger.info({ model: this.name, version: this.version }, "released ORT session");
+    this.#session.release().catch((e: unknown) => this.#logger.warn({ err: e }, "session release failed"));
+  }
+}

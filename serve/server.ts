@@ -1,0 +1,97 @@
+/**
+ * One serving process: open the store, start following labels, attach the transports, listen.
+ * `stop()` is the graceful path: close the listen socket, answer requests already in flight, close
+ * WebSockets, release sessions.
+ */
+import { createRequire } from "node:module";
+import pkg from "../package.json" with { type: "json" };
+import { openArtifactStore } from "../registry/store/open.ts";
+import type { Logger } from "../shared/logger.ts";
+import type { ServeConfig } from "./config.ts";
+import { type BuildInfo, ServeCore } from "./core/service.ts";
+import { createServeMetrics } from "./metrics.ts";
+import { ModelCache } from "./model-cache/cache.ts";
+import { LabelFollower } from "./model-cache/follower.ts";
+import { attachHttp, type TransportState } from "./transport/http.ts";
+import { loadNativeUws } from "./transport/native.ts";
+import { attachStream } from "./transport/ws.ts";
+
+/** A running server. */
+export interface RunningServer {
+  port: number;
+  core: ServeCore;
+  stop(): Promise<void>;
+}
+
+function buildInfo(): BuildInfo {
+  const require = createRequire(import.meta.url);
+  let ort = "unknown";
+  try {
+    ort = (require("onnxruntime-node/package.json") as { version: string }).version;
+  } catch {}
+  return {
+    name: "arbor-serve",
+    version: pkg.version,
+    node: process.versions.node,
+    onnxruntime: ort,
+    pid: process.pid,
+  };
+}
+
+/** Start serving on `config.host:config.port` (port 0: any free port). */
+export async function startServer(
+  config: ServeConfig,
+  logger: Logger,
+  workerIndex = 0,
+): Promise<RunningServer> {
+  const uws = loadNativeUws();
+  const store = await openArtifactStore(config.store, {
+    gcsEndpoint: config.gcsEndpoint,
+    gcsProject: config.gcsProject,
+  });
+  const metrics = createServeMetrics({ worker: String(workerIndex) });
+  const cache = new ModelCache(store, config, logger, metrics);
+  const follower = new LabelFollower(cache, logger);
+  const core = new ServeCore(cache, config, metrics, logger, buildInfo());
+  // Follow labels before listening: the first refresh loads every labelled version, so /readyz is
+  // true as soon as the port is open (a failed load still lets us start; readiness says so).
+  await follower.start(config.store, config.pollIntervalMs, config.watch);
+  const state: TransportState = { inFlight: 0, shuttingDown: false, onIdle: null };
+  const app = uws.App();
+  const stream = attachStream(app, core, state);
+  attachHttp(app, core, state);
+  const listenSocket = await new Promise<unknown>((resolve, reject) => {
+    app.listen(config.host, config.port, (sock) =>
+      sock ? resolve(sock) : reject(new Error(`cannot listen on ${config.host}:${config.port}`)),
+    );
+  });
+  const port = uws.us_socket_local_port(listenSocket as never);
+  logger.info({ host: config.host, port, ready: cache.ready() }, "listening");
+  let stopping: Promise<void> | null = null;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      state.shuttingDown = true;
+      uws.us_listen_socket_close(listenSocket as never);
+      follower.stop();
+      logger.info(
+        { in_flight: state.inFlight, websockets: stream.count() },
+        "shutting down: finishing in-flight requests",
+      );
+      if (state.inFlight > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, config.shutdownTimeoutMs);
+          state.onIdle = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
+      stream.closeAll();
+      cache.close();
+      await store.close();
+      logger.info({ in_flight: state.inFlight }, "stopped");
+    })();
+    return stopping;
+  };
+  return { port, core, stop };
+}

@@ -1,0 +1,248 @@
+/**
+ * HTTP over uWebSockets.js: copy what the core needs out of `req` synchronously, register
+ * `onAborted` before anything asynchronous, stream the body with a byte limit, then answer inside
+ * `cork` (one syscall per response). One catch-all route; the core does the routing, so the
+ * behaviour is the same whether or not sockets are involved.
+ */
+import type { HttpRequest, HttpResponse, TemplatedApp } from "uWebSockets.js";
+import { arborError, ERRORS } from "../../shared/errors.ts";
+import { requestIdFrom } from "../../shared/logger.ts";
+import type { Counter, Histogram } from "../../shared/metrics.ts";
+import { CONTENT_TYPES, encodeBody, type Format, responseFormat } from "../core/codec.ts";
+import type { CoreReply, ServeCore } from "../core/service.ts";
+
+/** Lifecycle state the transports share (in-flight count for graceful shutdown). */
+export interface TransportState {
+  inFlight: number;
+  shuttingDown: boolean;
+  /** Called when inFlight drops to zero during shutdown. */
+  onIdle: (() => void) | null;
+}
+
+const REASONS: Record<number, string> = {
+  200: "200 OK",
+  400: "400 Bad Request",
+  401: "401 Unauthorized",
+  404: "404 Not Found",
+  405: "405 Method Not Allowed",
+  409: "409 Conflict",
+  413: "413 Payload Too Large",
+  415: "415 Unsupported Media Type",
+  422: "422 Unprocessable Entity",
+  500: "500 Internal Server Error",
+  501: "501 Not Implemented",
+  503: "503 Service Unavailable",
+};
+
+function statusLine(status: number): string {
+  return REASONS[status] ?? `${status} Status`;
+}
+
+/** Per-request state; all fields set in the constructor (stable shape). */
+class Exchange {
+  aborted = false;
+  done = false;
+  readonly method: string;
+  readonly path: string;
+  readonly contentType: string;
+  readonly format: Format;
+  readonly requestId: string;
+  readonly started: number;
+  chunks: Uint8Array[] | null = null;
+  total = 0;
+
+  constructor(method: string, path: string, contentType: string, format: Format, requestId: string) {
+    this.method = method;
+    this.path = path;
+    this.contentType = contentType;
+    this.format = format;
+    this.requestId = requestId;
+    this.started = performance.now();
+  }
+}
+
+/** Cache of labelled metric children: prom-client's labels() hashes on every call. */
+class MetricChildren {
+  readonly #map = new Map<string, { count: { inc(): void }; latency: { observe(v: number): void } }>();
+  readonly #requests: Counter<"route" | "model" | "version" | "status">;
+  readonly #latency: Histogram<"route" | "model" | "version" | "status">;
+
+  constructor(
+    requests: Counter<"route" | "model" | "version" | "status">,
+    latency: Histogram<"route" | "model" | "version" | "status">,
+  ) {
+    this.#requests = requests;
+    this.#latency = latency;
+  }
+
+  observe(route: string, model: string, version: string, status: number, seconds: number): void {
+    const key = `${route}|${model}|${version}|${status}`;
+    let c = this.#map.get(key);
+    if (c === undefined) {
+      if (this.#map.size > 10_000) this.#map.clear();
+      const labels = { route, model, version, status: String(status) };
+      c = { count: this.#requests.labels(labels), latency: this.#latency.labels(labels) };
+      this.#map.set(key, c);
+    }
+    c.count.inc();
+    c.latency.observe(seconds);
+  }
+}
+
+/** Attach the HTTP handler to `app`. */
+export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportState): void {
+  const maxBody = core.config.maxBodyBytes;
+  const children = new MetricChildren(core.metrics.requests, core.metrics.latency);
+  const logger = core.logger;
+
+  const finish = (res: HttpResponse, ex: Exchange, reply: CoreReply): void => {
+    if (ex.done) return;
+    ex.done = true;
+    const seconds = (performance.now() - ex.started) / 1000;
+    // Unknown routes share one label value so that random paths cannot blow up the series count.
+    children.observe(reply.route, reply.model, reply.version, reply.status, seconds);
+    if (!ex.aborted) {
+      let body: string | Uint8Array;
+      let ctype: string;
+      if (reply.text !== undefined) {
+        body = reply.text.value;
+        ctype = reply.text.contentType;
+      } else {
+        body = encodeBody(reply.body, ex.format);
+        ctype = CONTENT_TYPES[ex.format];
+      }
+      const close = state.shuttingDown;
+      res.cork(() => {
+        res
+          .writeStatus(statusLine(reply.status))
+          .writeHeader("content-type", ctype)
+          .writeHeader("x-request-id", ex.requestId);
+        if (ex.method === "head")
+          res.endWithoutBody(typeof body === "string" ? Buffer.byteLength(body) : body.length, close);
+        else res.end(body, close);
+      });
+    }
+    if (logger.isLevelEnabled("debug")) {
+      logger.debug(
+        {
+          request_id: ex.requestId,
+          method: ex.method,
+          path: ex.path,
+          status: reply.status,
+          ms: seconds * 1000,
+        },
+        "request",
+      );
+    }
+    state.inFlight--;
+    if (state.inFlight === 0 && state.onIdle !== null) state.onIdle();
+  };
+
+  const fail = (
+    res: HttpResponse,
+    ex: Exchange,
+    code: "PAYLOAD_TOO_LARGE" | "SHUTTING_DOWN",
+    message: string,
+  ): void => {
+    const err = arborError(code, message);
+    const body = ex.path.startsWith("/v2") ? { error: err.message, code } : err.toJSON();
+    finish(res, ex, { status: ERRORS[code].status, body, route: "unknown", model: "", version: "" });
+  };
+
+  const dispatch = (res: HttpResponse, ex: Exchange, body: Uint8Array | null): void => {
+    core
+      .handle({
+        method: ex.method,
+        path: ex.path,
+        contentType: ex.contentType,
+        body,
+        requestId: ex.requestId,
+      })
+      .then(
+        (reply) => finish(res, ex, reply),
+        (e: unknown) => {
+          logger.error({ request_id: ex.requestId, err: (e as Error).message }, "unhandled request failure");
+          finish(res, ex, {
+            status: 500,
+            body: arborError("INTERNAL", "internal error").toJSON(),
+            route: "unknown",
+            model: "",
+            version: "",
+          });
+        },
+      );
+  };
+
+  app.any("/*", (res: HttpResponse, req: HttpRequest) => {
+    // Everything from req is read here, synchronously: req is stack-allocated by uWS.
+    const method = req.getMethod();
+    const path = req.getUrl();
+    const contentType = req.getHeader("content-type");
+    const accept = req.getHeader("accept");
+    const lengthHeader = req.getHeader("content-length");
+    const rid = requestIdFrom(req.getHeader("x-request-id") || undefined);
+    const reqFormat: Format = contentType.includes("msgpack") ? "msgpack" : "json";
+    const ex = new Exchange(
+      method,
+      path,
+      contentType,
+      responseFormat(accept === "*/*" ? "" : accept, reqFormat),
+      rid,
+    );
+    state.inFlight++;
+    res.onAborted(() => {
+      ex.aborted = true;
+      if (!ex.done) {
+        ex.done = true;
+        state.inFlight--;
+        if (state.inFlight === 0 && state.onIdle !== null) state.onIdle();
+      }
+    });
+    if (state.shuttingDown) {
+      fail(res, ex, "SHUTTING_DOWN", "the server is shutting down");
+      return;
+    }
+    const hasBody = method === "post" || method === "put" || method === "patch";
+    if (!hasBody) {
+      dispatch(res, ex, null);
+      return;
+    }
+    if (lengthHeader !== "" && Number(lengthHeader) > maxBody) {
+      fail(
+        res,
+        ex,
+        "PAYLOAD_TOO_LARGE",
+        `read body: Content-Length ${lengthHeader} exceeds the limit of ${maxBody} bytes`,
+      );
+      return;
+    }
+    res.onData((ab: ArrayBuffer, isLast: boolean) => {
+      if (ex.done) return;
+      const chunk = new Uint8Array(ab);
+      ex.total += chunk.length;
+      if (ex.total > maxBody) {
+        fail(res, ex, "PAYLOAD_TOO_LARGE", `read body: the body exceeds the limit of ${maxBody} bytes`);
+        return;
+      }
+      // The ArrayBuffer is neutered when this callback returns: copy before keeping it.
+      if (!isLast) {
+        if (ex.chunks === null) ex.chunks = [];
+        ex.chunks.push(chunk.slice());
+        return;
+      }
+      let body: Uint8Array;
+      if (ex.chunks === null) body = chunk.slice();
+      else {
+        body = new Uint8Array(ex.total);
+        let at = 0;
+        for (const c of ex.chunks) {
+          body.set(c, at);
+          at += c.length;
+        }
+        body.set(chunk, at);
+        ex.chunks = null;
+      }
+      dispatch(res, ex, body);
+    });
+  });
+}

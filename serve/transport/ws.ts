@@ -1,0 +1,187 @@
+/**
+ * `WS /v1/stream`: pipelined predict/explain messages `{id, model, version?|label?, op, instances}`
+ * as JSON text or msgpack binary frames; each reply carries the id and uses the frame type of its
+ * request. Many messages may be in flight per connection. Backpressure: uWS cannot stop reading a
+ * WebSocket in this build (no ws.pause), so once the send buffer passes `wsMaxBackpressureBytes`
+ * new messages are parked unprocessed and resumed on `drain`; past `wsMaxInFlight` parked plus
+ * running messages the connection is closed (1008), and uWS itself closes a socket whose buffer
+ * reaches 4× the bound (closeOnBackpressureLimit). Errors are per message, never per connection.
+ */
+import type { TemplatedApp, WebSocket } from "uWebSockets.js";
+import { arborError, toArborError } from "../../shared/errors.ts";
+import { newRequestId } from "../../shared/logger.ts";
+import { decodeBody, encodeBody } from "../core/codec.ts";
+import type { ModelRef, ServeCore } from "../core/service.ts";
+import type { TransportState } from "./http.ts";
+
+interface Parked {
+  data: Uint8Array;
+  binary: boolean;
+}
+
+/** Per-connection state (uWS user data). */
+interface Conn {
+  id: string;
+  open: boolean;
+  running: number;
+  parked: Parked[];
+}
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+
+function refOf(msg: Record<string, unknown>): ModelRef {
+  const model = msg["model"];
+  if (typeof model !== "string" || !NAME.test(model))
+    throw arborError("BAD_REQUEST", "stream: 'model' must be a model name");
+  const version = msg["version"];
+  const label = msg["label"];
+  if (version !== undefined && label !== undefined)
+    throw arborError("BAD_REQUEST", "stream: give 'version' or 'label', not both");
+  if (version !== undefined) {
+    const v = typeof version === "string" ? Number(version.replace(/^v/, "")) : version;
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 1)
+      throw arborError("BAD_REQUEST", "stream: 'version' must be a positive integer");
+    return { name: model, version: v, label: null };
+  }
+  if (label !== undefined && (typeof label !== "string" || !NAME.test(label))) {
+    throw arborError("BAD_REQUEST", "stream: 'label' must be a label name");
+  }
+  return { name: model, version: null, label: (label as string | undefined) ?? null };
+}
+
+/** Attach the WebSocket route. */
+export function attachStream(
+  app: TemplatedApp,
+  core: ServeCore,
+  state: TransportState,
+): { closeAll(): void; count(): number } {
+  const cfg = core.config;
+  const sockets = new Set<WebSocket<Conn>>();
+  const logger = core.logger;
+  const gauge = core.metrics.wsConnections;
+  const counter = core.metrics.wsMessages;
+
+  const send = (ws: WebSocket<Conn>, value: unknown, binary: boolean): void => {
+    const conn = ws.getUserData();
+    if (!conn.open) return;
+    const payload = encodeBody(value, binary ? "msgpack" : "json");
+    ws.cork(() => {
+      ws.send(payload, binary);
+    });
+  };
+
+  const pump = (ws: WebSocket<Conn>): void => {
+    const conn = ws.getUserData();
+    while (conn.open && conn.parked.length > 0 && ws.getBufferedAmount() < cfg.wsMaxBackpressureBytes) {
+      const p = conn.parked.shift()!;
+      run(ws, p.data, p.binary);
+    }
+  };
+
+  const run = (ws: WebSocket<Conn>, data: Uint8Array, binary: boolean): void => {
+    const conn = ws.getUserData();
+    conn.running++;
+    state.inFlight++;
+    let id: unknown = null;
+    let op = "invalid";
+    const done = (value: Record<string, unknown>, status: string): void => {
+      counter.inc({ op, status });
+      send(ws, value, binary);
+      conn.running--;
+      state.inFlight--;
+      if (state.inFlight === 0 && state.onIdle !== null) state.onIdle();
+      pump(ws);
+    };
+    const failed = (e: unknown): void => {
+      const err = toArborError(e);
+      if (err.status >= 500)
+        logger.warn({ conn: conn.id, id, code: err.code, err: err.message }, "stream message failed");
+      done({ id, ...err.toJSON(), status: err.status }, String(err.status));
+    };
+    try {
+      const msg = decodeBody(data, binary ? "msgpack" : "json");
+      if (msg === null || typeof msg !== "object" || Array.isArray(msg))
+        throw arborError("BAD_REQUEST", "stream: a message must be an object");
+      const m = msg as Record<string, unknown>;
+      id = m["id"] === undefined ? null : m["id"];
+      if (id !== null && typeof id !== "string" && typeof id !== "number") {
+        id = null;
+        throw arborError("BAD_REQUEST", "stream: 'id' must be a string or a number");
+      }
+      if (m["op"] !== "predict" && m["op"] !== "explain")
+        throw arborError("BAD_REQUEST", "stream: 'op' must be 'predict' or 'explain'");
+      op = m["op"];
+      if (state.shuttingDown) throw arborError("SHUTTING_DOWN", "the server is shutting down");
+      const ref = refOf(m);
+      const p = op === "predict" ? core.predict(ref, m) : core.explain(ref, m);
+      p.then((out) => done({ id, ...out.value }, "200"), failed);
+    } catch (e) {
+      failed(e);
+    }
+  };
+
+  app.ws<Conn>("/v1/stream", {
+    maxPayloadLength: cfg.wsMaxPayloadBytes,
+    maxBackpressure: cfg.wsMaxBackpressureBytes * 4,
+    closeOnBackpressureLimit: 1,
+    idleTimeout: 120,
+    sendPingsAutomatically: true,
+    upgrade: (res, req, context) => {
+      const key = req.getHeader("sec-websocket-key");
+      const protocol = req.getHeader("sec-websocket-protocol");
+      const extensions = req.getHeader("sec-websocket-extensions");
+      if (state.shuttingDown || sockets.size >= cfg.wsMaxConnections) {
+        const err = arborError(
+          state.shuttingDown ? "SHUTTING_DOWN" : "TOO_MANY_CONNECTIONS",
+          "stream: connection refused",
+        );
+        res.cork(() => {
+          res
+            .writeStatus("503 Service Unavailable")
+            .writeHeader("content-type", "application/json")
+            .end(JSON.stringify(err.toJSON()), true);
+        });
+        return;
+      }
+      const conn: Conn = { id: newRequestId(), open: true, running: 0, parked: [] };
+      res.upgrade(conn, key, protocol, extensions, context);
+    },
+    open: (ws) => {
+      sockets.add(ws);
+      gauge.set(sockets.size);
+    },
+    message: (ws, message, isBinary) => {
+      const conn = ws.getUserData();
+      // Copy now: uWS neuters the ArrayBuffer when this callback returns.
+      const data = new Uint8Array(message.slice(0));
+      if (conn.running + conn.parked.length >= cfg.wsMaxInFlight) {
+        logger.warn(
+          { conn: conn.id, limit: cfg.wsMaxInFlight },
+          "stream: too many messages in flight; closing",
+        );
+        ws.end(1008, "too many messages in flight");
+        return;
+      }
+      if (conn.parked.length > 0 || ws.getBufferedAmount() >= cfg.wsMaxBackpressureBytes) {
+        conn.parked.push({ data, binary: isBinary });
+        return;
+      }
+      run(ws, data, isBinary);
+    },
+    drain: (ws) => pump(ws),
+    close: (ws) => {
+      const conn = ws.getUserData();
+      conn.open = false;
+      conn.parked.length = 0;
+      sockets.delete(ws);
+      gauge.set(sockets.size);
+    },
+  });
+
+  return {
+    closeAll: () => {
+      for (const ws of [...sockets]) ws.end(1001, "server shutting down");
+    },
+    count: () => sockets.size,
+  };
+}

@@ -1,0 +1,121 @@
+/**
+ * Fixtures for the serve tests and bench: random ensembles (shared/onnx/random.ts) encoded with the
+ * real ONNX codec, published as bundles in the store layout (manifest with sha256 of every file),
+ * and label pointers, written through the real artifact store (atomic puts).
+ */
+import { createHash } from "node:crypto";
+import type { ArtifactStore } from "../registry/store/artifact-store.ts";
+import type { LabelPointer, Manifest, Signature, Task } from "../shared/bundle.ts";
+import { encodeEnsembleOnnx } from "../shared/onnx/encode.ts";
+import { randomEnsemble } from "../shared/onnx/random.ts";
+import { labelKey, versionFileKey } from "../shared/paths.ts";
+
+const sha = (b: Uint8Array | string) => createHash("sha256").update(b).digest("hex");
+
+/** Options of a fixture model. */
+export interface FixtureModel {
+  name: string;
+  version: number;
+  task: Task;
+  numFeatures: number;
+  numTrees: number;
+  depth: number;
+  seed: number;
+  /** Category count per feature index (0 or absent = numeric). */
+  categories?: number[];
+  numClasses?: number;
+}
+
+/** The signature of a fixture model: features f0.., categorical values "c0".."cN". */
+export function fixtureSignature(m: FixtureModel): Signature {
+  const cats = m.categories ?? [];
+  const features = Array.from({ length: m.numFeatures }, (_, i) =>
+    (cats[i] ?? 0) > 0
+      ? {
+          name: `f${i}`,
+          type: "categorical" as const,
+          categories: Array.from({ length: cats[i] }, (_, c) => `c${c}`),
+        }
+      : { name: `f${i}`, type: "numeric" as const },
+  );
+  const k = m.task === "multiclass" ? (m.numClasses ?? 3) : 1;
+  return {
+    format: "arbor-bundle/1",
+    task: m.task,
+    target: "y",
+    features,
+    classes:
+      m.task === "binary"
+        ? ["no", "yes"]
+        : m.task === "multiclass"
+          ? Array.from({ length: k }, (_, i) => `k${i}`)
+          : undefined,
+    objective:
+      m.task === "binary"
+        ? "binary:logistic"
+        : m.task === "multiclass"
+          ? "multi:softmax"
+          : "reg:squarederror",
+    baseScore: new Array(k).fill(0),
+    numTrees: m.numTrees,
+    source: "arbor",
+  };
+}
+
+/** Publish a bundle at `models/{name}/v{version}/`; returns the manifest sha256. */
+export async function publishFixture(
+  store: ArtifactStore,
+  m: FixtureModel,
+): Promise<{ manifestSha256: string; signature: Signature; onnx: Uint8Array }> {
+  const signature = fixtureSignature(m);
+  const k = m.task === "multiclass" ? (m.numClasses ?? 3) : 1;
+  const ensemble = randomEnsemble({
+    seed: m.seed,
+    numFeatures: m.numFeatures,
+    numTrees: m.numTrees * k,
+    depth: m.depth,
+    numOutputs: k,
+    categories: m.categories,
+  });
+  signature.baseScore = Array.from(ensemble.baseScore);
+  const onnx = encodeEnsembleOnnx(ensemble, signature);
+  const files: Record<string, Uint8Array | string> = {
+    "model.onnx": onnx,
+    "signature.json": JSON.stringify(signature, null, 2),
+    "metrics.json": JSON.stringify({ fixture: true, seed: m.seed }),
+  };
+  const manifest: Manifest = {
+    format: "arbor-manifest/1",
+    name: m.name,
+    version: m.version,
+    createdAt: new Date().toISOString(),
+    files: Object.entries(files).map(([path, data]) => ({
+      path,
+      sha256: sha(data),
+      size: typeof data === "string" ? Buffer.byteLength(data) : data.length,
+    })),
+  };
+  for (const [path, data] of Object.entries(files))
+    await store.put(versionFileKey(m.name, m.version, path), data);
+  const manifestText = JSON.stringify(manifest, null, 2);
+  await store.put(versionFileKey(m.name, m.version, "manifest.json"), manifestText);
+  return { manifestSha256: sha(manifestText), signature, onnx };
+}
+
+/** Point `label` at `version` (atomic put of the pointer file). */
+export async function pointLabel(
+  store: ArtifactStore,
+  name: string,
+  label: string,
+  version: number,
+  manifestSha256: string,
+): Promise<void> {
+  const pointer: LabelPointer = {
+    model: name,
+    label,
+    version,
+    sha256: manifestSha256,
+    updated_at: new Date().toISOString(),
+  };
+  await store.put(labelKey(name, label), JSON.stringify(pointer));
+}
