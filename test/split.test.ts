@@ -1,0 +1,318 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import pl from "nodejs-polars";
+import { type ErrorCode, isArborError } from "../shared/errors.ts";
+import { createLogger } from "../shared/logger.ts";
+import { Random, shuffleInPlace } from "../shared/random.ts";
+import type { Dataset } from "../train/data/read.ts";
+import { buildReport, stableReport } from "../train/data/report.ts";
+import { allocate, parseRatios, planSplit, type SplitOptions, type SplitPlan } from "../train/data/split.ts";
+import { takeParts, writeParts } from "../train/data/write.ts";
+
+const logger = createLogger({ name: "test", level: "silent" });
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(path.join(os.tmpdir(), "arbor-split-test-"));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/**
+ * A synthetic frame: `cls` has three unbalanced classes (plus a few nulls), `t` is a datetime with
+ * many ties in shuffled file order, `g` has 40 groups of uneven sizes, `y` is continuous.
+ */
+function frame(n: number, seed = 1): pl.DataFrame {
+  const rng = new Random(seed);
+  const cls: (string | null)[] = [];
+  const t = new Float64Array(n);
+  const tn = new Int32Array(n);
+  const g: string[] = [];
+  const y = new Float64Array(n);
+  const v = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    const u = rng.nextFloat();
+    cls.push(u < 0.6 ? "a" : u < 0.9 ? "b" : u < 0.995 ? "c" : null);
+    tn[i] = rng.nextBelow(Math.max(1, Math.floor(n / 7))); // ~7 rows per timestamp
+    t[i] = Date.UTC(2024, 0, 1) + tn[i] * 60_000;
+    const k = Math.floor(40 * rng.nextFloat() ** 2); // skewed group sizes
+    g.push(`g${k}`);
+    y[i] = rng.nextFloat() * 100;
+    v[i] = rng.nextBelow(200);
+  }
+  return pl.DataFrame({
+    cls,
+    t: pl
+      .Series(
+        "t",
+        Array.from(t, (ms) => new Date(ms)),
+      )
+      .cast(pl.Datetime("ms")),
+    tn,
+    g,
+    y,
+    v,
+    bin: pl.Series(
+      "bin",
+      Array.from(v, (x) => x % 2 === 0),
+    ),
+  });
+}
+
+const base: SplitOptions = { strategy: "random", target: "cls", ratios: [0.7, 0.15, 0.15], seed: 7 };
+
+function plan(df: pl.DataFrame, options: Partial<SplitOptions>): SplitPlan {
+  return planSplit(df, { ...base, ...options }, logger);
+}
+
+function codeOf(fn: () => unknown): ErrorCode | "ok" {
+  try {
+    fn();
+    return "ok";
+  } catch (e) {
+    if (isArborError(e)) return e.code;
+    throw e;
+  }
+}
+
+function column<T>(df: pl.DataFrame, name: string): T[] {
+  return df.getColumn(name).toArray() as T[];
+}
+
+/** Every row in exactly one part. */
+function expectPartition(p: SplitPlan, n: number): void {
+  const seen = new Uint8Array(n);
+  for (const part of p.parts) for (const i of part) seen[i]++;
+  expect(seen.every((x) => x === 1)).toBe(true);
+}
+
+describe("shared/random", () => {
+  test("xoshiro128** matches the reference output for state (1,2,3,4)", () => {
+    const r = Random.fromState(1, 2, 3, 4);
+    const out = [r.nextUint32(), r.nextUint32(), r.nextUint32(), r.nextUint32()];
+    // First outputs of the C reference implementation (prng.di.unimi.it/xoshiro128starstar.c).
+    expect(out.slice(0, 2)).toEqual([11520, 0]);
+    expect(out[2]).toBe(5927040);
+    expect(out[3]).toBe(70819200);
+  });
+
+  test("same seed → same sequence; shuffle is a permutation", () => {
+    const a = new Random(42);
+    const b = new Random(42);
+    for (let i = 0; i < 100; i++) expect(a.nextUint32()).toBe(b.nextUint32());
+    const x = Uint32Array.from({ length: 1000 }, (_, i) => i);
+    shuffleInPlace(x, new Random(3));
+    expect(Array.from(x).sort((p, q) => p - q)).toEqual(Array.from({ length: 1000 }, (_, i) => i));
+    expect(Array.from(x.slice(0, 10))).not.toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    const f = new Random(1);
+    for (let i = 0; i < 1000; i++) {
+      const u = f.nextFloat();
+      expect(u >= 0 && u < 1).toBe(true);
+    }
+  });
+});
+
+describe("ratios", () => {
+  test("largest remainder: sizes sum to n and each is within 1 of n·ratio", () => {
+    for (const n of [3, 10, 101, 9999]) {
+      for (const r of [
+        [0.7, 0.15, 0.15],
+        [0.5, 0.25, 0.25],
+        [0.34, 0.33, 0.33],
+      ]) {
+        const s = allocate(n, r);
+        expect(s[0] + s[1] + s[2]).toBe(n);
+        for (let k = 0; k < 3; k++) expect(Math.abs(s[k] - n * r[k])).toBeLessThan(1);
+      }
+    }
+  });
+
+  test("parseRatios: default, valid, and SPLIT_BAD_RATIOS", () => {
+    expect(parseRatios(undefined)).toEqual([0.7, 0.15, 0.15]);
+    expect(parseRatios(["0.8", "0.1", "0.1"])).toEqual([0.8, 0.1, 0.1]);
+    for (const bad of [
+      ["0.5", "0.5"],
+      ["0.5", "0.3", "0.3"],
+      ["1", "0", "0"],
+      ["a", "b", "c"],
+      ["0.9", "0.2", "-0.1"],
+    ]) {
+      expect(codeOf(() => parseRatios(bad))).toBe("SPLIT_BAD_RATIOS");
+    }
+  });
+});
+
+describe("strategies", () => {
+  const df = frame(5000);
+  const n = df.height;
+
+  test("random: exact part sizes, a partition, deterministic for a seed", () => {
+    const a = plan(df, {});
+    expectPartition(a, n);
+    expect(a.parts.map((p) => p.length)).toEqual([3500, 750, 750]);
+    expect(plan(df, {}).assignmentSha256).toBe(a.assignmentSha256);
+    expect(plan(df, { seed: 8 }).assignmentSha256).not.toBe(a.assignmentSha256);
+    for (const p of a.parts) for (let i = 1; i < p.length; i++) expect(p[i]).toBeGreaterThan(p[i - 1]);
+  });
+
+  test("stratified: every class within ±1 row of its exact share in every part (many seeds and ratios)", () => {
+    const cls = column<string | null>(df, "cls");
+    const counts = new Map<string, number>();
+    for (const c of cls) counts.set(String(c), (counts.get(String(c)) ?? 0) + 1);
+    for (const ratios of [
+      [0.7, 0.15, 0.15],
+      [0.6, 0.3, 0.1],
+      [0.34, 0.33, 0.33],
+    ] as [number, number, number][]) {
+      for (const seed of [1, 2, 3]) {
+        const p = plan(df, { strategy: "stratified", ratios, seed });
+        expectPartition(p, n);
+        p.parts.forEach((part, k) => {
+          const inPart = new Map<string, number>();
+          for (const i of part) inPart.set(String(cls[i]), (inPart.get(String(cls[i])) ?? 0) + 1);
+          for (const [c, total] of counts) {
+            expect(Math.abs((inPart.get(c) ?? 0) - total * ratios[k])).toBeLessThanOrEqual(1);
+          }
+        });
+      }
+    }
+    // Booleans and small integer codes are classes too.
+    expectPartition(plan(df, { strategy: "stratified", target: "bin" }), n);
+  });
+
+  test("time: ordered by time, earliest to train, ties never straddle a cut", () => {
+    for (const col of ["t", "tn"]) {
+      const p = plan(df, { strategy: "time", timeColumn: col });
+      expectPartition(p, n);
+      const tv = column<number | Date>(df, col).map(Number);
+      const ranges = p.parts.map((part) => {
+        for (let i = 1; i < part.length; i++) {
+          expect(tv[part[i]]).toBeGreaterThanOrEqual(tv[part[i - 1]]);
+          // stable: equal times keep file order
+          if (tv[part[i]] === tv[part[i - 1]]) expect(part[i]).toBeGreaterThan(part[i - 1]);
+        }
+        return [tv[part[0]], tv[part[part.length - 1]]];
+      });
+      expect(ranges[0][1]).toBeLessThan(ranges[1][0]);
+      expect(ranges[1][1]).toBeLessThan(ranges[2][0]);
+      // Sizes stay close to the ratios (within one run of equal times, ~7 rows here).
+      expect(Math.abs(p.parts[0].length - 3500)).toBeLessThan(40);
+      expect(Math.abs(p.parts[2].length - 750)).toBeLessThan(40);
+    }
+  });
+
+  test("group: no group in two parts; sizes near the ratios; deterministic", () => {
+    const g = column<string>(df, "g");
+    const p = plan(df, { strategy: "group", groupColumn: "g" });
+    expectPartition(p, n);
+    const partOf = new Map<string, number>();
+    p.parts.forEach((part, k) => {
+      for (const i of part) {
+        const prev = partOf.get(g[i]);
+        if (prev !== undefined) expect(prev).toBe(k);
+        partOf.set(g[i], k);
+      }
+    });
+    expect(new Set(partOf.values()).size).toBe(3);
+    expect(p.groups).toBe(new Set(g).size);
+    expect(plan(df, { strategy: "group", groupColumn: "g" }).assignmentSha256).toBe(p.assignmentSha256);
+    expect(Math.abs(p.parts[0].length / n - 0.7)).toBeLessThan(0.1);
+  });
+});
+
+describe("bad input", () => {
+  const df = frame(600);
+
+  test("unknown target, time or group column → DATA_UNKNOWN_COLUMN", () => {
+    expect(codeOf(() => plan(df, { target: "nope" }))).toBe("DATA_UNKNOWN_COLUMN");
+    expect(codeOf(() => plan(df, { strategy: "time", timeColumn: "nope" }))).toBe("DATA_UNKNOWN_COLUMN");
+    expect(codeOf(() => plan(df, { strategy: "group", groupColumn: "nope" }))).toBe("DATA_UNKNOWN_COLUMN");
+  });
+
+  test("missing --time-column / --group-column → SPLIT_MISSING_COLUMN_OPTION", () => {
+    expect(codeOf(() => plan(df, { strategy: "time" }))).toBe("SPLIT_MISSING_COLUMN_OPTION");
+    expect(codeOf(() => plan(df, { strategy: "group" }))).toBe("SPLIT_MISSING_COLUMN_OPTION");
+  });
+
+  test("stratifying a continuous target → SPLIT_STRATIFY_CONTINUOUS", () => {
+    expect(codeOf(() => plan(df, { strategy: "stratified", target: "y" }))).toBe("SPLIT_STRATIFY_CONTINUOUS");
+    expect(codeOf(() => plan(df, { strategy: "stratified", target: "v" }))).toBe("SPLIT_STRATIFY_CONTINUOUS");
+    const f = pl.DataFrame({ y: [0.5, 1, 1, 0, 0, 1] });
+    expect(codeOf(() => plan(f, { strategy: "stratified", target: "y" }))).toBe("SPLIT_STRATIFY_CONTINUOUS");
+  });
+
+  test("stratifying a single-class target → SPLIT_STRATIFY_SINGLE_CLASS", () => {
+    const f = pl.DataFrame({ y: Array.from({ length: 50 }, () => "same") });
+    expect(codeOf(() => plan(f, { strategy: "stratified", target: "y" }))).toBe(
+      "SPLIT_STRATIFY_SINGLE_CLASS",
+    );
+  });
+
+  test("ratios that leave a part empty → SPLIT_EMPTY_PART; bad ratios → SPLIT_BAD_RATIOS", () => {
+    const f = pl.DataFrame({ y: [1, 2, 3, 4], g: ["a", "a", "a", "b"] });
+    expect(codeOf(() => plan(f, { target: "y", ratios: [0.9, 0.05, 0.05] }))).toBe("SPLIT_EMPTY_PART");
+    expect(codeOf(() => plan(f, { target: "y", ratios: [0.5, 0.5, 0.5] }))).toBe("SPLIT_BAD_RATIOS");
+    // Ties keep all rows of one time in one part, which can empty a part.
+    const ties = pl.DataFrame({ y: [1, 2, 3, 4, 5, 6], t: [1, 1, 1, 1, 1, 2] });
+    expect(codeOf(() => plan(ties, { target: "y", strategy: "time", timeColumn: "t" }))).toBe(
+      "SPLIT_EMPTY_PART",
+    );
+  });
+
+  test("group column with fewer than three groups → SPLIT_TOO_FEW_GROUPS", () => {
+    const f = pl.DataFrame({ y: [1, 2, 3, 4], g: ["a", "a", "a", "b"] });
+    expect(codeOf(() => plan(f, { target: "y", strategy: "group", groupColumn: "g" }))).toBe(
+      "SPLIT_TOO_FEW_GROUPS",
+    );
+  });
+
+  test("time column of the wrong type or with nulls", () => {
+    expect(codeOf(() => plan(df, { strategy: "time", timeColumn: "g" }))).toBe("DATA_BAD_COLUMN_TYPE");
+    const f = pl.DataFrame({ y: [1, 2, 3, 4], t: [1, null, 3, 4] });
+    expect(codeOf(() => plan(f, { target: "y", strategy: "time", timeColumn: "t" }))).toBe(
+      "DATA_NULL_VALUES",
+    );
+  });
+});
+
+describe("determinism of the written files", () => {
+  test("same frame, options and seed → same parquet bytes and the same report", async () => {
+    const df = frame(3000, 5);
+    const dataset: Dataset = {
+      frame: df,
+      sourceUri: "file:///synthetic",
+      format: "parquet",
+      fingerprint: "sha256:0",
+      bytes: 0,
+      schema: {},
+    };
+    const options: SplitOptions = { ...base, strategy: "stratified", timeColumn: "t", groupColumn: "g" };
+    const run = async (sub: string) => {
+      const out = path.join(dir, sub);
+      rmSync(out, { recursive: true, force: true });
+      (await import("node:fs")).mkdirSync(out, { recursive: true });
+      const p = planSplit(df, options, logger);
+      const frames = takeParts(df, p);
+      const files = await writeParts(frames, out);
+      const report = buildReport({ id: sub, name: null, dataset, options, plan: p, frames, files, logger });
+      return { files, report };
+    };
+    const a = await run("a");
+    const b = await run("b");
+    for (let k = 0; k < 3; k++) {
+      expect(readFileSync(a.files[k].file).equals(readFileSync(b.files[k].file))).toBe(true);
+      expect(a.files[k].sha256).toBe(b.files[k].sha256);
+    }
+    expect(stableReport(a.report)).toEqual(stableReport(b.report));
+    // The report carries what the issue asks for.
+    const train = a.report.parts.train;
+    expect(train.rows + a.report.parts.valid.rows + a.report.parts.test.rows).toBe(3000);
+    expect(Object.keys(train.classes ?? {}).sort()).toEqual(["a", "b", "c", "null"]);
+    expect(typeof train.time?.min).toBe("string");
+    expect(train.groups).toBeGreaterThan(0);
+    // The files hold the planned rows.
+    const back = pl.readParquet(a.files[1].file);
+    expect(back.height).toBe(a.report.parts.valid.rows);
+    expect(back.columns).toEqual(df.columns);
+  });
+});
