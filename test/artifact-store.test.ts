@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, rm, utimes, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
@@ -44,10 +44,18 @@ function text(data: Uint8Array): string {
 /** Run a TypeScript child (Bun by default) and collect its output. */
 function run(
   args: string[],
-  opts: { cmd?: string; onLine?: (line: string, kill: () => void) => void } = {},
+  opts: {
+    cmd?: string;
+    env?: Record<string, string>;
+    onLine?: (line: string, kill: () => void) => void;
+  } = {},
 ): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(opts.cmd ?? process.execPath, args, { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(opts.cmd ?? process.execPath, args, {
+      cwd: REPO,
+      env: { ...process.env, ...opts.env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => {
@@ -395,6 +403,21 @@ await store.put("big/other.bin", body);
     expect(await store.exists("big/other.bin")).toBe(false);
     await store.put("big/object.bin", "after the crash");
     expect(text((await store.read("big/object.bin")).data)).toBe("after the crash");
+    // deletePrefix clears temp files a crash left behind once they are old, and the folder with them.
+    for (const n of await readdir(path.join(dir, "big"))) {
+      if (n.startsWith(".arbor-tmp-")) await utimes(path.join(dir, "big", n), new Date(0), new Date(0));
+    }
+    expect(await store.deletePrefix("big/")).toBe(1);
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  test("a key below an existing object, or naming a folder of objects, is INVALID_ARGUMENT", async () => {
+    const store = await openArtifactStore(path.join(tmpRoot, "conflict"));
+    await store.put("a/b", "x");
+    expect(await outcome(store.put("a/b/c", "y"))).toBe("INVALID_ARGUMENT");
+    expect(await outcome(store.put("a", "y"))).toBe("INVALID_ARGUMENT");
+    expect(text((await store.read("a/b")).data)).toBe("x");
+    expect((await store.list("")).map((i) => i.key)).toEqual(["a/b"]);
   });
 
   test("8 processes race: one createIfAbsent and one compareAndSwap win", async () => {

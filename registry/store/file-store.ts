@@ -28,6 +28,8 @@ const TMP_PREFIX = `${INTERNAL_PREFIX}tmp-`;
 const LOCK_PREFIX = `${INTERNAL_PREFIX}lock-`;
 /** A CAS holds its lock for milliseconds; a lock this old belongs to a process that hung or died. */
 const STALE_LOCK_MS = 30_000;
+/** A temp file untouched this long belongs to a put that crashed; deletePrefix may remove it. */
+const STALE_TEMP_MS = 60 * 60_000;
 /** How long a compareAndSwap waits for the lock before giving up with STORE_UNAVAILABLE. */
 const LOCK_WAIT_MS = 20_000;
 
@@ -132,7 +134,17 @@ export class FileArtifactStore implements ArtifactStore {
   async #openTemp(file: string): Promise<{ handle: FileHandle; tmp: string }> {
     const dir = path.dirname(file);
     for (let attempt = 0; ; attempt++) {
-      await fsp.mkdir(dir, { recursive: true });
+      try {
+        await fsp.mkdir(dir, { recursive: true });
+      } catch (e) {
+        if (errno(e) !== "EEXIST" && errno(e) !== "ENOTDIR") throw e;
+        // GCS allows objects "a" and "a/b" side by side; a folder cannot. Say so instead of ENOTDIR.
+        const key = path.relative(this.root, file).split(path.sep).join("/");
+        throw arborError(
+          "INVALID_ARGUMENT",
+          `put: key '${key}' lies below an existing object in ${this.uri}`,
+        );
+      }
       const tmp = path.join(dir, `${TMP_PREFIX}${randomBytes(8).toString("hex")}`);
       try {
         return { handle: await fsp.open(tmp, "wx", 0o644), tmp };
@@ -184,7 +196,7 @@ export class FileArtifactStore implements ArtifactStore {
         await fsp.rename(tmp, file);
       } catch (e) {
         await fsp.rm(tmp, { force: true }).catch(() => {});
-        throw e;
+        throw this.#renameError(e, key);
       }
       await syncDir(path.dirname(file));
       return infoOf(key, stats);
@@ -328,7 +340,34 @@ export class FileArtifactStore implements ArtifactStore {
       }
       await this.#pruneEmptyDirs(path.dirname(file));
     }
+    if (prefix.endsWith("/")) {
+      // The folder belongs to the prefix alone: also clear temp files left by crashed puts.
+      const dir = this.#path(prefix.slice(0, -1));
+      await this.#sweepTemps(dir);
+      await this.#pruneEmptyDirs(dir);
+    }
     return n;
+  }
+
+  /** Remove `.arbor-tmp-*` files older than STALE_TEMP_MS below `dir`, and folders left empty. */
+  async #sweepTemps(dir: string): Promise<void> {
+    let entries: fs.Dirent[];
+    try {
+      entries = await fsp.readdir(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const entry of entries) {
+      const p = path.join(dir, entry.name);
+      if (entry.isDirectory()) {
+        await this.#sweepTemps(p);
+        await fsp.rmdir(p).catch(() => {});
+      } else if (entry.name.startsWith(TMP_PREFIX)) {
+        // Young temp files may belong to a put still running; leave those alone.
+        const s = await fsp.stat(p).catch(() => null);
+        if (s !== null && Date.now() - s.mtimeMs > STALE_TEMP_MS) await fsp.rm(p, { force: true });
+      }
+    }
   }
 
   /** Remove empty folders up to (not including) the root; a folder still in use just stays. */
@@ -404,7 +443,7 @@ export class FileArtifactStore implements ArtifactStore {
           await fsp.rename(tmp, file);
         } catch (e) {
           await fsp.rm(tmp, { force: true }).catch(() => {});
-          throw e;
+          throw this.#renameError(e, key);
         }
         await syncDir(path.dirname(file));
         return infoOf(key, stats);
@@ -496,6 +535,14 @@ export class FileArtifactStore implements ArtifactStore {
       await fsp.link(aside, lockPath).catch(() => {});
       await fsp.rm(aside, { force: true }).catch(() => {});
     }
+  }
+
+  /** rename(2) onto a folder fails with EISDIR: the key is the folder of other objects. */
+  #renameError(e: unknown, key: string): unknown {
+    if (errno(e) !== "EISDIR" && errno(e) !== "ENOTEMPTY" && errno(e) !== "EEXIST") return e;
+    return arborError("INVALID_ARGUMENT", `put: key '${key}' is a folder of other objects in ${this.uri}`, {
+      cause: e,
+    });
   }
 
   /** Map file-system errors to store codes; ArborErrors pass through. */
