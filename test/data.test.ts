@@ -1,16 +1,17 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { gzipSync } from "node:zlib";
 import pl from "nodejs-polars";
-import { FileArtifactStore } from "../registry/store/file-store.ts";
+import { openArtifactStore } from "../registry/store/open.ts";
 import { type ErrorCode, isArborError } from "../shared/errors.ts";
 import { createLogger, type Logger } from "../shared/logger.ts";
 import { formatOf, readDataset, splitGcsUri } from "../train/data/read.ts";
 import { columnToDenseCodes, columnToFloat64 } from "../train/data/to-js.ts";
+import { startGcsServer } from "./gcs-server.ts";
 
 const logger = createLogger({ name: "test", level: "silent" });
 let dir: string;
@@ -102,21 +103,34 @@ describe("readDataset", () => {
     expect((await readDataset("b.csv", { logger, cwd: dir })).frame.height).toBe(3);
   });
 
-  // The download path (gs:// → temp file → read) is exercised end to end once the gs:// store
-  // lands; FileArtifactStore.get currently leaks its FileHandle to GC under Bun (EBADF later).
-  test("gs:// URIs: store and key from the URI; a missing object is DATA_NOT_FOUND", async () => {
-    const root = path.join(dir, "bucket");
-    mkdirSync(path.join(root, "raw"), { recursive: true });
-    const opened: string[] = [];
-    const missing = readDataset("gs://bkt/raw/none.csv", {
-      logger,
-      openStore: async (uri) => {
-        opened.push(uri);
-        return FileArtifactStore.create(pathToFileURL(path.join(root, "raw")).href);
-      },
-    });
-    expect(await code(missing)).toBe("DATA_NOT_FOUND");
-    expect(opened).toEqual(["gs://bkt/raw"]);
+  test("gs:// URIs: downloaded through the real GCS client (test server), hashed, read, temp removed", async () => {
+    const gcs = await startGcsServer({ buckets: ["bkt"] });
+    try {
+      const openStore = (uri: string) =>
+        openArtifactStore(uri, { gcsEndpoint: gcs.url, gcsProject: "arbor-test" });
+      const upload = await openStore("gs://bkt/raw");
+      await upload.put("c.csv", CSV);
+      await upload.close();
+      const opened: string[] = [];
+      const tmpBefore = readdirSync(os.tmpdir()).filter((f) => f.startsWith("arbor-data-"));
+      const ds = await readDataset("gs://bkt/raw/c.csv", {
+        logger,
+        openStore: (uri) => {
+          opened.push(uri);
+          return openStore(uri);
+        },
+      });
+      expect(opened).toEqual(["gs://bkt/raw"]);
+      expect(ds.sourceUri).toBe("gs://bkt/raw/c.csv");
+      expect(ds.frame.height).toBe(3);
+      expect(ds.bytes).toBe(Buffer.byteLength(CSV));
+      expect(ds.fingerprint).toBe(`sha256:${createHash("sha256").update(CSV).digest("hex")}`);
+      const tmpAfter = readdirSync(os.tmpdir()).filter((f) => f.startsWith("arbor-data-"));
+      expect(tmpAfter.filter((f) => !tmpBefore.includes(f))).toEqual([]);
+      expect(await code(readDataset("gs://bkt/raw/none.csv", { logger, openStore }))).toBe("DATA_NOT_FOUND");
+    } finally {
+      await gcs.close();
+    }
     expect(await code(readDataset("gs://bkt/raw/x.csv", { logger }))).toBe("INVALID_ARGUMENT");
     expect(splitGcsUri("gs://b/k.csv")).toEqual({ storeUri: "gs://b", key: "k.csv" });
     expect(splitGcsUri("gs://b/a/b/k.csv")).toEqual({ storeUri: "gs://b/a/b", key: "k.csv" });

@@ -4,6 +4,16 @@
 
 import { configCommand, versionCommand } from "../commands/info.ts";
 import { MODELS_COMMANDS } from "../commands/models.ts";
+import { splitCommand } from "../commands/split.ts";
+import { splitsDeleteCommand, splitsListCommand, splitsShowCommand } from "../commands/splits.ts";
 import type { Command } from "./command.ts";
 
-export const COMMANDS: readonly Command<unknown>[] = [versionCommand, configCommand, ...MODELS_COMMANDS];
+export const COMMANDS: readonly Command<unknown>[] = [
+  versionCommand,
+  configCommand,
+  splitCommand,
+  splitsListCommand,
+  splitsShowCommand,
+  splitsDeleteCommand,
+  ...MODELS_COMMANDS,
+];
