@@ -8,12 +8,13 @@
  * - compareAndSwap: a per-key lock file created with O_EXCL; under it, compare the generation and
  *   rename. Readers never take the lock.
  * - generation: inode, mtime (ns) and size of the file, read with fstat on the same descriptor as
- *   the data, so `read` returns a generation that matches its bytes. Every publish is a new inode
- *   with a new mtime, so a generation is never reused by a different write.
+ *   the data, so `read` returns a generation that matches its bytes. Every publish is a new file
+ *   whose mtime we set with a random microsecond (see #writeTemp), so two writes practically never
+ *   share a generation. No content hashing: stat and list stay cheap on large artifacts.
  *
  * Node 20 and Bun alike (serve/ imports this): only node:fs, no Bun APIs.
  */
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomInt } from "node:crypto";
 import fs from "node:fs";
 import fsp, { type FileHandle } from "node:fs/promises";
 import os from "node:os";
@@ -172,6 +173,12 @@ export class FileArtifactStore implements ArtifactStore {
           );
         }
       }
+      // The kernel stamps mtime at tick granularity (~4 ms), and ext4 may hand a freed inode to the
+      // next file: two versions could then share inode, mtime and size, i.e. a generation (ABA).
+      // A random microsecond within the current millisecond makes that a 1-in-1000 coincidence on
+      // top of an already rare one, and keeps mtime accurate to the millisecond.
+      const stamp = (Date.now() * 1000 + randomInt(1000)) / 1e6;
+      await handle.utimes(stamp, stamp);
       await handle.sync();
       const stats = (await handle.stat({ bigint: true })) as unknown as BigStats;
       await handle.close();
