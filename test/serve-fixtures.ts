@@ -119,3 +119,63 @@ export async function pointLabel(
   };
   await store.put(labelKey(name, label), JSON.stringify(pointer));
 }
+
+/** A serve process started by a test. */
+export interface ServeProcess {
+  port: number;
+  url: string;
+  proc: import("bun").Subprocess<"ignore", "pipe", "pipe">;
+  /** stderr (JSON log lines) collected so far. */
+  logs(): string;
+  /** SIGTERM and wait; returns the exit code. */
+  stop(): Promise<number>;
+}
+
+const ROOT = new URL("..", import.meta.url).pathname;
+
+/** Spawn `node --import tsx serve/main.ts` on port 0 and wait for its `listening` line. */
+export async function startServe(args: string[], env: Record<string, string> = {}): Promise<ServeProcess> {
+  const proc = Bun.spawn(
+    ["node", "--import", "tsx", "serve/main.ts", "--host", "127.0.0.1", "--port", "0", ...args],
+    {
+      cwd: ROOT,
+      env: {
+        PATH: process.env.PATH ?? "",
+        HOME: process.env.HOME ?? "/tmp",
+        ARBOR_LOG_LEVEL: "info",
+        ...env,
+      },
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+    },
+  );
+  let err = "";
+  void (async () => {
+    const dec = new TextDecoder();
+    for await (const chunk of proc.stderr) err += dec.decode(chunk);
+  })();
+  const reader = proc.stdout.getReader();
+  const dec = new TextDecoder();
+  let out = "";
+  let port = 0;
+  while (port === 0) {
+    const { value, done } = await reader.read();
+    if (done)
+      throw new Error(`serve exited before listening (code ${await proc.exited}): ${err.slice(-2000)}`);
+    out += dec.decode(value);
+    const m = /\{"listening":\{[^\n]*"port":(\d+)/.exec(out);
+    if (m) port = Number(m[1]);
+  }
+  reader.releaseLock();
+  return {
+    port,
+    url: `http://127.0.0.1:${port}`,
+    proc,
+    logs: () => err,
+    stop: async () => {
+      if (proc.exitCode === null) proc.kill("SIGTERM");
+      return await proc.exited;
+    },
+  };
+}
