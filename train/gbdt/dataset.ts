@@ -20,6 +20,7 @@ import pl from "nodejs-polars";
 import type { FeatureSpec, Signature, Task } from "../../shared/bundle.ts";
 import { arborError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
+import { logConversion } from "../data/to-js.ts";
 
 type Frame = pl.DataFrame;
 
@@ -61,11 +62,6 @@ function kindOf(dtype: unknown): "numeric" | "bool" | "string" | "other" {
   if (s.endsWith("(Bool)")) return "bool";
   if (/\((String|Utf8|Categorical.*|Enum.*)\)$/.test(s)) return "string";
   return "other";
-}
-
-/** Log a Polars → JS conversion with its size (the issue asks for every conversion to be visible). */
-function logConversion(logger: Logger, what: string, rows: number, columns: number, bytes: number): void {
-  logger.info({ conversion: what, rows, columns, bytes }, "polars → js arrays");
 }
 
 /** Cast numeric/bool columns to float32 with null → NaN, all in one Polars select. */
@@ -258,7 +254,13 @@ export function frameToDataset(frame: Frame, options: DatasetOptions, logger: Lo
     }
   }
   const bytes = out.reduce((s, c) => s + c.byteLength, 0) + label.byteLength + (weight?.byteLength ?? 0);
-  logConversion(logger, "frameToDataset", frame.height, names.length + 1 + (weight ? 1 : 0), bytes);
+  logConversion(
+    logger,
+    "fit: features, labels, weights",
+    frame.height,
+    names.length + 1 + (weight ? 1 : 0),
+    bytes,
+  );
   const dataset: Dataset = {
     numRows: frame.height,
     features: specs,
@@ -308,7 +310,7 @@ export function frameToColumns(
   }
   logConversion(
     logger,
-    "frameToColumns",
+    "score: features",
     frame.height,
     features.length,
     out.reduce((s, c) => s + c.byteLength, 0),

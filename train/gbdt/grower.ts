@@ -21,7 +21,7 @@ export class GrowScratch {
   constructor(numRows: number, totalBins: number) {
     this.idx = new Uint32Array(numRows);
     this.tmp = new Uint32Array(numRows);
-    this.histSize = totalBins * 3;
+    this.histSize = totalBins * 2;
   }
 
   /** A histogram buffer from the pool. */
@@ -48,8 +48,8 @@ export interface GrownTree {
 /** Inputs of one tree. */
 export interface GrowInput {
   data: BinnedData;
-  grad: Float64Array;
-  hess: Float64Array;
+  /** Interleaved gradients and hessians of every row. */
+  gh: Float64Array;
   /** The rows of this tree are scratch.idx[0..numSample); when all rows, `allRows` is true. */
   numSample: number;
   allRows: boolean;
@@ -90,18 +90,17 @@ function partition(input: GrowInput, node: Node, f: number, lut: Uint8Array): nu
 }
 
 function buildNodeHist(input: GrowInput, node: Node): void {
-  const { data, grad, hess, scratch } = input;
+  const { data, gh, scratch } = input;
   node.hist = scratch.take();
   if (input.allRows && node.start === 0 && node.end === data.numRows) {
-    buildHistogramAll(node.hist, data.rowBins, data.numFeatures, data.offsets, grad, hess, data.numRows);
+    buildHistogramAll(node.hist, data.rowBins, data.numFeatures, data.offsets, gh, data.numRows);
   } else {
     buildHistogram(
       node.hist,
       data.rowBins,
       data.numFeatures,
       data.offsets,
-      grad,
-      hess,
+      gh,
       scratch.idx,
       node.start,
       node.end,
@@ -119,12 +118,12 @@ export function growTree(input: GrowInput): GrownTree {
   const nodes: Node[] = [];
   const root = new Node();
   root.end = input.numSample;
-  const { grad, hess } = input;
+  const gh = input.gh;
   const idx = input.scratch.idx;
   for (let i = 0; i < input.numSample; i++) {
     const r = input.allRows ? i : idx[i];
-    root.g += grad[r];
-    root.h += hess[r];
+    root.g += gh[2 * r];
+    root.h += gh[2 * r + 1];
   }
   root.c = input.numSample;
   nodes.push(root);
@@ -268,12 +267,12 @@ function growOblivious(input: GrowInput, nodes: Node[]): void {
       // Children totals from the histogram of feature f (exact counts; g/h sums by bin).
       let gl = 0;
       let hl = 0;
-      const o = data.offsets[f] * 3;
+      const o = data.offsets[f] * 2;
       const nb = data.mappers[f].numBins;
       for (let b = 0; b <= nb; b++) {
         if (lutBest[b] === 1) {
-          gl += node.hist![o + b * 3];
-          hl += node.hist![o + b * 3 + 1];
+          gl += node.hist![o + b * 2];
+          hl += node.hist![o + b * 2 + 1];
         }
       }
       s.gl = gl;
@@ -341,30 +340,30 @@ function bestObliviousSplit(
     const nb = m.numBins;
     if (nb < 2) continue;
     acc.fill(0, 0, 2 * nb);
-    const o = offsets[f] * 3;
+    const o = offsets[f] * 2;
     for (const node of level) {
       const hist = node.hist!;
       const parent = score(node.g, node.h, lambda, alpha);
-      const mo = o + nb * 3;
+      const cf = node.h > 0 ? node.c / node.h : 0;
+      const mo = o + nb * 2;
       const mg = hist[mo];
       const mh = hist[mo + 1];
-      const mc = hist[mo + 2];
+      const mc = mh * cf;
       let gl = 0;
       let hl = 0;
       let cl = 0;
       for (let b = 0; b < nb; b++) {
-        const k = o + b * 3;
+        const k = o + b * 2;
         // numeric: cumulative bins 0..b; categorical: category b alone (one-vs-rest)
         if (m.categorical) {
           gl = hist[k];
           hl = hist[k + 1];
-          cl = hist[k + 2];
         } else {
           if (b === nb - 1) break;
           gl += hist[k];
           hl += hist[k + 1];
-          cl += hist[k + 2];
         }
+        cl = hl * cf;
         for (let ml = 0; ml < 2; ml++) {
           const g1 = ml ? gl + mg : gl;
           const h1 = ml ? hl + mh : hl;

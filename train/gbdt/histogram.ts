@@ -1,12 +1,16 @@
 /**
- * Gradient histograms: for a node, per feature and bin, (Σg, Σh, count) interleaved in one
- * Float64Array of 3 × totalBins. Built from the node's row indices over the row-major uint8 bins
- * (one pass over the rows touches all F bins of a row in one cache line), then the sibling comes
- * from the subtraction trick: sibling = parent − built child.
+ * Gradient histograms: for a node, per feature and bin, (Σg, Σh) interleaved in one Float64Array
+ * of 2 × totalBins. Built from the node's row indices over the row-major uint8 bins (one pass over
+ * the rows touches all F bins of a row in one cache line), with gradients and hessians interleaved
+ * in one array `gh` (one cache line per row instead of two). The sibling comes from the
+ * subtraction trick: sibling = parent − built child.
  *
- * Measured (flights 160k × 8, 2-core VM, Bun 1.4): row-major building is ~2× faster than the
- * column-major per-feature loop with ordered gradients, because the row gather is shared by all
- * features. Workers were not kept: see train.ts for the numbers.
+ * Like LightGBM (≥ v3), bins hold no row count: counts are estimated as h × (rows / Σh) of the
+ * node where min_data_in_leaf needs them; partitions count rows exactly.
+ *
+ * Measured on 200k × 28, 2-core VM, Bun 1.4 (10 builds, ms): (g, h, count) with separate g/h
+ * arrays 94; (g, h) with separate arrays 78; (g, h) with interleaved gh 65-75; column-major
+ * per-feature loop with ordered gradients 77-220; Float32 histogram 91-133.
  */
 
 /** Build a histogram of rows idx[start..end) into `hist` (zeroed here). */
@@ -15,8 +19,7 @@ export function buildHistogram(
   rowBins: Uint8Array,
   numFeatures: number,
   offsets: Int32Array,
-  grad: Float64Array,
-  hess: Float64Array,
+  gh: Float64Array,
   idx: Uint32Array,
   start: number,
   end: number,
@@ -25,14 +28,13 @@ export function buildHistogram(
   const F = numFeatures;
   for (let i = start; i < end; i++) {
     const r = idx[i];
-    const g = grad[r];
-    const h = hess[r];
+    const g = gh[2 * r];
+    const h = gh[2 * r + 1];
     const base = r * F;
     for (let f = 0; f < F; f++) {
-      const k = (offsets[f] + rowBins[base + f]) * 3;
+      const k = (offsets[f] + rowBins[base + f]) << 1;
       hist[k] += g;
       hist[k + 1] += h;
-      hist[k + 2] += 1;
     }
   }
 }
@@ -43,21 +45,19 @@ export function buildHistogramAll(
   rowBins: Uint8Array,
   numFeatures: number,
   offsets: Int32Array,
-  grad: Float64Array,
-  hess: Float64Array,
+  gh: Float64Array,
   n: number,
 ): void {
   hist.fill(0);
   const F = numFeatures;
   for (let r = 0; r < n; r++) {
-    const g = grad[r];
-    const h = hess[r];
+    const g = gh[2 * r];
+    const h = gh[2 * r + 1];
     const base = r * F;
     for (let f = 0; f < F; f++) {
-      const k = (offsets[f] + rowBins[base + f]) * 3;
+      const k = (offsets[f] + rowBins[base + f]) << 1;
       hist[k] += g;
       hist[k + 1] += h;
-      hist[k + 2] += 1;
     }
   }
 }

@@ -37,7 +37,7 @@ export function baseScore(
 }
 
 /**
- * Gradients and hessians for every row (weighted). `grad[k]`/`hess[k]` are per-output arrays.
+ * Gradients and hessians for every row (weighted), interleaved: gh[k][2i] = g, gh[k][2i+1] = h.
  * Multiclass: softmax g = p − y, h = p(1 − p) (LightGBM's factor-free form), floored at 1e-16.
  */
 export function computeGradients(
@@ -46,26 +46,23 @@ export function computeGradients(
   label: Float64Array,
   weight: Float64Array | null,
   k: number,
-  grad: Float64Array[],
-  hess: Float64Array[],
+  gh: Float64Array[],
 ): void {
   const n = label.length;
   if (task === "binary") {
-    const g = grad[0];
-    const h = hess[0];
+    const a = gh[0];
     for (let i = 0; i < n; i++) {
       const p = 1 / (1 + Math.exp(-margin[i]));
       const wi = weight ? weight[i] : 1;
-      g[i] = (p - label[i]) * wi;
-      h[i] = Math.max(p * (1 - p), 1e-16) * wi;
+      a[2 * i] = (p - label[i]) * wi;
+      a[2 * i + 1] = Math.max(p * (1 - p), 1e-16) * wi;
     }
   } else if (task === "regression") {
-    const g = grad[0];
-    const h = hess[0];
+    const a = gh[0];
     for (let i = 0; i < n; i++) {
       const wi = weight ? weight[i] : 1;
-      g[i] = (margin[i] - label[i]) * wi;
-      h[i] = wi;
+      a[2 * i] = (margin[i] - label[i]) * wi;
+      a[2 * i + 1] = wi;
     }
   } else {
     const prob = new Float64Array(k);
@@ -82,8 +79,8 @@ export function computeGradients(
       const y = label[i];
       for (let j = 0; j < k; j++) {
         const p = prob[j] / z;
-        grad[j][i] = (p - (j === y ? 1 : 0)) * wi;
-        hess[j][i] = Math.max(p * (1 - p), 1e-16) * wi;
+        gh[j][2 * i] = (p - (j === y ? 1 : 0)) * wi;
+        gh[j][2 * i + 1] = Math.max(p * (1 - p), 1e-16) * wi;
       }
     }
   }

@@ -81,8 +81,8 @@ export function findBestSplit(
     if (featureMask[f] === 0) continue;
     const m = mappers[f];
     if (m.numBins < 2 && !m.categorical) continue;
-    if (m.categorical) categoricalSplit(hist, offsets[f] * 3, m.numBins, f, totals, p, best);
-    else numericSplit(hist, offsets[f] * 3, m.numBins, f, totals, p, best);
+    if (m.categorical) categoricalSplit(hist, offsets[f] * 2, m.numBins, f, totals, p, best);
+    else numericSplit(hist, offsets[f] * 2, m.numBins, f, totals, p, best);
   }
 }
 
@@ -101,19 +101,20 @@ function numericSplit(
   const C = t.c;
   const parent = leafScore(G, H, lambda, alpha);
   const floor = Math.max(p.minSplitGain, 1e-12);
-  const mo = o + nb * 3;
+  const cf = H > 0 ? C / H : 0; // rows per unit of hessian (count estimate, as LightGBM)
+  const mo = o + nb * 2;
   const mg = hist[mo];
   const mh = hist[mo + 1];
-  const mc = hist[mo + 2];
+  const mc = mh * cf;
   let gl = 0;
   let hl = 0;
   let cl = 0;
   for (let b = 0; b < nb - 1; b++) {
-    const k = o + b * 3;
+    const k = o + b * 2;
     gl += hist[k];
     hl += hist[k + 1];
-    cl += hist[k + 2];
-    if (hist[k + 2] === 0 && b > 0) continue; // same split as the previous bin
+    cl = hl * cf;
+    if (hist[k + 1] === 0 && b > 0) continue; // same split as the previous bin
     if (C - cl < minDataInLeaf) break;
     // Missing goes right.
     if (cl >= minDataInLeaf && hl >= minChildWeight) {
@@ -136,14 +137,11 @@ function numericSplit(
           best.gr = gr;
           best.hr = hr;
           best.cr = cr;
-          if (best.defaultLeft) {
-            // (no missing rows: moving the default changes no statistic)
-          }
         }
       }
     }
     // Missing goes left.
-    if (mc > 0) {
+    if (mh > 0) {
       const gl2 = gl + mg;
       const hl2 = hl + mh;
       const cl2 = cl + mc;
@@ -187,23 +185,24 @@ function categoricalSplit(
   const C = t.c;
   const parent = leafScore(G, H, lambda, alpha);
   const floor = Math.max(p.minSplitGain, 1e-12);
-  const mo = o + nc * 3;
+  const cf = H > 0 ? C / H : 0;
+  const mo = o + nc * 2;
   const mg = hist[mo];
   const mh = hist[mo + 1];
-  const mc = hist[mo + 2];
+  const mc = mh * cf;
   // Candidate categories (present in the node), and the scan order.
   const used: number[] = [];
   const oneHot = nc <= p.maxCatToOnehot;
   for (let c = 0; c < nc; c++) {
-    const cnt = hist[o + c * 3 + 2];
-    if (cnt > 0 && (oneHot || cnt >= p.catSmooth)) used.push(c);
+    const h = hist[o + c * 2 + 1];
+    if (h > 0 && (oneHot || h * cf >= p.catSmooth)) used.push(c);
   }
   if (used.length < (oneHot ? 1 : 2)) return;
   let bestLocal = best.gain;
   let found: { order: number[]; k: number; missingLeft: boolean; s: number[] } | null = null;
   const consider = (gl: number, hl: number, cl: number): [number, boolean, number[]] | null => {
     let res: [number, boolean, number[]] | null = null;
-    for (let ml = 0; ml < (mc > 0 ? 2 : 1); ml++) {
+    for (let ml = 0; ml < (mh > 0 ? 2 : 1); ml++) {
       const g1 = ml ? gl + mg : gl;
       const h1 = ml ? hl + mh : hl;
       const c1 = ml ? cl + mc : cl;
@@ -221,13 +220,13 @@ function categoricalSplit(
   };
   if (oneHot) {
     for (const c of used) {
-      const k = o + c * 3;
-      const r = consider(hist[k], hist[k + 1], hist[k + 2]);
+      const k = o + c * 2;
+      const r = consider(hist[k], hist[k + 1], hist[k + 1] * cf);
       if (r) found = { order: [c], k: 1, missingLeft: r[1], s: r[2] };
     }
   } else {
     const ratio = new Map<number, number>();
-    for (const c of used) ratio.set(c, hist[o + c * 3] / (hist[o + c * 3 + 1] + p.catSmooth));
+    for (const c of used) ratio.set(c, hist[o + c * 2] / (hist[o + c * 2 + 1] + p.catSmooth));
     const asc = [...used].sort((a, b) => ratio.get(a)! - ratio.get(b)! || a - b);
     const maxK = Math.min(p.maxCatThreshold, (used.length + 1) >> 1);
     for (let dir = 0; dir < 2; dir++) {
@@ -236,10 +235,10 @@ function categoricalSplit(
       let hl = 0;
       let cl = 0;
       for (let i = 0; i < maxK && i < order.length - 1; i++) {
-        const k = o + order[i] * 3;
+        const k = o + order[i] * 2;
         gl += hist[k];
         hl += hist[k + 1];
-        cl += hist[k + 2];
+        cl = hl * cf;
         const r = consider(gl, hl, cl);
         if (r) found = { order, k: i + 1, missingLeft: r[1], s: r[2] };
       }

@@ -140,8 +140,7 @@ export function trainGbdt(
   const vMargin = new Float64Array(vN * K);
   for (let i = 0; i < vN; i++) for (let j = 0; j < K; j++) vMargin[i * K + j] = base[j];
 
-  const grad = Array.from({ length: K }, () => new Float64Array(N));
-  const hess = Array.from({ length: K }, () => new Float64Array(N));
+  const gh = Array.from({ length: K }, () => new Float64Array(2 * N));
   const scratch = new GrowScratch(N, data.totalBins);
   const rng = new Rng(p.seed);
   const sampleSize = p.subsample < 1 ? Math.max(1, Math.floor(N * p.subsample)) : N;
@@ -158,7 +157,7 @@ export function trainGbdt(
   let lastPrint = 0;
   let round = 0;
   for (round = 1; round <= p.rounds; round++) {
-    computeGradients(p.task, margin, train.label, train.weight, K, grad, hess);
+    computeGradients(p.task, margin, train.label, train.weight, K, gh);
     const sample = allRows ? null : rng.sample(N, sampleSize);
     for (let k = 0; k < K; k++) {
       if (sample) scratch.idx.set(sample);
@@ -170,8 +169,7 @@ export function trainGbdt(
       }
       const grown = growTree({
         data,
-        grad: grad[k],
-        hess: hess[k],
+        gh: gh[k],
         numSample: sampleSize,
         allRows,
         featureMask,
