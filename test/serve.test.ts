@@ -79,6 +79,12 @@ afterAll(async () => {
 });
 
 type Row = Record<string, number | string | null>;
+// biome-ignore lint/suspicious/noExplicitAny: response bodies are checked field by field below.
+type Json = any;
+
+async function getJson(route: string): Promise<Json> {
+  return await getJson(`${route}`);
+}
 
 /** Rows with a mix of numbers, category strings, nulls and unknown categories. */
 function rows(sig: Signature, n: number, seed: number): Row[] {
@@ -156,22 +162,22 @@ describe("serve: health, metadata, metrics", () => {
     expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
     const ready = await fetch(`${server.url}/readyz`);
     expect(ready.status).toBe(200);
-    expect(await ready.json()).toEqual({ ready: true });
-    const v = await (await fetch(`${server.url}/version`)).json();
+    expect((await ready.json()) as Json).toEqual({ ready: true });
+    const v = await getJson(`/version`);
     expect(v.name).toBe("arbor-serve");
     expect(v.node).toMatch(/^20\./);
     expect((await fetch(`${server.url}/v2/health/live`)).status).toBe(200);
     expect((await fetch(`${server.url}/v2/health/ready`)).status).toBe(200);
-    const meta = await (await fetch(`${server.url}/v2`)).json();
+    const meta = await getJson(`/v2`);
     expect(meta.name).toBe("arbor-serve");
     expect(Array.isArray(meta.extensions)).toBe(true);
   });
 
   test("GET /v1/models and /v1/models/{name} show labels, versions and the signature", async () => {
-    const list = await (await fetch(`${server.url}/v1/models`)).json();
+    const list = await getJson(`/v1/models`);
     const names = list.models.map((m: { name: string }) => m.name).sort();
     expect(names).toEqual(["flights", "house", "iris"]);
-    const one = await (await fetch(`${server.url}/v1/models/flights`)).json();
+    const one = await getJson(`/v1/models/flights`);
     expect(one.labels.production.version).toBe(1);
     expect(one.labels.staging.version).toBe(2);
     expect(one.labels.production.state).toBe("ready");
@@ -179,20 +185,20 @@ describe("serve: health, metadata, metrics", () => {
     expect(one.versions.map((v: { version: number }) => v.version)).toEqual([1, 2]);
     const missing = await fetch(`${server.url}/v1/models/nope`);
     expect(missing.status).toBe(404);
-    expect((await missing.json()).error.code).toBe("MODEL_NOT_FOUND");
+    expect(((await missing.json()) as Json).error.code).toBe("MODEL_NOT_FOUND");
   });
 
   test("V2 model metadata and ready, with and without version", async () => {
-    const meta = await (await fetch(`${server.url}/v2/models/flights`)).json();
+    const meta = await getJson(`/v2/models/flights`);
     expect(meta.name).toBe("flights");
     expect(meta.platform).toBe("onnx_onnxv1");
     expect(meta.inputs[0]).toEqual({ name: "input", datatype: "FP32", shape: [-1, 6] });
     expect((await fetch(`${server.url}/v2/models/flights/versions/2`)).status).toBe(200);
     const r = await fetch(`${server.url}/v2/models/flights/ready`);
-    expect(await r.json()).toEqual({ name: "flights", ready: true });
+    expect((await r.json()) as Json).toEqual({ name: "flights", ready: true });
     const bad = await fetch(`${server.url}/v2/models/flights/versions/99/ready`);
     expect(bad.status).toBe(404);
-    expect((await bad.json()).code).toBe("VERSION_NOT_FOUND");
+    expect(((await bad.json()) as Json).code).toBe("VERSION_NOT_FOUND");
   });
 });
 
@@ -442,7 +448,7 @@ describe("serve: bad input", () => {
         body: typeof body === "string" ? body : JSON.stringify(body),
       });
       expect(res.status).toBe(status);
-      expect((await res.json()).error.code).toBe(code);
+      expect(((await res.json()) as Json).error.code).toBe(code);
     });
   }
 
