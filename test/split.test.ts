@@ -320,6 +320,7 @@ describe("determinism of the written files", () => {
   });
 });
 
+// PGlite's first open (initdb) alone takes ~3 s; bunfig's timeout does not reach every run.
 describe("arbor split / splits (CLI on PGlite, file store)", () => {
   let home: string;
   let data: string;
@@ -401,7 +402,7 @@ describe("arbor split / splits (CLI on PGlite, file store)", () => {
     const gone = await cli(["splits", "show", id2]);
     expect(gone.code).toBe(2);
     expect(gone.stderr).toContain("SPLIT_NOT_FOUND");
-  });
+  }, 120_000);
 
   test("time and group strategies through the CLI: report ranges and group counts", async () => {
     const time = await cli([
@@ -439,7 +440,7 @@ describe("arbor split / splits (CLI on PGlite, file store)", () => {
     expect(g.parts.train.groups! + g.parts.valid.groups! + g.parts.test.groups!).toBe(g.groups_total!);
     const show = await cli(["splits", "show", g.id]);
     expect(show.stdout).toContain("GROUPS");
-  });
+  }, 120_000);
 
   test("bad input exits 2 with one line naming the code", async () => {
     const cases: [string[], ErrorCode][] = [
@@ -456,5 +457,5 @@ describe("arbor split / splits (CLI on PGlite, file store)", () => {
       expect(r.code).toBe(2);
       expect(r.stderr.trim().split("\n").at(-1)).toContain(expected);
     }
-  });
+  }, 120_000);
 });
