@@ -83,7 +83,8 @@ type Row = Record<string, number | string | null>;
 type Json = any;
 
 async function getJson(route: string): Promise<Json> {
-  return await getJson(`${route}`);
+  const res = await fetch(`${server.url}${route}`);
+  return await res.json();
 }
 
 /** Rows with a mix of numbers, category strings, nulls and unknown categories. */
