@@ -5,9 +5,9 @@
  *
  *   npx bun bench/store.ts [--mb 64] [--small 200] [--cas 200]
  *
- * Prints a table and writes bench/store.json.
+ * Prints a table and writes bench/results/store.json.
  */
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
@@ -113,7 +113,8 @@ try {
     ...(await measure("gs://", await openArtifactStore("gs://bench/x", { gcsEndpoint: gcs.url }))),
   ];
   console.table(rows.map((r) => ({ ...r, seconds: Number(r.seconds.toFixed(3)) })));
-  const out = path.join(import.meta.dirname, "store.json");
+  const out = path.join(import.meta.dirname, "results", "store.json");
+  await mkdir(path.dirname(out), { recursive: true });
   await writeFile(
     out,
     `${JSON.stringify({ runtime: `bun ${process.versions.bun ?? "?"}`, cpus: os.cpus().length, rows }, null, 2)}\n`,
