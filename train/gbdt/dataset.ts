@@ -334,3 +334,37 @@ export function frameToMatrix(
   }
   return { data, rows, cols: f };
 }
+
+/** Encode a validation/test frame like a training Dataset: same features, labels mapped onto its classes. */
+export function frameToEvalDataset(frame: Frame, train: Dataset, logger: Logger): Dataset {
+  if (!frame.columns.includes(train.target)) {
+    throw arborError(
+      "DATA_UNKNOWN_COLUMN",
+      `fit: target column "${train.target}" is not in the validation data`,
+    );
+  }
+  const columns = frameToColumns(frame, train.features, logger);
+  const series = frame.getColumn(train.target);
+  if (series.nullCount() > 0)
+    throw arborError("FIT_BAD_TARGET", `fit: validation target "${train.target}" has nulls`);
+  let label: Float64Array;
+  if (train.classes) {
+    const index = new Map(train.classes.map((c, i) => [c, i]));
+    const raw = series.toArray() as unknown[];
+    label = new Float64Array(raw.length);
+    for (let i = 0; i < raw.length; i++) {
+      const c = index.get(String(raw[i]));
+      if (c === undefined) {
+        throw arborError(
+          "FIT_BAD_TARGET",
+          `fit: validation class "${String(raw[i])}" is not among the training classes`,
+        );
+      }
+      label[i] = c;
+    }
+  } else {
+    label = Float64Array.from(series.cast(pl.Float64).toTypedArray() as Float64Array);
+  }
+  const dataset: Dataset = { ...train, numRows: frame.height, columns, label, weight: null };
+  return dataset;
+}

@@ -28,8 +28,8 @@ export interface RoundInfo {
 export interface TrainHooks {
   /** Called after every round; return "stop" to stop (pruners). */
   onRound?: (info: RoundInfo) => unknown;
-  /** Write a throttled progress line to stderr. */
-  progress?: boolean;
+  /** Receives a progress line at most once a second and after the last round (CLI: stderr unless --quiet). */
+  progress?: (line: string) => void;
   /** Compute the training metric every round (default true; benchmarks turn it off). */
   evalTrain?: boolean;
   /** Early-stopping / reported metric (default by task). */
@@ -53,6 +53,8 @@ export interface TrainResult {
   bestIteration: number;
   rounds: number;
   seconds: number;
+  /** The engine's own training margins [N × K] after the last round (tests check ONNX-side parity on them). */
+  trainMargin: Float64Array;
 }
 
 /** Objective name per task, as written in the signature. */
@@ -206,7 +208,6 @@ export function trainGbdt(
     if (hooks.onRound?.(info) === "stop") break;
     if (valid && p.earlyStopping > 0 && round - bestRound >= p.earlyStopping) break;
   }
-  if (hooks.progress) process.stderr.write("\n");
   const rounds = Math.min(round, p.rounds);
   const keep = valid && p.earlyStopping > 0 ? bestRound : rounds;
   const ensemble: TreeEnsemble = {
@@ -229,6 +230,7 @@ export function trainGbdt(
     bestIteration: keep,
     rounds,
     seconds: (performance.now() - started) / 1000,
+    trainMargin: margin,
   };
   if (train.classes) result.classes = train.classes;
   return result;
