@@ -59,6 +59,7 @@ describe("readDataset", () => {
     expect(ds.format).toBe("csv");
     expect(ds.frame.height).toBe(3);
     expect(ds.schema).toEqual({ id: "Int64", city: "String", score: "Float64", when: "String" });
+    expect(Object.keys(ds.schema)).toEqual(ds.frame.columns);
     expect(ds.fingerprint).toBe(`sha256:${createHash("sha256").update(CSV).digest("hex")}`);
     expect(ds.bytes).toBe(Buffer.byteLength(CSV));
     expect(ds.sourceUri).toBe(`file://${p}`);

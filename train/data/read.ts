@@ -74,8 +74,12 @@ export function dtypeName(dtype: unknown): string {
 
 /** Schema of a frame as column → dtype name. */
 export function schemaOf(frame: pl.DataFrame): Record<string, string> {
+  // frame.schema is keyed by name and does not promise column order; columns + dtypes do.
   const out: Record<string, string> = {};
-  for (const [name, dtype] of Object.entries(frame.schema)) out[name] = dtypeName(dtype);
+  const dtypes = frame.dtypes;
+  frame.columns.forEach((name, i) => {
+    out[name] = dtypeName(dtypes[i]);
+  });
   return out;
 }
 

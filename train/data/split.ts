@@ -18,7 +18,7 @@ import pl from "nodejs-polars";
 import { arborError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { Random, shuffleInPlace } from "../../shared/random.ts";
-import { columnToDenseCodes } from "./to-js.ts";
+import { columnToDenseCodes, seriesToArray } from "./to-js.ts";
 
 /** The three parts, in order. */
 export const PARTS = ["train", "valid", "test"] as const;
@@ -108,7 +108,7 @@ export function planSplit(frame: pl.DataFrame, options: SplitOptions, logger: Lo
   const n = frame.height;
   const ratios = parseRatios(options.ratios);
   requireColumn(frame, options.target, "--target");
-  const { kind, distinct } = targetKind(frame, options.target);
+  const { kind, distinct } = targetKind(frame, options.target, logger);
   let parts: [Uint32Array, Uint32Array, Uint32Array];
   let extra: Pick<SplitPlan, "tieMoves" | "groups"> = {};
   switch (options.strategy) {
@@ -162,7 +162,11 @@ export function planSplit(frame: pl.DataFrame, options: SplitOptions, logger: Lo
 }
 
 /** Whether a target holds classes or continuous values, and how many distinct values it has. */
-export function targetKind(frame: pl.DataFrame, column: string): { kind: TargetKind; distinct: number } {
+export function targetKind(
+  frame: pl.DataFrame,
+  column: string,
+  logger: Logger,
+): { kind: TargetKind; distinct: number } {
   const dtype = frame.schema[column];
   const variant = dtype.variant;
   const distinct = Number(frame.getColumn(column).nUnique());
@@ -172,7 +176,10 @@ export function targetKind(frame: pl.DataFrame, column: string): { kind: TargetK
   }
   if (/^Float(32|64)$/.test(variant)) {
     const x = pl.col(column).fillNan(null);
-    const nonInteger = Number(scalar(frame, x.neq(x.floor()).cast(pl.UInt32).sum())) > 0;
+    const nonInteger =
+      Number(
+        scalar(logger, "split: non-integer target values", frame, x.neq(x.floor()).cast(pl.UInt32).sum()),
+      ) > 0;
     const kind = nonInteger || distinct > MAX_STRATIFY_NUMERIC_CLASSES ? "continuous" : "classes";
     return { kind, distinct };
   }
@@ -180,8 +187,8 @@ export function targetKind(frame: pl.DataFrame, column: string): { kind: TargetK
 }
 
 /** One value computed by Polars (Series.get is missing for some dtypes in nodejs-polars 0.25). */
-function scalar(frame: pl.DataFrame, expr: pl.Expr): unknown {
-  return frame.select(expr.alias("v")).getColumn("v").toArray()[0];
+function scalar(logger: Logger, what: string, frame: pl.DataFrame, expr: pl.Expr): unknown {
+  return seriesToArray(logger, what, frame.select(expr.alias("v")).getColumn("v"))[0];
 }
 
 function requireColumn(frame: pl.DataFrame, column: string, flag: string): void {
@@ -255,7 +262,7 @@ function timeParts(
   const missing = variant.startsWith("Float")
     ? pl.col(column).isNull().or(pl.col(column).isNan())
     : pl.col(column).isNull();
-  const nulls = Number(scalar(frame, missing.cast(pl.UInt32).sum()));
+  const nulls = Number(scalar(logger, "split: missing time values", frame, missing.cast(pl.UInt32).sum()));
   if (nulls > 0) {
     throw arborError(
       "DATA_NULL_VALUES",
