@@ -157,7 +157,7 @@ describe("serve: LRU cache", () => {
       const metrics = await (await fetch(`${server.url}/metrics`)).text();
       expect(metrics).toMatch(/arbor_serve_model_evictions_total\{model="m"[^}]*\} 2/);
       expect(metrics).toMatch(/arbor_serve_cache_entries\{[^}]*\} 1/);
-      const info = await (await fetch(`${server.url}/v1/models/m`)).json();
+      const info: Json = await (await fetch(`${server.url}/v1/models/m`)).json();
       expect(info.versions.map((v: { version: number }) => v.version)).toEqual([1]);
       expect(server.logs()).toContain("released ORT session");
     } finally {
