@@ -1,0 +1,273 @@
+/**
+ * Training benchmark: flights (vega-datasets flights-3m.parquet, target delay > 15; month, day of
+ * month, day of week, hour, minute, distance, origin and destination as categoricals) and a
+ * synthetic N × 28 set with 2% NaN, for each growth policy; 80/20 train/test.
+ *
+ *   npx bun bench/train.ts [--rows 3000000] [--synthetic-rows 1000000] [--rounds 500]
+ *     [--growth leafwise,depthwise,oblivious] [--datasets flights,synthetic] [--threads N]
+ *     [--xgb] [--out bench/results/train.json]
+ *
+ * Prints a table and writes JSON. `--xgb` also runs /work/shared/tools/xgb-reference.py (XGBoost
+ * hist, 2 threads, same rounds/depth/eta, 256 bins) on the same train/test rows when python3-xgboost
+ * is installed, and reports the time ratio.
+ */
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import pl from "nodejs-polars";
+import type { GrowthPolicy, ModelType } from "../shared/bundle.ts";
+import { createLogger } from "../shared/logger.ts";
+import { type Dataset, frameToDataset } from "../train/gbdt/dataset.ts";
+import { auc } from "../train/gbdt/metric.ts";
+import { predictMarginColumns } from "../train/gbdt/predict.ts";
+import { Rng } from "../train/gbdt/rng.ts";
+import { trainGbdt } from "../train/gbdt/train.ts";
+
+const { values: args } = parseArgs({
+  options: {
+    rows: { type: "string", default: "3000000" },
+    "synthetic-rows": { type: "string", default: "1000000" },
+    rounds: { type: "string", default: "500" },
+    growth: { type: "string", default: "leafwise,depthwise,oblivious" },
+    datasets: { type: "string", default: "flights,synthetic" },
+    threads: { type: "string", default: String(os.availableParallelism()) },
+    xgb: { type: "boolean", default: false },
+    out: { type: "string", default: "bench/results/train.json" },
+  },
+});
+const logger = createLogger({ name: "bench", level: "warn" });
+const rounds = Number(args.rounds);
+const threads = Number(args.threads);
+const XGB = "/work/shared/tools/xgb-reference.py";
+
+/** Rows of a Dataset by index. */
+function take(d: Dataset, rows: Uint32Array): Dataset {
+  const columns = d.columns.map((c) => {
+    const out = new Float32Array(rows.length);
+    for (let i = 0; i < rows.length; i++) out[i] = c[rows[i]];
+    return out;
+  });
+  const label = new Float64Array(rows.length);
+  for (let i = 0; i < rows.length; i++) label[i] = d.label[rows[i]];
+  return { ...d, numRows: rows.length, columns, label, weight: null };
+}
+
+/** Seeded 80/20 split. */
+function trainTest(d: Dataset, seed: number): [Dataset, Dataset] {
+  const rng = new Rng(seed);
+  const order = new Uint32Array(d.numRows);
+  for (let i = 0; i < order.length; i++) order[i] = i;
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    const t = order[i];
+    order[i] = order[j];
+    order[j] = t;
+  }
+  const cut = Math.floor(d.numRows * 0.8);
+  return [take(d, order.subarray(0, cut).sort()), take(d, order.subarray(cut).sort())];
+}
+
+function flights(rows: number): Dataset {
+  let frame = pl.readParquet("node_modules/vega-datasets/data/flights-3m.parquet");
+  if (rows < frame.height) frame = frame.sample({ n: rows, seed: 1 });
+  const date = pl.col("date");
+  const features = frame.select(
+    date.dt.month().cast(pl.Float32).alias("month"),
+    date.dt.day().cast(pl.Float32).alias("day"),
+    date.dt.weekday().cast(pl.Float32).alias("weekday"),
+    date.dt.hour().cast(pl.Float32).alias("hour"),
+    date.dt.minute().cast(pl.Float32).alias("minute"),
+    pl.col("distance").cast(pl.Float32),
+    pl.col("origin"),
+    pl.col("destination"),
+    pl.col("delay").gt(15).alias("late"),
+  );
+  return frameToDataset(features, { target: "late", task: "binary" }, logger);
+}
+
+function synthetic(n: number): Dataset {
+  const F = 28;
+  const rng = new Rng(7);
+  const columns = Array.from({ length: F }, () => new Float32Array(n));
+  const label = new Float64Array(n);
+  const w = Float64Array.from({ length: F }, () => rng.next() * 2 - 1);
+  for (let i = 0; i < n; i++) {
+    let s = 0;
+    for (let f = 0; f < F; f++) {
+      const x = rng.next() * 2 - 1;
+      columns[f][i] = rng.next() < 0.02 ? Number.NaN : x;
+      s += w[f] * x;
+    }
+    s += Math.sin(3 * columns[0][i] || 0) + (columns[1][i] || 0) * (columns[2][i] || 0) * 2;
+    label[i] = s + (rng.next() - 0.5) * 2 > 0 ? 1 : 0;
+  }
+  return {
+    numRows: n,
+    features: columns.map((_, f) => ({ name: `f${f}`, type: "numeric" })),
+    columns,
+    label,
+    weight: null,
+    task: "binary",
+    target: "y",
+    classes: ["0", "1"],
+  };
+}
+
+const MODEL_TYPE: Record<GrowthPolicy, ModelType> = {
+  leafwise: "lightgbm",
+  depthwise: "xgboost",
+  oblivious: "catboost",
+};
+
+function writeCsv(d: Dataset, file: string): void {
+  const names = [...d.features.map((f) => f.name), "y"];
+  const lines = [names.join(",")];
+  for (let i = 0; i < d.numRows; i++) {
+    const row: string[] = [];
+    for (const c of d.columns) row.push(Number.isNaN(c[i]) ? "" : String(c[i]));
+    row.push(String(d.label[i]));
+    lines.push(row.join(","));
+  }
+  writeFileSync(file, `${lines.join("\n")}\n`);
+}
+
+function runXgb(name: string, train: Dataset, test: Dataset): Record<string, number> | null {
+  if (!existsSync(XGB)) return null;
+  try {
+    execFileSync("/usr/bin/python3", ["-c", "import xgboost"], { stdio: "ignore" });
+  } catch {
+    console.error("xgboost reference skipped: python3-xgboost is not installed");
+    return null;
+  }
+  const dir = path.join(os.tmpdir(), `arbor-bench-${process.pid}`);
+  mkdirSync(dir, { recursive: true });
+  writeCsv(train, path.join(dir, `${name}-train.csv`));
+  writeCsv(test, path.join(dir, `${name}-test.csv`));
+  const out = execFileSync("/usr/bin/python3", [
+    XGB,
+    path.join(dir, `${name}-train.csv`),
+    path.join(dir, `${name}-test.csv`),
+    "--target",
+    "y",
+    "--task",
+    "binary",
+    "--rounds",
+    String(rounds),
+    "--max-depth",
+    "6",
+    "--eta",
+    "0.1",
+    "--threads",
+    "2",
+  ]).toString();
+  return JSON.parse(out.trim().split("\n").pop()!) as Record<string, number>;
+}
+
+interface Row {
+  dataset: string;
+  growth: GrowthPolicy;
+  rows: number;
+  features: number;
+  rounds: number;
+  threads: number;
+  seconds: number;
+  cpuSeconds: number;
+  secondsPerRound: number;
+  rowsPerSecond: number;
+  testAuc: number;
+  xgbSeconds?: number;
+  xgbAuc?: number;
+}
+
+const results: Row[] = [];
+for (const name of args.datasets.split(",")) {
+  const t0 = performance.now();
+  const all = name === "flights" ? flights(Number(args.rows)) : synthetic(Number(args["synthetic-rows"]));
+  const [train, test] = trainTest(all, 3);
+  console.error(
+    `${name}: ${train.numRows} train / ${test.numRows} test rows, ${train.features.length} features (prepared in ${((performance.now() - t0) / 1000).toFixed(1)} s)`,
+  );
+  const xgb = args.xgb ? runXgb(name, train, test) : null;
+  if (xgb) console.error(`xgboost: ${JSON.stringify(xgb)}`);
+  for (const growth of args.growth.split(",") as GrowthPolicy[]) {
+    const cpu0 = process.cpuUsage();
+    const r = trainGbdt(
+      train,
+      null,
+      {
+        task: "binary",
+        modelType: MODEL_TYPE[growth],
+        growth,
+        rounds,
+        learningRate: 0.1,
+        maxDepth: growth === "leafwise" ? 0 : 6,
+        numLeaves: 63,
+        maxBins: 255,
+        threads,
+      },
+      { evalTrain: false },
+    );
+    const cpu = process.cpuUsage(cpu0);
+    const m = predictMarginColumns(r.ensemble, test.columns, test.numRows);
+    const row: Row = {
+      dataset: name,
+      growth,
+      rows: train.numRows,
+      features: train.features.length,
+      rounds,
+      threads,
+      seconds: r.seconds,
+      cpuSeconds: (cpu.user + cpu.system) / 1e6,
+      secondsPerRound: r.seconds / rounds,
+      rowsPerSecond: (train.numRows * rounds) / r.seconds,
+      testAuc: auc(m, test.label),
+    };
+    if (xgb) {
+      row.xgbSeconds = xgb.train_s;
+      row.xgbAuc = xgb.auc;
+    }
+    results.push(row);
+    console.error(`${name} ${growth}: ${row.seconds.toFixed(2)} s, AUC ${row.testAuc.toFixed(4)}`);
+  }
+}
+
+const header = [
+  "dataset",
+  "growth",
+  "rows",
+  "feat",
+  "rounds",
+  "thr",
+  "seconds",
+  "cpu s",
+  "s/round",
+  "rows/s",
+  "test AUC",
+  "xgb s",
+  "xgb AUC",
+];
+const table = results.map((r) => [
+  r.dataset,
+  r.growth,
+  String(r.rows),
+  String(r.features),
+  String(r.rounds),
+  String(r.threads),
+  r.seconds.toFixed(2),
+  r.cpuSeconds.toFixed(2),
+  r.secondsPerRound.toFixed(4),
+  r.rowsPerSecond.toExponential(2),
+  r.testAuc.toFixed(4),
+  r.xgbSeconds?.toFixed(2) ?? "-",
+  r.xgbAuc?.toFixed(4) ?? "-",
+]);
+const widths = header.map((h, i) => Math.max(h.length, ...table.map((t) => t[i].length)));
+console.log([header, ...table].map((r) => r.map((c, i) => c.padStart(widths[i])).join("  ")).join("\n"));
+mkdirSync(path.dirname(args.out), { recursive: true });
+writeFileSync(
+  args.out,
+  `${JSON.stringify({ date: new Date().toISOString(), cpus: os.cpus().length, loadavg: os.loadavg(), results }, null, 2)}\n`,
+);
+console.error(`wrote ${args.out}`);
