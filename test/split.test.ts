@@ -13,6 +13,7 @@ import type { Dataset } from "../train/data/read.ts";
 import { buildReport, type SplitReport, stableReport } from "../train/data/report.ts";
 import { allocate, parseRatios, planSplit, type SplitOptions, type SplitPlan } from "../train/data/split.ts";
 import { takeParts, writeParts } from "../train/data/write.ts";
+import { createTestDatabase, databaseKinds, type TestDatabase } from "./helpers/db.ts";
 
 const logger = createLogger({ name: "test", level: "silent" });
 let dir: string;
@@ -321,141 +322,145 @@ describe("determinism of the written files", () => {
 });
 
 // PGlite's first open (initdb) alone takes ~3 s; bunfig's timeout does not reach every run.
-describe("arbor split / splits (CLI on PGlite, file store)", () => {
-  let home: string;
-  let data: string;
+for (const kind of databaseKinds()) {
+  describe(`arbor split / splits (CLI on ${kind}, file store)`, () => {
+    let db: TestDatabase;
+    let home: string;
+    let data: string;
 
-  async function cli(argv: string[]) {
-    let stdout = "";
-    let stderr = "";
-    const code = await runCli(COMMANDS, argv, {
-      stdout: (t) => {
-        stdout += t;
-      },
-      stderr: (t) => {
-        stderr += t;
-      },
-      env: { ARBOR_HOME: home, ARBOR_LOG_LEVEL: "silent" },
-      cwd: dir,
+    async function cli(argv: string[]) {
+      let stdout = "";
+      let stderr = "";
+      const code = await runCli(COMMANDS, argv, {
+        stdout: (t) => {
+          stdout += t;
+        },
+        stderr: (t) => {
+          stderr += t;
+        },
+        env: { ...db.env, ARBOR_LOG_LEVEL: "silent" },
+        cwd: dir,
+      });
+      return { code, stdout, stderr };
+    }
+
+    const storeFile = (id: string, file: string) => path.join(home, "store", "splits", id, file);
+
+    beforeAll(async () => {
+      db = await createTestDatabase(kind);
+      home = db.home;
+      data = path.join(dir, `cli-${kind}.parquet`);
+      frame(2000, 9).writeParquet(data);
     });
-    return { code, stdout, stderr };
-  }
+    afterAll(() => db.drop());
 
-  const storeFile = (id: string, file: string) => path.join(home, "store", "splits", id, file);
+    test("split → id; same input twice → same assignment and bytes; list, show, delete, purge", async () => {
+      const argv = ["split", "--data", data, "--target", "cls", "--strategy", "stratified", "--seed", "3"];
+      const first = await cli([...argv, "--name", "demo"]);
+      expect(first.stderr).toContain("stored split");
+      expect(first.code).toBe(0);
+      const id1 = first.stdout.trim();
+      expect(id1).toMatch(/^spl_[0-9a-z]{20}$/);
+      const second = await cli([...argv, "--json", "--quiet"]);
+      expect(second.code).toBe(0);
+      const report = JSON.parse(second.stdout) as SplitReport;
+      const id2 = report.id;
+      expect(id2).not.toBe(id1);
+      const stored1 = JSON.parse(readFileSync(storeFile(id1, "split.json"), "utf8")) as SplitReport;
+      expect(stableReport(stored1)).toEqual(stableReport(report));
+      for (const f of ["train.parquet", "valid.parquet", "test.parquet"]) {
+        expect(readFileSync(storeFile(id1, f)).equals(readFileSync(storeFile(id2, f)))).toBe(true);
+      }
+      expect(report.source.fingerprint).toBe(
+        `sha256:${createHash("sha256").update(readFileSync(data)).digest("hex")}`,
+      );
+      expect(report.source.schema.t).toBe("Datetime(ms)");
+      expect(report.parts.train.rows + report.parts.valid.rows + report.parts.test.rows).toBe(2000);
+      expect(pl.readParquet(storeFile(id1, "valid.parquet")).height).toBe(report.parts.valid.rows);
 
-  beforeAll(() => {
-    home = mkdtempSync(path.join(os.tmpdir(), "arbor-split-cli-"));
-    data = path.join(dir, "cli.parquet");
-    frame(2000, 9).writeParquet(data);
+      const list = await cli(["splits", "list"]);
+      expect(list.code).toBe(0);
+      expect(list.stdout).toContain(id1);
+      expect(list.stdout).toContain(id2);
+      const named = JSON.parse((await cli(["splits", "list", "--name", "demo", "--json"])).stdout) as {
+        id: string;
+      }[];
+      expect(named.map((r) => r.id)).toEqual([id1]);
+
+      const show = await cli(["splits", "show", id1]);
+      expect(show.code).toBe(0);
+      for (const word of ["train", "valid", "test", "CLASSES", "sha256:", "stratified"])
+        expect(show.stdout).toContain(word);
+      const shown = JSON.parse((await cli(["splits", "show", id1, "--json"])).stdout) as {
+        report: SplitReport;
+      };
+      expect(shown.report.parts.test.rows).toBe(report.parts.test.rows);
+
+      expect((await cli(["splits", "delete", id1])).code).toBe(0);
+      expect((await cli(["splits", "list"])).stdout).not.toContain(id1);
+      expect((await cli(["splits", "list", "--all"])).stdout).toContain(id1);
+      expect(existsSync(storeFile(id1, "train.parquet"))).toBe(true);
+
+      expect((await cli(["splits", "delete", id2, "--purge"])).code).toBe(0);
+      expect(existsSync(storeFile(id2, "train.parquet"))).toBe(false);
+      const gone = await cli(["splits", "show", id2]);
+      expect(gone.code).toBe(2);
+      expect(gone.stderr).toContain("SPLIT_NOT_FOUND");
+    }, 120_000);
+
+    test("time and group strategies through the CLI: report ranges and group counts", async () => {
+      const time = await cli([
+        "split",
+        "--data",
+        data,
+        "--target",
+        "y",
+        "--strategy",
+        "time",
+        "--time-column",
+        "t",
+        "--json",
+      ]);
+      expect(time.code).toBe(0);
+      const r = JSON.parse(time.stdout) as SplitReport;
+      expect(String(r.parts.train.time?.max) < String(r.parts.valid.time?.min)).toBe(true);
+      expect(String(r.parts.valid.time?.max) < String(r.parts.test.time?.min)).toBe(true);
+      expect(r.target.kind).toBe("continuous");
+      expect(r.parts.train.classes).toBeUndefined();
+      const group = await cli([
+        "split",
+        "--data",
+        data,
+        "--target",
+        "cls",
+        "--strategy",
+        "group",
+        "--group-column",
+        "g",
+        "--json",
+      ]);
+      expect(group.code).toBe(0);
+      const g = JSON.parse(group.stdout) as SplitReport;
+      expect(g.parts.train.groups! + g.parts.valid.groups! + g.parts.test.groups!).toBe(g.groups_total!);
+      const show = await cli(["splits", "show", g.id]);
+      expect(show.stdout).toContain("GROUPS");
+    }, 120_000);
+
+    test("bad input exits 2 with one line naming the code", async () => {
+      const cases: [string[], ErrorCode][] = [
+        [["--data", path.join(dir, "missing.csv"), "--target", "cls"], "DATA_NOT_FOUND"],
+        [["--data", data, "--target", "nope"], "DATA_UNKNOWN_COLUMN"],
+        [["--data", data, "--target", "cls", "--ratios", "0.5,0.5,0.5"], "SPLIT_BAD_RATIOS"],
+        [["--data", data, "--target", "cls", "--strategy", "time"], "SPLIT_MISSING_COLUMN_OPTION"],
+        [["--data", data, "--target", "y", "--strategy", "stratified"], "SPLIT_STRATIFY_CONTINUOUS"],
+        [["--data", path.join(dir, "x.xlsx"), "--target", "cls"], "DATA_UNSUPPORTED_FORMAT"],
+        [["--data", data, "--target", "cls", "--name", "bad name!"], "INVALID_ARGUMENT"],
+      ];
+      for (const [args, expected] of cases) {
+        const r = await cli(["split", ...args]);
+        expect(r.code).toBe(2);
+        expect(r.stderr.trim().split("\n").at(-1)).toContain(expected);
+      }
+    }, 120_000);
   });
-  afterAll(() => rmSync(home, { recursive: true, force: true }));
-
-  test("split → id; same input twice → same assignment and bytes; list, show, delete, purge", async () => {
-    const argv = ["split", "--data", data, "--target", "cls", "--strategy", "stratified", "--seed", "3"];
-    const first = await cli([...argv, "--name", "demo"]);
-    expect(first.stderr).toContain("stored split");
-    expect(first.code).toBe(0);
-    const id1 = first.stdout.trim();
-    expect(id1).toMatch(/^spl_[0-9a-z]{20}$/);
-    const second = await cli([...argv, "--json", "--quiet"]);
-    expect(second.code).toBe(0);
-    const report = JSON.parse(second.stdout) as SplitReport;
-    const id2 = report.id;
-    expect(id2).not.toBe(id1);
-    const stored1 = JSON.parse(readFileSync(storeFile(id1, "split.json"), "utf8")) as SplitReport;
-    expect(stableReport(stored1)).toEqual(stableReport(report));
-    for (const f of ["train.parquet", "valid.parquet", "test.parquet"]) {
-      expect(readFileSync(storeFile(id1, f)).equals(readFileSync(storeFile(id2, f)))).toBe(true);
-    }
-    expect(report.source.fingerprint).toBe(
-      `sha256:${createHash("sha256").update(readFileSync(data)).digest("hex")}`,
-    );
-    expect(report.source.schema.t).toBe("Datetime(ms)");
-    expect(report.parts.train.rows + report.parts.valid.rows + report.parts.test.rows).toBe(2000);
-    expect(pl.readParquet(storeFile(id1, "valid.parquet")).height).toBe(report.parts.valid.rows);
-
-    const list = await cli(["splits", "list"]);
-    expect(list.code).toBe(0);
-    expect(list.stdout).toContain(id1);
-    expect(list.stdout).toContain(id2);
-    const named = JSON.parse((await cli(["splits", "list", "--name", "demo", "--json"])).stdout) as {
-      id: string;
-    }[];
-    expect(named.map((r) => r.id)).toEqual([id1]);
-
-    const show = await cli(["splits", "show", id1]);
-    expect(show.code).toBe(0);
-    for (const word of ["train", "valid", "test", "CLASSES", "sha256:", "stratified"])
-      expect(show.stdout).toContain(word);
-    const shown = JSON.parse((await cli(["splits", "show", id1, "--json"])).stdout) as {
-      report: SplitReport;
-    };
-    expect(shown.report.parts.test.rows).toBe(report.parts.test.rows);
-
-    expect((await cli(["splits", "delete", id1])).code).toBe(0);
-    expect((await cli(["splits", "list"])).stdout).not.toContain(id1);
-    expect((await cli(["splits", "list", "--all"])).stdout).toContain(id1);
-    expect(existsSync(storeFile(id1, "train.parquet"))).toBe(true);
-
-    expect((await cli(["splits", "delete", id2, "--purge"])).code).toBe(0);
-    expect(existsSync(storeFile(id2, "train.parquet"))).toBe(false);
-    const gone = await cli(["splits", "show", id2]);
-    expect(gone.code).toBe(2);
-    expect(gone.stderr).toContain("SPLIT_NOT_FOUND");
-  }, 120_000);
-
-  test("time and group strategies through the CLI: report ranges and group counts", async () => {
-    const time = await cli([
-      "split",
-      "--data",
-      data,
-      "--target",
-      "y",
-      "--strategy",
-      "time",
-      "--time-column",
-      "t",
-      "--json",
-    ]);
-    expect(time.code).toBe(0);
-    const r = JSON.parse(time.stdout) as SplitReport;
-    expect(String(r.parts.train.time?.max) < String(r.parts.valid.time?.min)).toBe(true);
-    expect(String(r.parts.valid.time?.max) < String(r.parts.test.time?.min)).toBe(true);
-    expect(r.target.kind).toBe("continuous");
-    expect(r.parts.train.classes).toBeUndefined();
-    const group = await cli([
-      "split",
-      "--data",
-      data,
-      "--target",
-      "cls",
-      "--strategy",
-      "group",
-      "--group-column",
-      "g",
-      "--json",
-    ]);
-    expect(group.code).toBe(0);
-    const g = JSON.parse(group.stdout) as SplitReport;
-    expect(g.parts.train.groups! + g.parts.valid.groups! + g.parts.test.groups!).toBe(g.groups_total!);
-    const show = await cli(["splits", "show", g.id]);
-    expect(show.stdout).toContain("GROUPS");
-  }, 120_000);
-
-  test("bad input exits 2 with one line naming the code", async () => {
-    const cases: [string[], ErrorCode][] = [
-      [["--data", path.join(dir, "missing.csv"), "--target", "cls"], "DATA_NOT_FOUND"],
-      [["--data", data, "--target", "nope"], "DATA_UNKNOWN_COLUMN"],
-      [["--data", data, "--target", "cls", "--ratios", "0.5,0.5,0.5"], "SPLIT_BAD_RATIOS"],
-      [["--data", data, "--target", "cls", "--strategy", "time"], "SPLIT_MISSING_COLUMN_OPTION"],
-      [["--data", data, "--target", "y", "--strategy", "stratified"], "SPLIT_STRATIFY_CONTINUOUS"],
-      [["--data", path.join(dir, "x.xlsx"), "--target", "cls"], "DATA_UNSUPPORTED_FORMAT"],
-      [["--data", data, "--target", "cls", "--name", "bad name!"], "INVALID_ARGUMENT"],
-    ];
-    for (const [args, expected] of cases) {
-      const r = await cli(["split", ...args]);
-      expect(r.code).toBe(2);
-      expect(r.stderr.trim().split("\n").at(-1)).toContain(expected);
-    }
-  }, 120_000);
-});
+}
