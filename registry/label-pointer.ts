@@ -5,13 +5,14 @@
  */
 import { type LabelPointer, labelPointerSchema } from "../shared/bundle.ts";
 import { isArborError } from "../shared/errors.ts";
-import type { ArtifactStore, ObjectInfo, VersionedObject } from "./store/artifact-store.ts";
+import type { ArtifactStore, Generation, VersionedObject } from "./store/artifact-store.ts";
 
 /** What a pointer write replaced, so that it can be undone. */
 export interface PointerWrite {
   key: string;
   previous: VersionedObject | null;
-  written: ObjectInfo;
+  /** Generation of the pointer this write produced. */
+  generation: Generation;
 }
 
 /** Read a pointer with its generation, or null when there is none. */
@@ -48,10 +49,18 @@ export async function writePointer(
   for (let attempt = 0; ; attempt++) {
     try {
       const written = await store.compareAndSwap(key, body, previous?.generation ?? null);
-      return { key, previous, written };
+      return { key, previous, generation: written.generation };
     } catch (e) {
-      if (!isArborError(e, "STORE_PRECONDITION_FAILED") || attempt >= 4) throw e;
-      previous = await readPointerObject(store, key);
+      if (isArborError(e, "STORE_PRECONDITION_FAILED") && attempt < 4) {
+        previous = await readPointerObject(store, key);
+        continue;
+      }
+      // A write can land although it reported failure (a lost response): undo it before failing.
+      const now = await readPointerObject(store, key).catch(() => null);
+      if (now && new TextDecoder().decode(now.data) === body) {
+        await restorePointer(store, { key, previous, generation: now.generation }).catch(() => {});
+      }
+      throw e;
     }
   }
 }
@@ -59,11 +68,11 @@ export async function writePointer(
 /** Put back what {@link writePointer} replaced, unless someone has written the pointer since. */
 export async function restorePointer(store: ArtifactStore, write: PointerWrite): Promise<void> {
   if (write.previous) {
-    await store.compareAndSwap(write.key, write.previous.data, write.written.generation);
+    await store.compareAndSwap(write.key, write.previous.data, write.generation);
     return;
   }
   const now = await store.stat(write.key);
-  if (now && now.generation === write.written.generation) await store.delete(write.key);
+  if (now && now.generation === write.generation) await store.delete(write.key);
 }
 
 /** One label move from the audit trail. */

@@ -39,10 +39,12 @@ import type { ArtifactStore } from "./store/artifact-store.ts";
 
 type Tx = Parameters<Parameters<RegistryDatabase["transaction"]>[0]>[0];
 
-/** Test seams: called inside the registration transaction (the crash-safety suite pauses here). */
+/** Test seams inside the transactions (the crash-safety and fault suites pause or throw here). */
 export interface RegisterHooks {
   afterCopy?(at: { name: string; version: number }): Promise<void> | void;
   afterManifest?(at: { name: string; version: number }): Promise<void> | void;
+  /** After a label pointer is written, before the label transaction commits. */
+  afterPointerWrite?(at: { name: string; label: string; version: number }): Promise<void> | void;
 }
 
 /** Input of {@link ModelRegistry.register}. */
@@ -447,6 +449,7 @@ export class ModelRegistry {
         };
         // Last step before commit: if the store refuses, the transaction rolls back.
         write = await writePointer(this.#store, labelKey(name, label), pointer);
+        await this.#hooks.afterPointerWrite?.({ name, label, version: to });
         return {
           name,
           label,

@@ -34,7 +34,7 @@ export interface TestDatabase {
   readonly databaseUrl: string | undefined;
   /** Temporary ARBOR_HOME (PGlite lives in `home/registry`, the store in `home/store`). */
   readonly home: string;
-  /** Environment for child processes (`ARBOR_HOME`, `DATABASE_URL`, `ARBOR_STORE`). */
+  /** Environment for child processes (`ARBOR_HOME`, `DATABASE_URL` — empty for PGlite —, `ARBOR_STORE`). */
   readonly env: Record<string, string>;
   /** ArborConfig pointing at this database and a file store under `home`. */
   config(overrides?: Partial<ArborConfig>): ArborConfig;
@@ -58,8 +58,13 @@ export async function createTestDatabase(kind: TestDatabaseKind): Promise<TestDa
     url.pathname = `/${dbName}`;
     databaseUrl = url.toString();
   }
-  const env: Record<string, string> = { ARBOR_HOME: home, ARBOR_STORE: path.join(home, "store") };
-  if (databaseUrl) env["DATABASE_URL"] = databaseUrl;
+  // DATABASE_URL is always set ("" = unset for the config loader) so that a child process spawned
+  // with `{...process.env, ...env}` does not inherit the suite's Postgres URL on a PGlite run.
+  const env: Record<string, string> = {
+    ARBOR_HOME: home,
+    ARBOR_STORE: path.join(home, "store"),
+    DATABASE_URL: databaseUrl ?? "",
+  };
   let dropped = false;
   const drop = async () => {
     if (dropped) return;
