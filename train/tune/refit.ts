@@ -1,0 +1,155 @@
+/**
+ * Refit the best trial (on train, or on train+valid with the trial's best round count), evaluate
+ * it on the test part, and write the bundle files the registry needs (model.onnx, signature.json,
+ * metrics.json; the registry writes the manifest when it publishes the version).
+ */
+import { mkdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+import type { StudyRow, TrialRow } from "../../registry/db/schema.ts";
+import type { Registry } from "../../registry/index.ts";
+import type { SplitRecord } from "../../registry/splits.ts";
+import { BUNDLE_FILES, type Signature } from "../../shared/bundle.ts";
+import type { Logger } from "../../shared/logger.ts";
+import { encodeEnsembleOnnx } from "../../shared/onnx/encode.ts";
+import type { Dataset } from "../gbdt/dataset.ts";
+import { evaluateMetric, type MetricName } from "../gbdt/metric.ts";
+import { predictMarginColumns } from "../gbdt/predict.ts";
+import { type TrainResult, trainGbdt } from "../gbdt/train.ts";
+import { type FixedFitSettings, fitOptions, keptValue } from "./gbdt-trial.ts";
+import { concatDatasets, loadSplitData } from "./split-data.ts";
+
+/** Metrics of the refit model. */
+export interface RefitResult {
+  trialNumber: number;
+  refitOn: "train" | "train+valid";
+  rounds: number;
+  seconds: number;
+  /** Validation metric of the refit (train only; with train+valid the valid part was trained on). */
+  valid: Record<string, number>;
+  test: Record<string, number>;
+  bundleDir: string | null;
+}
+
+/** Metrics reported for a task (the study's metric first). */
+export function metricsFor(task: Dataset["task"], metric: MetricName): MetricName[] {
+  const all: MetricName[] =
+    task === "binary" ? ["auc", "logloss"] : task === "multiclass" ? ["mlogloss"] : ["rmse"];
+  return [metric, ...all.filter((m) => m !== metric)];
+}
+
+/** Evaluate a fitted model on a dataset. */
+export function evaluate(result: TrainResult, data: Dataset, metrics: MetricName[]): Record<string, number> {
+  const margin = predictMarginColumns(result.ensemble, data.columns, data.numRows);
+  const out: Record<string, number> = {};
+  for (const m of metrics) out[m] = evaluateMetric(m, margin, data.label, result.ensemble.numOutputs, null);
+  return out;
+}
+
+/** The signature of a fitted model. */
+export function signatureOf(result: TrainResult, target: string): Signature {
+  const sig: Signature = {
+    format: "arbor-bundle/1",
+    task: result.task,
+    target,
+    features: result.features,
+    objective: result.objective,
+    baseScore: Array.from(result.ensemble.baseScore),
+    modelType: result.modelType,
+    growth: result.growth,
+    numTrees: result.ensemble.trees.length,
+    source: "arbor",
+  };
+  if (result.classes) sig.classes = result.classes;
+  return sig;
+}
+
+/** Refit, evaluate, and (when `bundleDir` is set) write the bundle. */
+export async function refitBest(
+  registry: Registry,
+  o: {
+    split: SplitRecord;
+    study: StudyRow;
+    trial: TrialRow;
+    fixed: FixedFitSettings;
+    categorical?: string[] | undefined;
+    refitOn: "train" | "train+valid";
+    bundleDir: string | null;
+    logger: Logger;
+  },
+): Promise<RefitResult> {
+  const data = await loadSplitData(
+    registry.store,
+    o.split.id,
+    { target: o.study.target, task: o.fixed.task, categorical: o.categorical },
+    o.logger,
+  );
+  const metrics = metricsFor(o.fixed.task, o.fixed.metric);
+  const options = fitOptions(o.fixed, o.trial.params);
+  let result: TrainResult;
+  let valid: Record<string, number> = {};
+  if (o.refitOn === "train") {
+    result = trainGbdt(data.train, data.valid, options, {
+      metric: o.fixed.metric,
+      evalTrain: false,
+      logger: o.logger,
+    });
+    valid = evaluate(result, data.valid, metrics);
+    const kept = keptValue(result);
+    if (kept !== null) valid[o.fixed.metric] = kept;
+  } else {
+    // No validation part left to stop on: train for the trial's best round count.
+    const best = Number((o.trial.userAttrs as Record<string, unknown>)["bestIteration"] ?? o.fixed.rounds);
+    result = trainGbdt(
+      concatDatasets(data.train, data.valid),
+      null,
+      { ...options, rounds: best, earlyStopping: 0 },
+      {
+        metric: o.fixed.metric,
+        evalTrain: false,
+        logger: o.logger,
+      },
+    );
+  }
+  const test = evaluate(result, data.test, metrics);
+  if (o.bundleDir !== null) {
+    const signature = signatureOf(result, o.study.target);
+    await mkdir(o.bundleDir, { recursive: true });
+    await writeFile(
+      path.join(o.bundleDir, BUNDLE_FILES.model),
+      encodeEnsembleOnnx(result.ensemble, signature),
+    );
+    await writeFile(
+      path.join(o.bundleDir, BUNDLE_FILES.signature),
+      `${JSON.stringify(signature, null, 2)}\n`,
+    );
+    const metricsJson = {
+      task: result.task,
+      metric: o.fixed.metric,
+      valid,
+      test,
+      rows: { train: data.train.numRows, valid: data.valid.numRows, test: data.test.numRows },
+      training: {
+        rounds: result.rounds,
+        bestIteration: result.bestIteration,
+        seconds: result.seconds,
+        refitOn: o.refitOn,
+      },
+      params: o.trial.params,
+      study: { id: o.study.id, name: o.study.name, trial: o.trial.number, value: o.trial.value },
+      dataFingerprint: o.split.fingerprint,
+    };
+    await writeFile(
+      path.join(o.bundleDir, BUNDLE_FILES.metrics),
+      `${JSON.stringify(metricsJson, null, 2)}\n`,
+    );
+  }
+  return {
+    trialNumber: o.trial.number,
+    refitOn: o.refitOn,
+    rounds: result.bestIteration,
+    seconds: result.seconds,
+    valid,
+    test,
+    bundleDir: o.bundleDir,
+  };
+}
