@@ -186,17 +186,19 @@ export class ServeCore {
       const err = toArborError(e);
       reply.status = err.status;
       reply.body = v2 ? { error: err.message, code: err.code } : err.toJSON();
-      if (err.status >= 500)
+      if (err.code === "INTERNAL") {
         this.logger.error(
           {
             request_id: req.requestId,
             code: err.code,
             err: err.message,
-            stack: err.code === "INTERNAL" ? (err.cause as Error | undefined)?.stack : undefined,
+            stack: (err.cause as Error | undefined)?.stack,
           },
           "request failed",
         );
-      else
+      } else if (err.status >= 500) {
+        this.logger.warn({ request_id: req.requestId, code: err.code, err: err.message }, "request failed");
+      } else
         this.logger.debug({ request_id: req.requestId, code: err.code, err: err.message }, "request refused");
     }
     return reply;
