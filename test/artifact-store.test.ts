@@ -12,6 +12,7 @@ import os from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { type File, type GetFilesOptions, Storage } from "@google-cloud/storage";
 import type { ArtifactStore } from "../registry/store/artifact-store.ts";
 import { GcsArtifactStore } from "../registry/store/gcs-store.ts";
 import { openArtifactStore } from "../registry/store/open.ts";
@@ -374,6 +375,50 @@ describe("GcsArtifactStore specifics", () => {
   test("a missing bucket is STORE_NOT_FOUND on reads", async () => {
     const s = await openArtifactStore("gs://no-such-bucket/x", { gcsEndpoint: gcs.url });
     expect(await outcome(s.read("a"))).toBe("STORE_NOT_FOUND");
+  });
+});
+
+describe("test/gcs-server.ts protocol details (through the real client)", () => {
+  test("pagination, delimiters, ifGenerationNotMatch, media uploads, malformed requests", async () => {
+    const storage = new Storage({ apiEndpoint: gcs.url, projectId: "arbor-test" });
+    await storage.createBucket("pages");
+    const bucket = storage.bucket("pages");
+    for (const n of ["p/a", "p/b", "p/c/1", "p/c/2", "p/d", "q"])
+      await bucket.file(n).save(n, { resumable: false });
+    const names: string[] = [];
+    let query: GetFilesOptions | null = { prefix: "p/", maxResults: 2, autoPaginate: false };
+    let pages = 0;
+    while (query) {
+      const [files, next]: [File[], GetFilesOptions | null, unknown] = await bucket.getFiles(query);
+      names.push(...files.map((f) => f.name));
+      query = next;
+      pages++;
+    }
+    expect(names).toEqual(["p/a", "p/b", "p/c/1", "p/c/2", "p/d"]);
+    expect(pages).toBe(3);
+    const [top, , api] = (await bucket.getFiles({
+      prefix: "p/",
+      delimiter: "/",
+      autoPaginate: false,
+    })) as unknown as [File[], unknown, { prefixes?: string[] }];
+    expect(top.map((f) => f.name)).toEqual(["p/a", "p/b", "p/d"]);
+    expect(api.prefixes).toEqual(["p/c/"]);
+    const [meta] = await bucket.file("q").getMetadata();
+    const blocked = bucket
+      .file("q")
+      .save("new", { resumable: false, preconditionOpts: { ifGenerationNotMatch: String(meta.generation) } });
+    expect(
+      await outcome(blocked.then(() => undefined).catch((e) => Promise.reject({ code: String(e.code) }))),
+    ).toBe("412");
+    const media = await fetch(`${gcs.url}/upload/storage/v1/b/pages/o?uploadType=media&name=m%2Fraw.bin`, {
+      method: "POST",
+      body: new Uint8Array([0, 255]),
+    });
+    expect(((await media.json()) as { size: string }).size).toBe("2");
+    expect([...(await bucket.file("m/raw.bin").download())[0]]).toEqual([0, 255]);
+    expect((await fetch(`${gcs.url}/storage/v1/b/pages/o/%E0%A4%A`)).status).toBe(400);
+    expect((await fetch(`${gcs.url}/storage/v1/b/pages/o/q?ifGenerationMatch=abc`)).status).toBe(400);
+    expect((await fetch(`${gcs.url}/storage/v1/b/pages/o/q?alt=media`)).status).toBe(200); // still serving
   });
 });
 

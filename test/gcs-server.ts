@@ -15,6 +15,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import { brotliDecompressSync, gunzipSync, inflateSync } from "node:zlib";
 
 interface StoredObject {
   data: Buffer;
@@ -83,7 +84,18 @@ class HttpError extends Error {
 async function readBody(req: http.IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const c of req) chunks.push(typeof c === "string" ? Buffer.from(c) : (c as Buffer));
-  return Buffer.concat(chunks);
+  const body = Buffer.concat(chunks);
+  // The client's HTTP layer may compress request bodies (seen under Bun for JSON bodies).
+  switch (req.headers["content-encoding"]) {
+    case "gzip":
+      return gunzipSync(body);
+    case "deflate":
+      return inflateSync(body);
+    case "br":
+      return brotliDecompressSync(body);
+    default:
+      return body;
+  }
 }
 
 /** Split a `multipart/related` body into [metadata JSON, media bytes]. */
@@ -151,32 +163,24 @@ export async function startGcsServer(
     return b;
   };
 
-  const checkPreconditions = (q: URLSearchParams, current: StoredObject | undefined) => {
+  /** GCS answers a failed precondition with 412, except ifGenerationNotMatch on reads: 304. */
+  const checkPreconditions = (q: URLSearchParams, current: StoredObject | undefined, read = false) => {
+    const num = (name: string): bigint | null => {
+      const v = q.get(name);
+      if (v === null) return null;
+      if (!/^\d+$/.test(v)) throw new HttpError(400, "invalid", `Invalid argument for ${name}: '${v}'`);
+      return BigInt(v);
+    };
+    const failed = () =>
+      new HttpError(412, "conditionNotMet", "At least one of the pre-conditions you specified did not hold.");
     const gen = current?.generation ?? 0n;
-    const match = q.get("ifGenerationMatch");
-    if (match !== null && BigInt(match) !== gen) {
-      throw new HttpError(
-        412,
-        "conditionNotMet",
-        "At least one of the pre-conditions you specified did not hold.",
-      );
-    }
-    const notMatch = q.get("ifGenerationNotMatch");
-    if (notMatch !== null && BigInt(notMatch) === gen) {
-      throw new HttpError(
-        412,
-        "conditionNotMet",
-        "At least one of the pre-conditions you specified did not hold.",
-      );
-    }
-    const metaMatch = q.get("ifMetagenerationMatch");
-    if (metaMatch !== null && Number(metaMatch) !== (current?.metageneration ?? 0)) {
-      throw new HttpError(
-        412,
-        "conditionNotMet",
-        "At least one of the pre-conditions you specified did not hold.",
-      );
-    }
+    const match = num("ifGenerationMatch");
+    if (match !== null && match !== gen) throw failed();
+    const notMatch = num("ifGenerationNotMatch");
+    if (notMatch !== null && notMatch === gen)
+      throw read ? new HttpError(304, "notModified", "Not Modified") : failed();
+    const metaMatch = num("ifMetagenerationMatch");
+    if (metaMatch !== null && metaMatch !== BigInt(current?.metageneration ?? 0)) throw failed();
   };
 
   const resource = (bucket: string, name: string, o: StoredObject) => {
@@ -233,13 +237,13 @@ export async function startGcsServer(
     return o;
   };
 
-  const getObject = (bucket: string, name: string, q: URLSearchParams) => {
+  const getObject = (bucket: string, name: string, q: URLSearchParams, read: boolean) => {
     const o = bucketOf(bucket).get(name);
     const gen = q.get("generation");
-    if (!o || (gen !== null && BigInt(gen) !== o.generation)) {
+    if (!o || (gen !== null && gen !== String(o.generation))) {
       throw new HttpError(404, "notFound", `No such object: ${bucket}/${name}`);
     }
-    checkPreconditions(q, o);
+    checkPreconditions(q, o, read);
     return o;
   };
 
@@ -370,7 +374,7 @@ export async function startGcsServer(
     if (parts.length === 3 && req.method === "GET") return list(res, bucket, q);
     const name = parts[3];
     if (req.method === "GET") {
-      const o = getObject(bucket, name, q);
+      const o = getObject(bucket, name, q, true);
       if (q.get("alt") !== "media") return send(res, 200, resource(bucket, name, o));
       res.writeHead(200, {
         "content-type": o.contentType,
@@ -385,7 +389,7 @@ export async function startGcsServer(
       return;
     }
     if (req.method === "DELETE") {
-      getObject(bucket, name, q);
+      getObject(bucket, name, q, false);
       bucketOf(bucket).delete(name);
       return send(res, 204);
     }
@@ -442,24 +446,28 @@ export async function startGcsServer(
             .map((s, i) => (i === 1 ? "*" : s))
             .join("/");
     requests.set(`${req.method} ${kind}`, (requests.get(`${req.method} ${kind}`) ?? 0) + 1);
-    const segs = json.split("/");
-    // The object name is one percent-encoded segment that may decode to several '/'-separated ones.
-    const parts =
-      segs.length > 3
-        ? [segs[0], decodeURIComponent(segs[1]), segs[2], decodeURIComponent(segs.slice(3).join("/"))]
-        : segs.map((p) => decodeURIComponent(p));
-    const work = upload
-      ? handleUpload(req, res, decodeURIComponent(upload[1]), q)
-      : handleJson(req, res, parts, q);
+    const work = (async () => {
+      if (upload) return handleUpload(req, res, decodeURIComponent(upload[1]), q);
+      const segs = json.split("/");
+      // The object name is one percent-encoded segment that may decode to several '/'-separated ones.
+      const parts =
+        segs.length > 3
+          ? [segs[0], decodeURIComponent(segs[1]), segs[2], decodeURIComponent(segs.slice(3).join("/"))]
+          : segs.map((p) => decodeURIComponent(p));
+      return handleJson(req, res, parts, q);
+    })();
     work.catch((e: unknown) => {
-      const status = e instanceof HttpError ? e.status : 500;
-      const reason = e instanceof HttpError ? e.reason : "backendError";
+      // Malformed percent-encoding or JSON in a request is the client's fault: 400, like GCS.
+      const bad = e instanceof URIError || e instanceof SyntaxError;
+      const status = e instanceof HttpError ? e.status : bad ? 400 : 500;
+      const reason = e instanceof HttpError ? e.reason : bad ? "invalid" : "backendError";
       const message = e instanceof Error ? e.message : String(e);
       if (res.headersSent) {
         res.destroy();
         return;
       }
       req.resume();
+      if (status === 304) return send(res, 304);
       send(res, status, {
         error: { code: status, message, errors: [{ domain: "global", reason, message }] },
       });
