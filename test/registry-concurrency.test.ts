@@ -5,7 +5,7 @@
  * - a registration SIGKILLed half-way (after copying the files; after writing the manifest) leaves
  *   no visible version and no served bundle, and the next registration works (PGlite and Postgres).
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import path from "node:path";
 import { asc, eq } from "drizzle-orm";
 import { sha256Hex } from "../registry/bundle-import.ts";
@@ -23,6 +23,9 @@ import {
   testLogger,
 } from "./helpers/db.ts";
 import { writeFakeBundle } from "./helpers/fake-bundle.ts";
+
+// Shared 2-core CI machines: PGlite opens and child processes can take seconds (bunfig has no timeout key).
+setDefaultTimeout(60_000);
 
 const CHILD = path.join(import.meta.dir, "helpers", "registry-child.ts");
 

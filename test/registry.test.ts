@@ -3,7 +3,7 @@
  * fresh database dropped afterwards. Splits CRUD, model versions, labels, audit trail, error codes,
  * migrations; plus the `arbor models` commands end to end.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { count, eq, sql } from "drizzle-orm";
@@ -21,6 +21,9 @@ import { COMMANDS } from "../train/cli/commands.ts";
 import { runCli } from "../train/cli/dispatch.ts";
 import { createTestDatabase, databaseKinds, type TestDatabase, testLogger } from "./helpers/db.ts";
 import { writeFakeBundle } from "./helpers/fake-bundle.ts";
+
+// Shared 2-core CI machines: PGlite opens and child processes can take seconds (bunfig has no timeout key).
+setDefaultTimeout(60_000);
 
 async function codeOf(p: Promise<unknown>): Promise<string> {
   try {
