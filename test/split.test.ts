@@ -4,6 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import pl from "nodejs-polars";
+import { openArtifactStore } from "../registry/store/open.ts";
 import { type ErrorCode, isArborError } from "../shared/errors.ts";
 import { createLogger } from "../shared/logger.ts";
 import { Random, shuffleInPlace } from "../shared/random.ts";
@@ -13,6 +14,7 @@ import type { Dataset } from "../train/data/read.ts";
 import { buildReport, type SplitReport, stableReport } from "../train/data/report.ts";
 import { allocate, parseRatios, planSplit, type SplitOptions, type SplitPlan } from "../train/data/split.ts";
 import { takeParts, writeParts } from "../train/data/write.ts";
+import { startGcsServer } from "./gcs-server.ts";
 import { createTestDatabase, databaseKinds, type TestDatabase } from "./helpers/db.ts";
 
 const logger = createLogger({ name: "test", level: "silent" });
@@ -464,3 +466,68 @@ for (const kind of databaseKinds()) {
     }, 120_000);
   });
 }
+
+describe("arbor split with gs:// data and a gs:// store (real GCS client, test server)", () => {
+  test("download, split, upload the parts and split.json, record the row", async () => {
+    const gcs = await startGcsServer({ buckets: ["bkt"] });
+    const db = await createTestDatabase("pglite");
+    try {
+      const env = {
+        ...db.env,
+        ARBOR_STORE: "gs://bkt/arbor",
+        STORAGE_EMULATOR_HOST: gcs.url,
+        ARBOR_GCS_PROJECT: "arbor-test",
+        ARBOR_LOG_LEVEL: "silent",
+      };
+      const upload = await openArtifactStore("gs://bkt/raw", {
+        gcsEndpoint: gcs.url,
+        gcsProject: "arbor-test",
+      });
+      await upload.put("flights.parquet", frame(1500, 4).writeParquet());
+      await upload.close();
+      let stdout = "";
+      let stderr = "";
+      const code = await runCli(
+        COMMANDS,
+        ["split", "--data", "gs://bkt/raw/flights.parquet", "--target", "cls", "--strategy", "stratified"],
+        {
+          stdout: (t) => {
+            stdout += t;
+          },
+          stderr: (t) => {
+            stderr += t;
+          },
+          env,
+          cwd: dir,
+        },
+      );
+      expect(stderr).not.toContain("arbor:");
+      expect(code).toBe(0);
+      const id = stdout.trim();
+      expect(gcs.objectNames("bkt")).toEqual(
+        expect.arrayContaining(
+          ["test.parquet", "train.parquet", "valid.parquet", "split.json"].map(
+            (f) => `arbor/splits/${id}/${f}`,
+          ),
+        ),
+      );
+      let shown = "";
+      expect(
+        await runCli(COMMANDS, ["splits", "show", id, "--json"], {
+          stdout: (t) => {
+            shown += t;
+          },
+          stderr: () => {},
+          env,
+          cwd: dir,
+        }),
+      ).toBe(0);
+      const report = (JSON.parse(shown) as { report: SplitReport }).report;
+      expect(report.source.uri).toBe("gs://bkt/raw/flights.parquet");
+      expect(report.parts.train.rows + report.parts.valid.rows + report.parts.test.rows).toBe(1500);
+    } finally {
+      await db.drop();
+      await gcs.close();
+    }
+  }, 120_000);
+});
