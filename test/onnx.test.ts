@@ -1,10 +1,10 @@
 import { describe, expect, test } from "bun:test";
 import * as ort from "onnxruntime-node";
-import type { Signature, Task } from "../shared/bundle.ts";
+import type { Task } from "../shared/bundle.ts";
 import { isArborError } from "../shared/errors.ts";
 import { decodeEnsembleOnnx } from "../shared/onnx/decode.ts";
 import { encodeEnsembleOnnx } from "../shared/onnx/encode.ts";
-import { randomEnsemble, randomRows, rng } from "../shared/onnx/random.ts";
+import { randomEnsemble, randomRows, rng, signatureFor } from "../shared/onnx/random.ts";
 import {
   NODE_NUMERIC,
   predictMarginRow,
@@ -12,35 +12,6 @@ import {
   softmaxInPlace,
   type TreeEnsemble,
 } from "../shared/tree.ts";
-
-/** A signature for a random ensemble. */
-export function signatureFor(ensemble: TreeEnsemble, task: Task, categories: number[]): Signature {
-  return {
-    format: "arbor-bundle/1",
-    task,
-    target: "y",
-    features: Array.from({ length: ensemble.numFeatures }, (_, i) =>
-      (categories[i] ?? 0) > 0
-        ? {
-            name: `f${i}`,
-            type: "categorical" as const,
-            categories: Array.from({ length: categories[i] }, (_, c) => `c${c}`),
-          }
-        : { name: `f${i}`, type: "numeric" as const },
-    ),
-    classes:
-      task === "binary"
-        ? ["no", "yes"]
-        : task === "multiclass"
-          ? Array.from({ length: ensemble.numOutputs }, (_, c) => `k${c}`)
-          : undefined,
-    objective:
-      task === "binary" ? "binary:logistic" : task === "multiclass" ? "multi:softprob" : "reg:squarederror",
-    baseScore: [...ensemble.baseScore],
-    numTrees: ensemble.trees.length,
-    source: "arbor",
-  };
-}
 
 /** Rows that also hit every numeric threshold exactly (and its float32 neighbours). */
 function rowsWithTies(ensemble: TreeEnsemble, seed: number, n: number, categories: number[]): Float32Array {

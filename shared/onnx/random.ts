@@ -3,6 +3,7 @@
  * the SHAP benchmark. Covers are consistent (a split's cover is the sum of its children's), as
  * TreeSHAP requires.
  */
+import type { Signature, Task } from "../bundle.ts";
 import {
   allocTree,
   NODE_CATEGORICAL,
@@ -132,4 +133,33 @@ export function randomRows(
     }
   }
   return x;
+}
+
+/** A signature for a random ensemble. */
+export function signatureFor(ensemble: TreeEnsemble, task: Task, categories: number[]): Signature {
+  return {
+    format: "arbor-bundle/1",
+    task,
+    target: "y",
+    features: Array.from({ length: ensemble.numFeatures }, (_, i) =>
+      (categories[i] ?? 0) > 0
+        ? {
+            name: `f${i}`,
+            type: "categorical" as const,
+            categories: Array.from({ length: categories[i] }, (_, c) => `c${c}`),
+          }
+        : { name: `f${i}`, type: "numeric" as const },
+    ),
+    classes:
+      task === "binary"
+        ? ["no", "yes"]
+        : task === "multiclass"
+          ? Array.from({ length: ensemble.numOutputs }, (_, c) => `k${c}`)
+          : undefined,
+    objective:
+      task === "binary" ? "binary:logistic" : task === "multiclass" ? "multi:softprob" : "reg:squarederror",
+    baseScore: [...ensemble.baseScore],
+    numTrees: ensemble.trees.length,
+    source: "arbor",
+  };
 }
