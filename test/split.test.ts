@@ -12,7 +12,14 @@ import { COMMANDS } from "../train/cli/commands.ts";
 import { runCli } from "../train/cli/dispatch.ts";
 import type { Dataset } from "../train/data/read.ts";
 import { buildReport, type SplitReport, stableReport } from "../train/data/report.ts";
-import { allocate, parseRatios, planSplit, type SplitOptions, type SplitPlan } from "../train/data/split.ts";
+import {
+  allocate,
+  parseRatios,
+  planSplit,
+  type SplitOptions,
+  type SplitPlan,
+  stratifiedSizes,
+} from "../train/data/split.ts";
 import { takeParts, writeParts } from "../train/data/write.ts";
 import { startGcsServer } from "./gcs-server.ts";
 import { createTestDatabase, databaseKinds, type TestDatabase } from "./helpers/db.ts";
@@ -148,6 +155,39 @@ describe("ratios", () => {
   });
 });
 
+describe("stratified sizes", () => {
+  test("random class mixes: each class within ±1 of its share per part, part totals exact", () => {
+    const rng = new Random(11);
+    const ratioSets = [
+      [0.7, 0.15, 0.15],
+      [0.6, 0.3, 0.1],
+      [0.34, 0.33, 0.33],
+      [0.9, 0.05, 0.05],
+    ];
+    for (let it = 0; it < 2000; it++) {
+      const classes = Array.from({ length: 2 + rng.nextBelow(30) }, () =>
+        rng.nextBelow(rng.nextFloat() < 0.3 ? 5 : 500),
+      );
+      const r = ratioSets[it % ratioSets.length];
+      const sizes = stratifiedSizes(classes, r);
+      const totals = [0, 0, 0];
+      classes.forEach((nc, c) => {
+        expect(sizes[c][0] + sizes[c][1] + sizes[c][2]).toBe(nc);
+        for (let k = 0; k < 3; k++) {
+          expect(Math.abs(sizes[c][k] - nc * r[k])).toBeLessThanOrEqual(1);
+          totals[k] += sizes[c][k];
+        }
+      });
+      expect(totals).toEqual(
+        allocate(
+          classes.reduce((a, b) => a + b, 0),
+          r,
+        ),
+      );
+    }
+  });
+});
+
 describe("strategies", () => {
   const df = frame(5000);
   const n = df.height;
@@ -182,6 +222,9 @@ describe("strategies", () => {
         });
       }
     }
+    // The part totals are the random split's, exactly.
+    const p = plan(df, { strategy: "stratified" });
+    expect(p.parts.map((x) => x.length)).toEqual(allocate(n, [0.7, 0.15, 0.15]));
     // Booleans and small integer codes are classes too.
     expectPartition(plan(df, { strategy: "stratified", target: "bin" }), n);
   });

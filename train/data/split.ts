@@ -5,8 +5,8 @@
  *
  * Strategies and their guarantees:
  * - random: a seeded Fisher–Yates permutation cut at the largest-remainder part sizes.
- * - stratified: each class is shuffled on its own and cut at its own largest-remainder sizes, so
- *   every part holds each class within ±1 row of the exact proportion.
+ * - stratified: each class is shuffled on its own and cut so that every part holds each class
+ *   within ±1 row of the exact proportion, and the part totals equal the random split's.
  * - time: rows ordered by the time column (stable: equal times keep file order), earliest to train,
  *   latest to test, no shuffling. Rows with equal times never straddle two parts: each cut moves to
  *   the nearer end of its run of equal times (the earlier end at equal distance).
@@ -224,25 +224,53 @@ function randomAssignment(n: number, ratios: readonly number[], rng: Random): Ui
 
 /**
  * Part of every row, class by class: rows of each class (dense code) in file order, shuffled with
- * the one generator in class-code order, cut at the class's own allocated sizes.
+ * the one generator in class-code order, cut at the sizes {@link stratifiedSizes} gives the class.
  */
 export function stratifiedAssignment(codes: Uint32Array, ratios: readonly number[], rng: Random): Uint8Array {
   const n = codes.length;
   const { order, starts } = countingSort(codes);
+  const classSizes: number[] = [];
+  for (let c = 0; c + 1 < starts.length; c++) classSizes.push(starts[c + 1] - starts[c]);
+  const sizes = stratifiedSizes(classSizes, ratios);
   const assignment = new Uint8Array(n);
-  for (let c = 0; c + 1 < starts.length; c++) {
-    const size = starts[c + 1] - starts[c];
-    if (size === 0) continue;
+  for (let c = 0; c < classSizes.length; c++) {
+    if (classSizes[c] === 0) continue;
     const rows = order.subarray(starts[c], starts[c + 1]);
     shuffleInPlace(rows, rng);
-    const sizes = allocate(size, ratios);
-    let j = sizes[0];
+    let j = sizes[c][0];
     for (let p = 1; p < 3; p++) {
-      const end = j + sizes[p];
+      const end = j + sizes[c][p];
       for (; j < end; j++) assignment[rows[j]] = p;
     }
   }
   return assignment;
+}
+
+/**
+ * Rows per part for each class: floor(n_c · r_k) or one more, so every class is within ±1 row of
+ * its exact share in every part, with the extra rows placed so that the part totals also equal
+ * {@link allocate}(n) — the same part sizes as a random split. The extras go class by class
+ * (classes with two extras first) to the parts still furthest below their total, larger
+ * fractional share first on ties. Should that greedy ever not land exactly on the totals, each
+ * class falls back to its own largest-remainder sizes (still ±1 per class, totals within a few rows).
+ */
+export function stratifiedSizes(classSizes: readonly number[], ratios: readonly number[]): number[][] {
+  const total = classSizes.reduce((a, b) => a + b, 0);
+  const target = allocate(total, ratios);
+  const sizes = classSizes.map((n) => ratios.map((r) => Math.floor(n * r)));
+  const deficit = target.map((t, k) => t - sizes.reduce((a, s) => a + s[k], 0));
+  const extras = classSizes.map((n, c) => n - sizes[c][0] - sizes[c][1] - sizes[c][2]);
+  const order = classSizes.map((_, c) => c).sort((a, b) => extras[b] - extras[a] || a - b);
+  for (const c of order) {
+    const frac = ratios.map((r) => classSizes[c] * r - Math.floor(classSizes[c] * r));
+    const parts = [0, 1, 2].sort((a, b) => deficit[b] - deficit[a] || frac[b] - frac[a] || a - b);
+    for (let e = 0; e < extras[c]; e++) {
+      sizes[c][parts[e]]++;
+      deficit[parts[e]]--;
+    }
+  }
+  if (deficit.some((d) => d !== 0)) return classSizes.map((n) => allocate(n, ratios));
+  return sizes;
 }
 
 /** Time strategy: stable order by dense time codes, cut at the sizes, cuts moved off ties. */
