@@ -15,6 +15,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import { pathToFileURL } from "node:url";
 import { brotliDecompressSync, gunzipSync, inflateSync } from "node:zlib";
 
 interface StoredObject {
@@ -496,7 +497,11 @@ export async function startGcsServer(
 }
 
 // Standalone: `bun test/gcs-server.ts [--port N] [--bucket NAME]…` prints the URL and serves until killed.
-if (import.meta.main) {
+// import.meta.main is Bun's; under Node (`node --import tsx test/gcs-server.ts`) compare with argv[1].
+const isMain =
+  import.meta.main ??
+  (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href);
+if (isMain) {
   const args = process.argv.slice(2);
   let port = 0;
   const bucketNames: string[] = [];
