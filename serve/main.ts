@@ -7,6 +7,7 @@
  * SIGTERM/SIGINT: stop accepting, finish in-flight requests, exit 0.
  */
 import cluster from "node:cluster";
+import net from "node:net";
 import { parseArgs } from "node:util";
 import { toArborError } from "../shared/errors.ts";
 import { createLogger } from "../shared/logger.ts";
@@ -71,13 +72,26 @@ async function runWorker(config: ServeConfig, index: number, port: number): Prom
       },
     );
   };
-  process.once("SIGTERM", () => shutdown("SIGTERM"));
-  process.once("SIGINT", () => shutdown("SIGINT"));
+  // `on`, not `once`: a second signal (terminal process group plus the primary's forward) must not
+  // fall through to the default action and kill the process mid-drain; stop() is idempotent.
+  process.on("SIGTERM", () => shutdown("SIGTERM"));
+  process.on("SIGINT", () => shutdown("SIGINT"));
   if (cluster.isWorker) process.send?.({ listening: server.port });
   else
     process.stdout.write(
       `${JSON.stringify({ listening: { host: config.host, port: server.port, workers: 1 } })}\n`,
     );
+}
+
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once("error", reject);
+    srv.listen(0, host, () => {
+      const addr = srv.address();
+      srv.close(() => resolve(typeof addr === "object" && addr !== null ? addr.port : 0));
+    });
+  });
 }
 
 async function runPrimary(config: ServeConfig): Promise<void> {
@@ -108,7 +122,10 @@ async function runPrimary(config: ServeConfig): Promise<void> {
         }
       });
     });
-  // The first worker binds (maybe port 0); the others then bind the port it got.
+  // uSockets sets SO_REUSEPORT only for a non-zero port, so port 0 cannot be shared: pick a free
+  // port here first (tiny race with other programs, acceptable for tests and dev), then every
+  // worker binds that port.
+  if (port === 0) port = await freePort(config.host);
   await fork(0);
   await Promise.all(Array.from({ length: config.workers - 1 }, (_, i) => fork(i + 1)));
   process.stdout.write(

@@ -6,6 +6,7 @@ import { configCommand, versionCommand } from "../commands/info.ts";
 import { MODELS_COMMANDS } from "../commands/models.ts";
 import { splitCommand } from "../commands/split.ts";
 import { splitsDeleteCommand, splitsListCommand, splitsShowCommand } from "../commands/splits.ts";
+import { serveCommand } from "../commands/serve.ts";
 import { tuneCommand } from "../commands/tune.ts";
 import type { Command } from "./command.ts";
 
@@ -18,4 +19,5 @@ export const COMMANDS: readonly Command<unknown>[] = [
   splitsDeleteCommand,
   ...MODELS_COMMANDS,
   tuneCommand,
+  serveCommand,
 ];
