@@ -7,6 +7,7 @@ import { MODELS_COMMANDS } from "../commands/models.ts";
 import { splitCommand } from "../commands/split.ts";
 import { splitsDeleteCommand, splitsListCommand, splitsShowCommand } from "../commands/splits.ts";
 import { serveCommand } from "../commands/serve.ts";
+import { STUDIES_COMMANDS } from "../commands/studies.ts";
 import { tuneCommand } from "../commands/tune.ts";
 import type { Command } from "./command.ts";
 
