@@ -20,5 +20,6 @@ export const COMMANDS: readonly Command<unknown>[] = [
   splitsDeleteCommand,
   ...MODELS_COMMANDS,
   tuneCommand,
+  ...STUDIES_COMMANDS,
   serveCommand,
 ];
