@@ -208,6 +208,8 @@ export class FileArtifactStore implements ArtifactStore {
       await syncDir(path.dirname(file));
       return infoOf(key, stats);
     } catch (e) {
+      // The caller's own stream failing is the caller's error, not the store's: pass it on as is.
+      if (typeof body === "object" && !(body instanceof Uint8Array) && body.errored === e) throw e;
       throw this.#wrap(e, "put", key);
     }
   }

@@ -198,6 +198,8 @@ export class GcsArtifactStore implements ArtifactStore {
       );
       return this.#info(key, file.metadata);
     } catch (e) {
+      // The caller's own stream failing is the caller's error, not the store's: pass it on as is.
+      if (typeof body === "object" && !(body instanceof Uint8Array) && body.errored === e) throw e;
       throw this.#map(e, "put", key);
     }
   }
