@@ -5,12 +5,15 @@
 import type { ArborConfig } from "../shared/config.ts";
 import type { Logger } from "../shared/logger.ts";
 import { openRegistryDatabase, type RegistryDatabase, type RegistryKind } from "./db/client.ts";
+import { JobQueue } from "./jobs.ts";
 import { ModelRegistry, type RegisterHooks } from "./models.ts";
 import { SplitRepository } from "./splits.ts";
 import type { ArtifactStore } from "./store/artifact-store.ts";
 import { openArtifactStore } from "./store/open.ts";
 
 export type { RegistryDatabase, RegistryKind } from "./db/client.ts";
+export type * from "./jobs.ts";
+export { JobQueue } from "./jobs.ts";
 export type * from "./models.ts";
 export { ModelRegistry } from "./models.ts";
 export type * from "./splits.ts";
@@ -25,6 +28,8 @@ export interface Registry {
   readonly store: ArtifactStore;
   readonly splits: SplitRepository;
   readonly models: ModelRegistry;
+  /** Queued work for `arbor worker` (claimed with SKIP LOCKED, leases by heartbeat). */
+  readonly jobs: JobQueue;
   /** Close the store and the database (PGlite: releases the data directory). */
   close(): Promise<void>;
 }
@@ -60,6 +65,7 @@ export async function openRegistry(
     store,
     splits: new SplitRepository(client.db, store, log),
     models: new ModelRegistry(client.db, store, log, options.registerHooks),
+    jobs: new JobQueue(client.db, log),
     async close() {
       if (closed) return;
       closed = true;

@@ -2,6 +2,7 @@
  * Registry under concurrency and crashes, with real processes:
  * - 8 registrations of one model at once against Postgres get versions 1..8;
  * - 8 concurrent promotions leave the label pointer and the database in agreement;
+ * - 4 worker processes claiming from one job queue never take a job twice;
  * - a registration SIGKILLed half-way (after copying the files; after writing the manifest) leaves
  *   no visible version and no served bundle, and the next registration works (PGlite and Postgres).
  */
@@ -161,6 +162,17 @@ describe.skipIf(!POSTGRES_URL)("registry concurrency on postgres (separate proce
     expect(events.at(-1)?.toVersion).toBe(label.version);
     expect(new Set(events.map((e) => e.toVersion)).size).toBe(8);
     expect(model.labels).toHaveLength(1);
+  }, 60_000);
+
+  test("4 worker processes draining 24 jobs take each job exactly once", async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 24; i++) ids.push((await reg.jobs.enqueue({ kind: "noop", payload: { i } })).id);
+    const results = await Promise.all(
+      Array.from({ length: 4 }, (_, i) => runChild(tdb, ["drain-jobs", `worker-${i}`])),
+    );
+    const done = results.flatMap((r) => r["done"] as string[]);
+    expect(done.sort()).toEqual([...ids].sort());
+    expect((await reg.jobs.list({ state: "succeeded", kind: "noop" })).length).toBe(24);
   }, 60_000);
 });
 

@@ -264,6 +264,49 @@ for (const kind of databaseKinds()) {
       expect(await reg.store.exists(versionFileKey(name, 2, "manifest.json"))).toBe(true);
     });
 
+    test("jobs: priority order, leases, retries, cancel, reaping dead workers", async () => {
+      const low = await reg.jobs.enqueue({ kind: "study", payload: { n: 1 } });
+      const high = await reg.jobs.enqueue({ kind: "study", payload: { n: 2 }, priority: 5, maxAttempts: 2 });
+      expect(low.state).toBe("queued");
+      expect(await codeOf(reg.jobs.enqueue({ kind: "Bad Kind" }))).toBe("INVALID_ARGUMENT");
+      expect(await codeOf(reg.jobs.get("job_missing"))).toBe("JOB_NOT_FOUND");
+      expect(await reg.jobs.claim("w1", { kinds: ["other"] })).toBeNull();
+
+      const first = await reg.jobs.claim("w1");
+      expect(first?.id).toBe(high.id);
+      expect(first).toMatchObject({ state: "running", workerId: "w1", attempts: 1 });
+      expect(await reg.jobs.heartbeat(high.id, "w1")).toEqual({ cancelRequested: false });
+      expect(await codeOf(reg.jobs.heartbeat(high.id, "w2"))).toBe("CONFLICT");
+      // A failure with attempts left queues it again; the next claim takes it (priority 5).
+      expect((await reg.jobs.fail(high.id, "w1", "boom")).state).toBe("queued");
+      const again = await reg.jobs.claim("w2");
+      expect(again).toMatchObject({ id: high.id, attempts: 2, workerId: "w2" });
+      // Its worker dies: the lease expires and, attempts used up, the job fails for good.
+      expect(await reg.jobs.reapExpired(0)).toEqual({ requeued: [], failed: [high.id] });
+      expect((await reg.jobs.get(high.id)).state).toBe("failed");
+      expect(await codeOf(reg.jobs.complete(high.id, "w2", {}))).toBe("CONFLICT");
+
+      const second = await reg.jobs.claim("w3");
+      expect(second?.id).toBe(low.id);
+      expect(await reg.jobs.reapExpired(0)).toEqual({ requeued: [low.id], failed: [] });
+      const third = await reg.jobs.claim("w4");
+      expect(third).toMatchObject({ id: low.id, attempts: 2 });
+      expect((await reg.jobs.cancel(low.id)).cancelRequestedAt).toBeInstanceOf(Date);
+      expect(await reg.jobs.heartbeat(low.id, "w4")).toEqual({ cancelRequested: true });
+      const cancelled = await reg.jobs.complete(low.id, "w4", { stopped: true }, "cancelled");
+      expect(cancelled).toMatchObject({ state: "cancelled", result: { stopped: true } });
+
+      const queued = await reg.jobs.enqueue({ kind: "study" });
+      expect((await reg.jobs.cancel(queued.id)).state).toBe("cancelled");
+      const done = await reg.jobs.enqueue({ kind: "study" });
+      await reg.jobs.claim("w5");
+      expect((await reg.jobs.complete(done.id, "w5", { ok: 1 })).state).toBe("succeeded");
+      expect((await reg.jobs.list({ state: "cancelled" })).map((j) => j.id).sort()).toEqual(
+        [low.id, queued.id].sort(),
+      );
+      expect(await reg.jobs.claim("w6")).toBeNull();
+    });
+
     test("a failing pointer write rolls the database back; a failure after it restores the pointer", async () => {
       const name = "faulty";
       await reg.models.register({ name, bundleDir: path.join(bundles, "b1") });

@@ -5,6 +5,7 @@
  *   bun test/helpers/registry-child.ts register NAME DIR
  *   bun test/helpers/registry-child.ts register-and-hang NAME DIR afterCopy|afterManifest
  *   bun test/helpers/registry-child.ts promote NAME VERSION LABEL
+ *   bun test/helpers/registry-child.ts drain-jobs WORKER_ID     (claim and complete until empty)
  *
  * `register-and-hang` prints `{"paused":VERSION}` at the given point inside the registration
  * transaction and then waits forever, so that the parent can SIGKILL it there.
@@ -38,6 +39,13 @@ try {
   } else if (mode === "promote") {
     const c = await reg.models.promote(name, Number(arg), extra, { actor: `child-${process.pid}` });
     process.stdout.write(`${JSON.stringify(c)}\n`);
+  } else if (mode === "drain-jobs") {
+    const done: string[] = [];
+    for (let job = await reg.jobs.claim(name); job; job = await reg.jobs.claim(name)) {
+      await reg.jobs.complete(job.id, name, { by: name });
+      done.push(job.id);
+    }
+    process.stdout.write(`${JSON.stringify({ done })}\n`);
   } else {
     throw new Error(`unknown mode ${mode}`);
   }
