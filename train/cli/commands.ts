@@ -2,12 +2,14 @@
  * Every CLI command, in help order. Each area adds its commands here (one import, one entry).
  */
 
+import { explainCommand } from "../commands/explain.ts";
+import { importCommand } from "../commands/import.ts";
 import { configCommand, versionCommand } from "../commands/info.ts";
 import { MODELS_COMMANDS } from "../commands/models.ts";
+import { predictCommand } from "../commands/predict.ts";
 import { splitCommand } from "../commands/split.ts";
 import { splitsDeleteCommand, splitsListCommand, splitsShowCommand } from "../commands/splits.ts";
 import { serveCommand } from "../commands/serve.ts";
-import { STUDIES_COMMANDS } from "../commands/studies.ts";
 import { tuneCommand } from "../commands/tune.ts";
 import type { Command } from "./command.ts";
 
@@ -20,6 +22,8 @@ export const COMMANDS: readonly Command<unknown>[] = [
   splitsDeleteCommand,
   ...MODELS_COMMANDS,
   tuneCommand,
-  ...STUDIES_COMMANDS,
+  predictCommand,
+  explainCommand,
+  importCommand,
   serveCommand,
 ];
