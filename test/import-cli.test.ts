@@ -124,7 +124,9 @@ describe("arbor import / predict / explain", () => {
     const p = pl.readParquet(path.join(dir, "p.parquet"));
     expect(p.columns).toEqual(["label", "probability_0", "probability_1", "probability_2"]);
     const p2 = p.getColumn("probability_2").toArray() as number[];
-    p2.forEach((v, i) => expect(Math.abs(v - (data.prediction[i] as number[])[2])).toBeLessThan(1e-5));
+    for (let i = 0; i < p2.length; i++) {
+      expect(Math.abs(p2[i] - (data.prediction[i] as number[])[2])).toBeLessThan(1e-5);
+    }
     expect(
       (await cli(["explain", "--model", at("mc"), "--data", at("multiclass.csv"), "--out", at("s.csv")]))
         .code,
@@ -133,7 +135,9 @@ describe("arbor import / predict / explain", () => {
     expect(s.columns).toContain("1:f3");
     expect(s.columns).toContain("2:base_value");
     const c = s.getColumn("1:f3").toArray() as number[];
-    c.forEach((v, i) => expect(Math.abs(v - (data.contribs[i] as number[][])[1][3])).toBeLessThan(1e-5));
+    for (let i = 0; i < c.length; i++) {
+      expect(Math.abs(c[i] - (data.contribs[i] as number[][])[1][3])).toBeLessThan(1e-5);
+    }
     expect(
       (
         await cli([
