@@ -315,7 +315,12 @@ describe("training", () => {
       d,
       v,
       { task: "binary", rounds: 50 },
-      { onRound: (info) => (seen.push(info.round), info.round === 7 ? "stop" : undefined) },
+      {
+        onRound: (info) => {
+          seen.push(info.round);
+          return info.round === 7 ? "stop" : undefined;
+        },
+      },
     );
     expect(seen).toEqual([1, 2, 3, 4, 5, 6, 7]);
     expect(s.ensemble.trees.length).toBe(7);
@@ -330,6 +335,24 @@ describe("training", () => {
       expect(a).toBe(b);
       const c = serialize(trainGbdt(d, null, { ...opts, growth, maxDepth: 4, seed: 43 }).ensemble);
       expect(c).not.toBe(a);
+    }
+  });
+
+  test("histogram workers: threads 1 and 2 give byte-identical ensembles", () => {
+    const d = synth(45_000, "binary", 19);
+    for (const growth of GROWTHS) {
+      const opts = {
+        task: "binary" as const,
+        growth,
+        rounds: 4,
+        maxDepth: 4,
+        numLeaves: 15,
+        subsample: 0.9,
+        seed: 1,
+      };
+      const one = serialize(trainGbdt(d, null, { ...opts, threads: 1 }).ensemble);
+      const two = serialize(trainGbdt(d, null, { ...opts, threads: 2 }).ensemble);
+      expect(two).toBe(one);
     }
   });
 

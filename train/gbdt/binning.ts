@@ -122,6 +122,30 @@ export function binOf(mapper: BinMapper, x: number): number {
   return lo;
 }
 
+/** Bins of one numeric column (its own function so the JIT optimises it on its own). */
+function binNumeric(
+  col: Float32Array,
+  u: Float32Array,
+  out: Uint8Array,
+  base: number,
+  n: number,
+  missing: number,
+): void {
+  for (let r = 0; r < n; r++) {
+    const x = col[r];
+    let b = 0;
+    b = u[b + 127] < x ? b + 128 : b;
+    b = u[b + 63] < x ? b + 64 : b;
+    b = u[b + 31] < x ? b + 32 : b;
+    b = u[b + 15] < x ? b + 16 : b;
+    b = u[b + 7] < x ? b + 8 : b;
+    b = u[b + 3] < x ? b + 4 : b;
+    b = u[b + 1] < x ? b + 2 : b;
+    b = u[b] < x ? b + 1 : b;
+    out[base + r] = Number.isNaN(x) ? missing : b;
+  }
+}
+
 /** Bin every row of every feature. */
 export function binColumns(
   columns: readonly Float32Array[],
@@ -130,7 +154,8 @@ export function binColumns(
 ): BinnedData {
   const F = mappers.length;
   const colBins = new Uint8Array(F * numRows);
-  const rowBins = new Uint8Array(F * numRows);
+  // Shared so that histogram workers read it without a copy.
+  const rowBins = new Uint8Array(new SharedArrayBuffer(Math.max(1, F * numRows)));
   const offsets = new Int32Array(F);
   let total = 0;
   for (let f = 0; f < F; f++) {
@@ -145,28 +170,23 @@ export function binColumns(
         const x = col[r];
         const b = x >= 0 && x < nb ? x : nb; // NaN fails both comparisons → missing bin
         colBins[base + r] = b;
-        rowBins[r * F + f] = b;
       }
     } else {
-      const u = m.upper;
-      const last = u.length - 1;
-      for (let r = 0; r < numRows; r++) {
-        const x = col[r];
-        let b: number;
-        if (Number.isNaN(x)) b = m.numBins;
-        else {
-          let lo = 0;
-          let hi = last;
-          while (lo < hi) {
-            const mid = (lo + hi) >> 1;
-            if (x <= u[mid]) hi = mid;
-            else lo = mid + 1;
-          }
-          b = lo;
-        }
-        colBins[base + r] = b;
-        rowBins[r * F + f] = b;
-      }
+      // Branchless search over the bounds padded to 256 with +∞: bin = #bounds < x. The branchy
+      // binary search cost ~50 ns per value (mispredictions); this is several times faster.
+      const u = new Float32Array(256).fill(Number.POSITIVE_INFINITY);
+      u.set(m.upper);
+      binNumeric(col, u, colBins, base, numRows, m.numBins);
+    }
+  }
+  // Transpose in blocks of rows: writing row-major straight from the per-feature loop strides
+  // through the whole matrix once per feature and was the slowest part of binning.
+  const BLOCK = 4096;
+  for (let r0 = 0; r0 < numRows; r0 += BLOCK) {
+    const r1 = Math.min(numRows, r0 + BLOCK);
+    for (let f = 0; f < F; f++) {
+      const base = f * numRows;
+      for (let r = r0; r < r1; r++) rowBins[r * F + f] = colBins[base + r];
     }
   }
   return { numRows, numFeatures: F, mappers, colBins, rowBins, offsets, totalBins: total };

@@ -7,31 +7,31 @@
  */
 import { allocTree, NODE_CATEGORICAL, NODE_LEAF, NODE_NUMERIC, type Tree } from "../../shared/tree.ts";
 import type { BinnedData } from "./binning.ts";
-import { buildHistogram, buildHistogramAll, subtractHistogram } from "./histogram.ts";
+import type { HistPool } from "./hist-pool.ts";
+import { subtractHistogram } from "./histogram.ts";
 import type { TrainParams } from "./params.ts";
 import { findBestSplit, leafWeight, SplitInfo, splitLut } from "./split.ts";
 
-/** Per-fit scratch memory shared by all trees. */
+/** Per-fit scratch memory shared by all trees: row indices (shared with histogram workers) and histograms. */
 export class GrowScratch {
   readonly idx: Uint32Array;
   readonly tmp: Uint32Array;
-  readonly #pool: Float64Array[] = [];
-  readonly histSize: number;
+  readonly pool: HistPool;
 
-  constructor(numRows: number, totalBins: number) {
-    this.idx = new Uint32Array(numRows);
-    this.tmp = new Uint32Array(numRows);
-    this.histSize = totalBins * 2;
+  constructor(idx: Uint32Array, pool: HistPool) {
+    this.idx = idx;
+    this.tmp = new Uint32Array(idx.length);
+    this.pool = pool;
   }
 
   /** A histogram buffer from the pool. */
   take(): Float64Array {
-    return this.#pool.pop() ?? new Float64Array(this.histSize);
+    return this.pool.take();
   }
 
   /** Return a buffer to the pool. */
   give(h: Float64Array | null): void {
-    if (h !== null) this.#pool.push(h);
+    this.pool.give(h);
   }
 }
 
@@ -50,6 +50,8 @@ export interface GrowInput {
   data: BinnedData;
   /** Interleaved gradients and hessians of every row. */
   gh: Float64Array;
+  /** Output (class) index of the tree, i.e. which gradient array the histogram workers read. */
+  output: number;
   /** The rows of this tree are scratch.idx[0..numSample); when all rows, `allRows` is true. */
   numSample: number;
   allRows: boolean;
@@ -90,22 +92,10 @@ function partition(input: GrowInput, node: Node, f: number, lut: Uint8Array): nu
 }
 
 function buildNodeHist(input: GrowInput, node: Node): void {
-  const { data, gh, scratch } = input;
+  const { data, scratch } = input;
   node.hist = scratch.take();
-  if (input.allRows && node.start === 0 && node.end === data.numRows) {
-    buildHistogramAll(node.hist, data.rowBins, data.numFeatures, data.offsets, gh, data.numRows);
-  } else {
-    buildHistogram(
-      node.hist,
-      data.rowBins,
-      data.numFeatures,
-      data.offsets,
-      gh,
-      scratch.idx,
-      node.start,
-      node.end,
-    );
-  }
+  const all = input.allRows && node.start === 0 && node.end === data.numRows;
+  scratch.pool.build(node.hist, input.output, all ? null : scratch.idx, node.start, node.end);
 }
 
 function canSplit(node: Node, p: TrainParams, maxDepth: number): boolean {

@@ -11,6 +11,7 @@ import type { Tree, TreeEnsemble } from "../../shared/tree.ts";
 import { type BinnedData, binColumns, buildBinMappers } from "./binning.ts";
 import type { Dataset } from "./dataset.ts";
 import { type GrownTree, GrowScratch, growTree } from "./grower.ts";
+import { HistPool } from "./hist-pool.ts";
 import { defaultMetric, evaluateMetric, higherIsBetter, type MetricName } from "./metric.ts";
 import { baseScore, computeGradients } from "./objective.ts";
 import { resolveParams, type TrainOptions, type TrainParams } from "./params.ts";
@@ -56,6 +57,9 @@ export interface TrainResult {
   /** The engine's own training margins [N × K] after the last round (tests check ONNX-side parity on them). */
   trainMargin: Float64Array;
 }
+
+/** Below this many rows per thread, workers cost more than they save. */
+const MIN_ROWS_PER_THREAD = 20_000;
 
 /** Objective name per task, as written in the signature. */
 export const OBJECTIVES: Record<Task, string> = {
@@ -142,96 +146,109 @@ export function trainGbdt(
   const vMargin = new Float64Array(vN * K);
   for (let i = 0; i < vN; i++) for (let j = 0; j < K; j++) vMargin[i * K + j] = base[j];
 
-  const gh = Array.from({ length: K }, () => new Float64Array(2 * N));
-  const scratch = new GrowScratch(N, data.totalBins);
-  const rng = new Rng(p.seed);
-  const sampleSize = p.subsample < 1 ? Math.max(1, Math.floor(N * p.subsample)) : N;
-  const allRows = sampleSize === N;
-  const numCols = Math.max(1, Math.round(data.numFeatures * p.colsample));
-  const featureMask = new Uint8Array(data.numFeatures).fill(1);
-
-  const trees: Tree[] = [];
-  const treeOutput: number[] = [];
-  const history: RoundInfo[] = [];
-  const higher = higherIsBetter(metric);
-  let best = higher ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY;
-  let bestRound = 0;
-  let lastPrint = 0;
-  let round = 0;
-  for (round = 1; round <= p.rounds; round++) {
-    computeGradients(p.task, margin, train.label, train.weight, K, gh);
-    const sample = allRows ? null : rng.sample(N, sampleSize);
-    for (let k = 0; k < K; k++) {
-      if (sample) scratch.idx.set(sample);
-      else for (let i = 0; i < N; i++) scratch.idx[i] = i;
-      if (numCols < data.numFeatures) {
-        featureMask.fill(0);
-        const cols = rng.sample(data.numFeatures, numCols);
-        for (let j = 0; j < cols.length; j++) featureMask[cols[j]] = 1;
-      }
-      const grown = growTree({
-        data,
-        gh: gh[k],
-        numSample: sampleSize,
-        allRows,
-        featureMask,
-        params: p,
-        scratch,
-      });
-      updateTrainMargin(grown, data, scratch.idx, allRows, margin, K, k);
-      if (valid) addTreeColumns(grown.tree, valid.columns, vN, vMargin, K, k);
-      trees.push(grown.tree);
-      treeOutput.push(k);
-    }
-    const info: RoundInfo = { round, train: {} };
-    if (evalTrain) info.train[metric] = evaluateMetric(metric, margin, train.label, K, train.weight);
-    if (valid) {
-      const v = evaluateMetric(metric, vMargin, valid.label, K, valid.weight);
-      info.valid = { [metric]: v };
-      if (higher ? v > best : v < best) {
-        best = v;
-        bestRound = round;
-      }
-    } else bestRound = round;
-    history.push(info);
-    if (hooks.progress) {
-      const now = performance.now();
-      if (now - lastPrint > 1000 || round === p.rounds) {
-        lastPrint = now;
-        const v = info.valid ? ` valid ${metric} ${info.valid[metric].toFixed(5)}` : "";
-        const t = evalTrain ? ` train ${metric} ${info.train[metric].toFixed(5)}` : "";
-        process.stderr.write(
-          `\rround ${round}/${p.rounds}${t}${v} ${((now - started) / 1000).toFixed(1)}s   `,
-        );
-      }
-    }
-    if (hooks.onRound?.(info) === "stop") break;
-    if (valid && p.earlyStopping > 0 && round - bestRound >= p.earlyStopping) break;
+  // Gradients, row indices and bins live in SharedArrayBuffers for the histogram workers.
+  const gh = Array.from({ length: K }, () => new Float64Array(new SharedArrayBuffer(16 * N)));
+  const idxShared = new Uint32Array(new SharedArrayBuffer(4 * Math.max(1, N)));
+  const slots = p.growth === "leafwise" ? p.numLeaves + 3 : 2 ** Math.min(p.maxDepth, 20) + 3;
+  const threads = slots * data.totalBins * 16 > 1 << 30 || N < 2 * MIN_ROWS_PER_THREAD ? 1 : p.threads;
+  const pool = new HistPool(data, gh, idxShared, threads, slots);
+  const scratch = new GrowScratch(idxShared, pool);
+  try {
+    return boost();
+  } finally {
+    pool.close();
   }
-  const rounds = Math.min(round, p.rounds);
-  const keep = valid && p.earlyStopping > 0 ? bestRound : rounds;
-  const ensemble: TreeEnsemble = {
-    numFeatures: data.numFeatures,
-    numOutputs: K,
-    baseScore: base,
-    trees: trees.slice(0, keep * K),
-    treeOutput: Int32Array.from(treeOutput.slice(0, keep * K)),
-  };
-  const result: TrainResult = {
-    ensemble,
-    features: train.features,
-    task: p.task,
-    objective: OBJECTIVES[p.task],
-    modelType: p.modelType,
-    growth: p.growth,
-    params: p,
-    metric,
-    history,
-    bestIteration: keep,
-    rounds,
-    seconds: (performance.now() - started) / 1000,
-    trainMargin: margin,
-  };
-  if (train.classes) result.classes = train.classes;
-  return result;
+  function boost(): TrainResult {
+    const rng = new Rng(p.seed);
+    const sampleSize = p.subsample < 1 ? Math.max(1, Math.floor(N * p.subsample)) : N;
+    const allRows = sampleSize === N;
+    const numCols = Math.max(1, Math.round(data.numFeatures * p.colsample));
+    const featureMask = new Uint8Array(data.numFeatures).fill(1);
+
+    const trees: Tree[] = [];
+    const treeOutput: number[] = [];
+    const history: RoundInfo[] = [];
+    const higher = higherIsBetter(metric);
+    let best = higher ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY;
+    let bestRound = 0;
+    let lastPrint = 0;
+    let round = 0;
+    for (round = 1; round <= p.rounds; round++) {
+      computeGradients(p.task, margin, train.label, train.weight, K, gh);
+      const sample = allRows ? null : rng.sample(N, sampleSize);
+      for (let k = 0; k < K; k++) {
+        if (sample) scratch.idx.set(sample);
+        else for (let i = 0; i < N; i++) scratch.idx[i] = i;
+        if (numCols < data.numFeatures) {
+          featureMask.fill(0);
+          const cols = rng.sample(data.numFeatures, numCols);
+          for (let j = 0; j < cols.length; j++) featureMask[cols[j]] = 1;
+        }
+        const grown = growTree({
+          data,
+          gh: gh[k],
+          output: k,
+          numSample: sampleSize,
+          allRows,
+          featureMask,
+          params: p,
+          scratch,
+        });
+        updateTrainMargin(grown, data, scratch.idx, allRows, margin, K, k);
+        if (valid) addTreeColumns(grown.tree, valid.columns, vN, vMargin, K, k);
+        trees.push(grown.tree);
+        treeOutput.push(k);
+      }
+      const info: RoundInfo = { round, train: {} };
+      if (evalTrain) info.train[metric] = evaluateMetric(metric, margin, train.label, K, train.weight);
+      if (valid) {
+        const v = evaluateMetric(metric, vMargin, valid.label, K, valid.weight);
+        info.valid = { [metric]: v };
+        if (higher ? v > best : v < best) {
+          best = v;
+          bestRound = round;
+        }
+      } else bestRound = round;
+      history.push(info);
+      if (hooks.progress) {
+        const now = performance.now();
+        if (now - lastPrint > 1000 || round === p.rounds) {
+          lastPrint = now;
+          const v = info.valid ? ` valid ${metric} ${info.valid[metric].toFixed(5)}` : "";
+          const t = evalTrain ? ` train ${metric} ${info.train[metric].toFixed(5)}` : "";
+          process.stderr.write(
+            `\rround ${round}/${p.rounds}${t}${v} ${((now - started) / 1000).toFixed(1)}s   `,
+          );
+        }
+      }
+      if (hooks.onRound?.(info) === "stop") break;
+      if (valid && p.earlyStopping > 0 && round - bestRound >= p.earlyStopping) break;
+    }
+    const rounds = Math.min(round, p.rounds);
+    const keep = valid && p.earlyStopping > 0 ? bestRound : rounds;
+    const ensemble: TreeEnsemble = {
+      numFeatures: data.numFeatures,
+      numOutputs: K,
+      baseScore: base,
+      trees: trees.slice(0, keep * K),
+      treeOutput: Int32Array.from(treeOutput.slice(0, keep * K)),
+    };
+    const result: TrainResult = {
+      ensemble,
+      features: train.features,
+      task: p.task,
+      objective: OBJECTIVES[p.task],
+      modelType: p.modelType,
+      growth: p.growth,
+      params: p,
+      metric,
+      history,
+      bestIteration: keep,
+      rounds,
+      seconds: (performance.now() - started) / 1000,
+      trainMargin: margin,
+    };
+    if (train.classes) result.classes = train.classes;
+    return result;
+  }
 }
