@@ -5,7 +5,7 @@
  *   rename(2) is atomic, so readers see the old file or the whole new one, and a crash leaves only
  *   an invisible temp file.
  * - createIfAbsent: temp file + link(2), which fails with EEXIST for all but one writer.
- * - compareAndSwap: a per-key lock file created with O_EXCL; under it, compare the generation and
+ * - compareAndSwap: a per-key lock file (file-lock.ts, O_EXCL); under it, compare the generation and
  *   rename. Readers never take the lock.
  * - generation: inode, mtime (ns) and size of the file, read with fstat on the same descriptor as
  *   the data, so `read` returns a generation that matches its bytes. Every publish is a new file
@@ -17,22 +17,18 @@
 import { randomBytes, randomInt } from "node:crypto";
 import fs from "node:fs";
 import fsp, { type FileHandle } from "node:fs/promises";
-import os from "node:os";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { arborError, isArborError } from "../../shared/errors.ts";
 import type { ArtifactStore, Generation, ObjectInfo, VersionedObject } from "./artifact-store.ts";
+import { acquireLock } from "./file-lock.ts";
 import { assertKey, assertPrefix, INTERNAL_PREFIX, isInternalPath } from "./keys.ts";
 
 const TMP_PREFIX = `${INTERNAL_PREFIX}tmp-`;
 const LOCK_PREFIX = `${INTERNAL_PREFIX}lock-`;
-/** A CAS holds its lock for milliseconds; a lock this old belongs to a process that hung or died. */
-const STALE_LOCK_MS = 30_000;
 /** A temp file untouched this long belongs to a put that crashed; deletePrefix may remove it. */
 const STALE_TEMP_MS = 60 * 60_000;
-/** How long a compareAndSwap waits for the lock before giving up with STORE_UNAVAILABLE. */
-const LOCK_WAIT_MS = 20_000;
 
 interface BigStats {
   ino: bigint;
@@ -58,10 +54,6 @@ function errno(e: unknown): string | undefined {
 
 function toBytes(body: Uint8Array | string): Uint8Array {
   return typeof body === "string" ? Buffer.from(body, "utf8") : body;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<void> {
@@ -437,7 +429,10 @@ export class FileArtifactStore implements ArtifactStore {
           throw e;
         }
       }
-      const lock = await this.#lock(file, key);
+      const lock = await acquireLock(
+        path.join(path.dirname(file), `${LOCK_PREFIX}${path.basename(file)}`),
+        `compareAndSwap of '${key}'`,
+      );
       try {
         const current = await this.#statFile(file, "compareAndSwap", key);
         if (current === null || generationOf(current) !== expected) {
@@ -461,88 +456,6 @@ export class FileArtifactStore implements ArtifactStore {
       }
     } catch (e) {
       throw this.#wrap(e, "compareAndSwap", key);
-    }
-  }
-
-  /** Take the key's lock file (O_EXCL), breaking locks whose owner died or that are older than STALE_LOCK_MS. */
-  async #lock(file: string, key: string): Promise<{ verify(): Promise<void>; release(): Promise<void> }> {
-    const dir = path.dirname(file);
-    const lockPath = path.join(dir, `${LOCK_PREFIX}${path.basename(file)}`);
-    const token = randomBytes(12).toString("hex");
-    const content = JSON.stringify({ pid: process.pid, host: os.hostname(), token, at: Date.now() });
-    const deadline = Date.now() + LOCK_WAIT_MS;
-    let delay = 2;
-    for (;;) {
-      await fsp.mkdir(dir, { recursive: true });
-      try {
-        await fsp.writeFile(lockPath, content, { flag: "wx" });
-        break;
-      } catch (e) {
-        if (errno(e) !== "EEXIST" && errno(e) !== "ENOENT") throw e;
-      }
-      await this.#breakIfStale(lockPath);
-      if (Date.now() > deadline) {
-        throw arborError(
-          "STORE_UNAVAILABLE",
-          `compareAndSwap: lock on '${key}' held for over ${LOCK_WAIT_MS} ms`,
-        );
-      }
-      await sleep(delay + Math.random() * delay);
-      delay = Math.min(delay * 2, 50);
-    }
-    return {
-      verify: async () => {
-        // Only a stale-lock breaker could have replaced our lock; refuse to publish if that happened.
-        const now = await fsp.readFile(lockPath, "utf8").catch(() => "");
-        if (now !== content) {
-          throw arborError("STORE_PRECONDITION_FAILED", `compareAndSwap: lost the lock on '${key}'; retry`);
-        }
-      },
-      release: async () => {
-        const now = await fsp.readFile(lockPath, "utf8").catch(() => "");
-        if (now === content) await fsp.rm(lockPath, { force: true }).catch(() => {});
-      },
-    };
-  }
-
-  async #breakIfStale(lockPath: string): Promise<void> {
-    let raw: string;
-    let mtimeMs: number;
-    try {
-      raw = await fsp.readFile(lockPath, "utf8");
-      mtimeMs = (await fsp.stat(lockPath)).mtimeMs;
-    } catch {
-      return; // released meanwhile
-    }
-    let owner: { pid?: unknown; host?: unknown } = {};
-    try {
-      owner = JSON.parse(raw) as { pid?: unknown; host?: unknown };
-    } catch {
-      // Half-written by a process killed between create and write: judged by age alone.
-    }
-    let dead = Date.now() - mtimeMs > STALE_LOCK_MS;
-    if (!dead && owner.host === os.hostname() && typeof owner.pid === "number") {
-      try {
-        process.kill(owner.pid, 0);
-      } catch (e) {
-        dead = errno(e) === "ESRCH";
-      }
-    }
-    if (!dead) return;
-    // Move the stale lock aside (atomic); only remove it if it is still the one we judged stale.
-    const aside = `${lockPath}.${randomBytes(6).toString("hex")}`;
-    try {
-      await fsp.rename(lockPath, aside);
-    } catch {
-      return;
-    }
-    const moved = await fsp.readFile(aside, "utf8").catch(() => "");
-    if (moved === raw) {
-      await fsp.rm(aside, { force: true }).catch(() => {});
-    } else {
-      // We moved a fresh lock someone just took: put it back unless a newer one exists.
-      await fsp.link(aside, lockPath).catch(() => {});
-      await fsp.rm(aside, { force: true }).catch(() => {});
     }
   }
 
