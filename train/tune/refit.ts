@@ -1,16 +1,13 @@
 /**
  * Refit the best trial (on train, or on train+valid with the trial's best round count), evaluate
- * it on the test part, and write the bundle files the registry needs (model.onnx, signature.json,
- * metrics.json; the registry writes the manifest when it publishes the version).
+ * it on the test part, and write the bundle (train/export/bundle.ts) with its lineage.
  */
-import { mkdir, writeFile } from "node:fs/promises";
-import path from "node:path";
 import type { StudyRow, TrialRow } from "../../registry/db/schema.ts";
 import type { Registry } from "../../registry/index.ts";
 import type { SplitRecord } from "../../registry/splits.ts";
-import { BUNDLE_FILES, type Signature } from "../../shared/bundle.ts";
+import type { Lineage, Signature } from "../../shared/bundle.ts";
 import type { Logger } from "../../shared/logger.ts";
-import { encodeEnsembleOnnx } from "../../shared/onnx/encode.ts";
+import { writeBundle } from "../export/bundle.ts";
 import type { Dataset } from "../gbdt/dataset.ts";
 import { evaluateMetric, type MetricName } from "../gbdt/metric.ts";
 import { predictMarginColumns } from "../gbdt/predict.ts";
@@ -112,16 +109,6 @@ export async function refitBest(
   }
   const test = evaluate(result, data.test, metrics);
   if (o.bundleDir !== null) {
-    const signature = signatureOf(result, o.study.target);
-    await mkdir(o.bundleDir, { recursive: true });
-    await writeFile(
-      path.join(o.bundleDir, BUNDLE_FILES.model),
-      encodeEnsembleOnnx(result.ensemble, signature),
-    );
-    await writeFile(
-      path.join(o.bundleDir, BUNDLE_FILES.signature),
-      `${JSON.stringify(signature, null, 2)}\n`,
-    );
     const metricsJson = {
       task: result.task,
       metric: o.fixed.metric,
@@ -138,10 +125,20 @@ export async function refitBest(
       study: { id: o.study.id, name: o.study.name, trial: o.trial.number, value: o.trial.value },
       dataFingerprint: o.split.fingerprint,
     };
-    await writeFile(
-      path.join(o.bundleDir, BUNDLE_FILES.metrics),
-      `${JSON.stringify(metricsJson, null, 2)}\n`,
-    );
+    const lineage: Lineage = {
+      splitId: o.split.id,
+      studyId: o.study.id,
+      studyName: o.study.name,
+      trialNumber: o.trial.number,
+      dataFingerprint: o.split.fingerprint,
+      params: o.trial.params,
+    };
+    await writeBundle(o.bundleDir, {
+      ensemble: result.ensemble,
+      signature: signatureOf(result, o.study.target),
+      metrics: metricsJson,
+      lineage,
+    });
   }
   return {
     trialNumber: o.trial.number,
