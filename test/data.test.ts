@@ -87,6 +87,10 @@ describe("readDataset", () => {
     expect(ds.format).toBe("parquet");
     expect(ds.schema).toEqual({ t: "Datetime(us)", b: "Bool", x: "Float64" });
     expect(ds.fingerprint).toBe(`sha256:${createHash("sha256").update(readFileSync(p)).digest("hex")}`);
+    // Upper-case and .pq extensions are read as files too.
+    const upper = path.join(dir, "B.PQ");
+    df.writeParquet(upper);
+    expect((await readDataset(upper, { logger })).frame.height).toBe(2);
   });
 
   test("NDJSON as .ndjson and .jsonl", async () => {

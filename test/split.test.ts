@@ -315,6 +315,14 @@ describe("bad input", () => {
     );
   });
 
+  test("nested columns are refused as targets or groups → DATA_BAD_COLUMN_TYPE", () => {
+    const f = pl.DataFrame({ y: [1, 2, 3, 4], l: [[1], [2], [3], [4]] });
+    expect(codeOf(() => plan(f, { target: "l" }))).toBe("DATA_BAD_COLUMN_TYPE");
+    expect(codeOf(() => plan(f, { target: "y", strategy: "group", groupColumn: "l" }))).toBe(
+      "DATA_BAD_COLUMN_TYPE",
+    );
+  });
+
   test("time column of the wrong type or with nulls", () => {
     expect(codeOf(() => plan(df, { strategy: "time", timeColumn: "g" }))).toBe("DATA_BAD_COLUMN_TYPE");
     const f = pl.DataFrame({ y: [1, 2, 3, 4], t: [1, null, 3, 4] });

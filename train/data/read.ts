@@ -165,7 +165,8 @@ function parse(file: string, format: DataFormat): pl.DataFrame {
     case "csv":
       return pl.scanCSV(file, { inferSchemaLength: INFER_SCHEMA_ROWS, glob: false }).collectSync();
     case "parquet":
-      return pl.readParquet(file);
+      // readParquet would treat a path not ending in lower-case ".parquet" as inline bytes.
+      return pl.scanParquet(file).collectSync();
     case "ndjson":
       return pl.scanJson(file, { inferSchemaLength: INFER_SCHEMA_ROWS }).collectSync();
   }

@@ -191,11 +191,19 @@ function scalar(logger: Logger, what: string, frame: pl.DataFrame, expr: pl.Expr
   return seriesToArray(logger, what, frame.select(expr.alias("v")).getColumn("v"))[0];
 }
 
+/** Check the column exists and holds plain values (codes need equality and order on them). */
 function requireColumn(frame: pl.DataFrame, column: string, flag: string): void {
   if (!frame.columns.includes(column)) {
     throw arborError(
       "DATA_UNKNOWN_COLUMN",
       `${flag}: no column "${column}" in the data (columns: ${frame.columns.join(", ")})`,
+    );
+  }
+  const variant = frame.schema[column].variant;
+  if (/^(List|FixedSizeList|Array|Struct|Object|Null|Unknown)$/.test(variant)) {
+    throw arborError(
+      "DATA_BAD_COLUMN_TYPE",
+      `${flag}: "${column}" is ${variant}; split needs a column of plain values`,
     );
   }
 }
