@@ -1,0 +1,318 @@
+/**
+ * Serving benchmark: `npx bun bench/serve.ts [--seconds 5] [--connections 32] [--workers 1]`.
+ * Starts `serve/main.ts` on a temp store holding a 500-tree depth-6 binary model on 28 features
+ * ("flights") and a one-tree model ("trivial"), plus a plain uWebSockets.js hello server, then
+ * measures with wrk (HTTP) and a Bun WebSocket client (pipelined):
+ *   single-row JSON, single-row msgpack, 1000-row msgpack batches, pipelined WebSocket,
+ * each beside the hello baseline (ratio) and beside in-process onnxruntime on the same model
+ * (server overhead = server p50 − in-process run time). Also single-row JSON with micro-batching
+ * off. Writes bench/results/serve.json.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+import { parseArgs } from "node:util";
+import { pack, unpack } from "msgpackr";
+import { InferenceSession, Tensor } from "onnxruntime-node";
+import { openArtifactStore } from "../registry/store/open.ts";
+import { pointLabel, publishFixture, startServe } from "../test/serve-fixtures.ts";
+
+const { values } = parseArgs({
+  args: Bun.argv.slice(2),
+  options: {
+    seconds: { type: "string", default: "5" },
+    connections: { type: "string", default: "32" },
+    workers: { type: "string", default: "1" },
+    threads: { type: "string", default: "1" },
+  },
+});
+const SECONDS = Number(values.seconds);
+const CONNS = Number(values.connections);
+const WORKERS = Number(values.workers);
+const THREADS = Number(values.threads);
+const ROOT = new URL("..", import.meta.url).pathname;
+const F = 28;
+
+interface Load {
+  rps: number;
+  p50: number;
+  p99: number;
+  p999: number;
+  requests: number;
+  errors: number;
+}
+
+function luaString(bytes: Uint8Array): string {
+  let s = "";
+  for (const b of bytes) s += `\\${b}`;
+  return `"${s}"`;
+}
+
+/** Run wrk against `url` with a POST body; latencies in µs. */
+async function wrk(url: string, body: Uint8Array, contentType: string, connections = CONNS): Promise<Load> {
+  const script = path.join(tmpdir(), `arbor-bench-${process.pid}-${Math.random().toString(36).slice(2)}.lua`);
+  writeFileSync(
+    script,
+    `wrk.method = "POST"
+wrk.headers["Content-Type"] = "${contentType}"
+wrk.headers["Accept"] = "${contentType}"
+wrk.body = ${luaString(body)}
+done = function(summary, latency, requests)
+  local errors = summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.status + summary.errors.timeout
+  io.write(string.format("RESULT %d %d %d %d %d %d\\n", summary.requests, summary.duration, errors, latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
+end
+`,
+  );
+  const proc = Bun.spawn(["wrk", `-t${THREADS}`, `-c${connections}`, `-d${SECONDS}s`, "-s", script, url], {
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const out = await new Response(proc.stdout).text();
+  await proc.exited;
+  rmSync(script, { force: true });
+  const m = /RESULT (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)/.exec(out);
+  if (!m) throw new Error(`wrk failed: ${out}`);
+  const [requests, durationUs, errors, p50, p99, p999] = m.slice(1).map(Number);
+  return { rps: requests / (durationUs / 1e6), p50, p99, p999, requests, errors };
+}
+
+/** Pipelined WebSocket load: `conns` sockets, `window` messages in flight each, for SECONDS. */
+async function wsLoad(url: string, message: Uint8Array, conns = 4, window = 64): Promise<Load> {
+  const latencies: number[] = [];
+  let errors = 0;
+  const end = performance.now() + SECONDS * 1000;
+  const one = () =>
+    new Promise<void>((resolve, reject) => {
+      const ws = new WebSocket(url);
+      ws.binaryType = "arraybuffer";
+      const sent: number[] = [];
+      let closing = false;
+      const send = () => {
+        sent.push(performance.now());
+        ws.send(message);
+      };
+      ws.onopen = () => {
+        for (let i = 0; i < window; i++) send();
+      };
+      ws.onmessage = (ev) => {
+        const t0 = sent.shift()!;
+        const now = performance.now();
+        latencies.push((now - t0) * 1000);
+        if (ev.data instanceof ArrayBuffer && ev.data.byteLength > 5) {
+          const v = unpack(new Uint8Array(ev.data));
+          if (v?.error) errors++;
+        }
+        if (now < end) send();
+        else if (sent.length === 0 && !closing) {
+          closing = true;
+          ws.close();
+          resolve();
+        }
+      };
+      ws.onerror = () => reject(new Error("websocket error"));
+    });
+  const started = performance.now();
+  await Promise.all(Array.from({ length: conns }, one));
+  const seconds = (performance.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
+  const q = (p: number) =>
+    Math.round(latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))]);
+  return {
+    rps: latencies.length / seconds,
+    p50: q(50),
+    p99: q(99),
+    p999: q(99.9),
+    requests: latencies.length,
+    errors,
+  };
+}
+
+/** In-process onnxruntime: median µs per run at `rows` rows. */
+async function ortInProcess(onnx: Uint8Array, x: Float32Array, rows: number): Promise<number> {
+  const session = await InferenceSession.create(onnx, {
+    intraOpNumThreads: 1,
+    interOpNumThreads: 1,
+    executionMode: "sequential",
+  });
+  const input = new Tensor("float32", x.subarray(0, rows * F), [rows, F]);
+  for (let i = 0; i < 200; i++) await session.run({ input });
+  const times: number[] = [];
+  const n = rows === 1 ? 5000 : 200;
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await session.run({ input });
+    times.push((performance.now() - t) * 1000);
+  }
+  await session.release();
+  times.sort((a, b) => a - b);
+  return times[times.length >> 1];
+}
+
+async function startHello(): Promise<{ port: number; stop(): Promise<void> }> {
+  const proc = Bun.spawn(["node", "--import", "tsx", "bench/serve-hello.ts"], {
+    cwd: ROOT,
+    stdout: "pipe",
+    stderr: "inherit",
+  });
+  const reader = proc.stdout.getReader();
+  let out = "";
+  while (!/"port":\d+/.test(out)) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("hello server exited");
+    out += new TextDecoder().decode(value);
+  }
+  return {
+    port: Number(/"port":(\d+)/.exec(out)![1]),
+    stop: async () => {
+      proc.kill("SIGTERM");
+      await proc.exited;
+    },
+  };
+}
+
+const dir = mkdtempSync(path.join(tmpdir(), "arbor-bench-serve-"));
+const store = await openArtifactStore(pathToFileURL(dir).href);
+const flights = await publishFixture(store, {
+  name: "flights",
+  version: 1,
+  task: "binary",
+  numFeatures: F,
+  numTrees: 500,
+  depth: 6,
+  seed: 42,
+});
+await pointLabel(store, "flights", "production", 1, flights.manifestSha256);
+const trivial = await publishFixture(store, {
+  name: "trivial",
+  version: 1,
+  task: "regression",
+  numFeatures: F,
+  numTrees: 1,
+  depth: 1,
+  seed: 43,
+});
+await pointLabel(store, "trivial", "production", 1, trivial.manifestSha256);
+
+const rowsX = new Float32Array(1000 * F);
+for (let i = 0; i < rowsX.length; i++) rowsX[i] = Math.fround(Math.sin(i) * 2);
+const row = Array.from(rowsX.subarray(0, F));
+const batch = Array.from({ length: 1000 }, (_, r) => Array.from(rowsX.subarray(r * F, (r + 1) * F)));
+const enc = new TextEncoder();
+const bodies = {
+  json1: enc.encode(JSON.stringify({ instances: [row] })),
+  msgpack1: pack({ instances: [row] }) as Uint8Array,
+  msgpack1000: pack({ instances: batch }) as Uint8Array,
+};
+
+const hello = await startHello();
+const helloUrl = `http://127.0.0.1:${hello.port}/hello`;
+const results: Record<string, unknown>[] = [];
+const ort: Record<string, Record<number, number>> = { flights: {}, trivial: {} };
+for (const [name, f] of [
+  ["flights", flights],
+  ["trivial", trivial],
+] as const) {
+  ort[name][1] = await ortInProcess(f.onnx, rowsX, 1);
+  ort[name][1000] = await ortInProcess(f.onnx, rowsX, 1000);
+}
+
+const helloCache = new Map<string, Load>();
+async function helloFor(key: string, run: () => Promise<Load>): Promise<Load> {
+  if (!helloCache.has(key)) helloCache.set(key, await run());
+  return helloCache.get(key)!;
+}
+
+async function scenarioSet(label: string, extraArgs: string[], only?: string[]): Promise<void> {
+  const server = await startServe([
+    "--store",
+    pathToFileURL(dir).href,
+    "--workers",
+    String(WORKERS),
+    "--log-level",
+    "warn",
+    ...extraArgs,
+  ]);
+  try {
+    for (const model of ["flights", "trivial"] as const) {
+      const url = `${server.url}/v1/models/${model}:predict`;
+      const scenarios: [string, () => Promise<Load>, () => Promise<Load>, number][] = [
+        [
+          "single-row JSON",
+          () => wrk(url, bodies.json1, "application/json"),
+          () => wrk(helloUrl, bodies.json1, "application/json"),
+          1,
+        ],
+        [
+          "single-row msgpack",
+          () => wrk(url, bodies.msgpack1, "application/msgpack"),
+          () => wrk(helloUrl, bodies.msgpack1, "application/msgpack"),
+          1,
+        ],
+        [
+          "1000-row msgpack",
+          () => wrk(url, bodies.msgpack1000, "application/msgpack", 4),
+          () => wrk(helloUrl, bodies.msgpack1000, "application/msgpack", 4),
+          1000,
+        ],
+        [
+          "pipelined WebSocket (4 sockets x 64 in flight, msgpack)",
+          () =>
+            wsLoad(
+              `ws://127.0.0.1:${server.port}/v1/stream`,
+              pack({ id: 1, model, op: "predict", instances: [row] }) as Uint8Array,
+            ),
+          () =>
+            wsLoad(
+              `ws://127.0.0.1:${hello.port}/hello`,
+              pack({ id: 1, model, op: "predict", instances: [row] }) as Uint8Array,
+            ),
+          1,
+        ],
+      ];
+      for (const [name, run, runHello, rows] of scenarios) {
+        if (only && !only.includes(name)) continue;
+        const load = await run();
+        const base = await helloFor(name, runHello);
+        const r = {
+          setup: label,
+          model,
+          scenario: name,
+          rps: Math.round(load.rps),
+          p50_us: load.p50,
+          p99_us: load.p99,
+          p999_us: load.p999,
+          errors: load.errors,
+          hello_rps: Math.round(base.rps),
+          ratio_to_hello: Number((load.rps / base.rps).toFixed(3)),
+          ort_inprocess_us: Number(ort[model][rows].toFixed(1)),
+          server_overhead_us: Math.round(load.p50 - ort[model][rows]),
+        };
+        results.push(r);
+        console.log(
+          `${label.padEnd(14)} ${model.padEnd(8)} ${name.padEnd(58)} ${String(r.rps).padStart(7)} req/s  p50 ${String(r.p50_us).padStart(6)} µs  p99 ${String(r.p99_us).padStart(6)} µs  p99.9 ${String(r.p999_us).padStart(6)} µs  errors ${r.errors}  hello ${String(r.hello_rps).padStart(7)} (x${r.ratio_to_hello})  ORT ${r.ort_inprocess_us} µs  overhead ${r.server_overhead_us} µs`,
+        );
+      }
+    }
+  } finally {
+    await server.stop();
+  }
+}
+
+console.log(
+  `wrk -t${THREADS} -c${CONNS} -d${SECONDS}s; serve workers=${WORKERS}; in-process ORT µs/run: ${JSON.stringify(ort)}`,
+);
+await scenarioSet("batching on", []);
+await scenarioSet("batching off", ["--no-batching"], ["single-row JSON", "single-row msgpack"]);
+await hello.stop();
+await store.close();
+rmSync(dir, { recursive: true, force: true });
+mkdirIfNeeded();
+writeFileSync(
+  path.join(ROOT, "bench/results/serve.json"),
+  `${JSON.stringify({ date: new Date().toISOString(), seconds: SECONDS, connections: CONNS, workers: WORKERS, wrkThreads: THREADS, ortInProcessUs: ort, results }, null, 2)}\n`,
+);
+
+function mkdirIfNeeded(): void {
+  Bun.spawnSync(["mkdir", "-p", path.join(ROOT, "bench/results")]);
+}
