@@ -162,17 +162,32 @@ export class ModelRegistry {
     if (!parsedLineage.success) {
       throw arborError("INVALID_ARGUMENT", `register: lineage is invalid: ${parsedLineage.error.message}`);
     }
-    const lineage = parsedLineage.data;
+    const explicit = parsedLineage.data;
     const source = await inspectBundle(input.bundleDir);
+    // Lineage the bundle carries (train/export writes it into its manifest) fills the gaps; ids
+    // given explicitly must exist, inherited ones are linked only when they exist here.
+    const lineage: Lineage = { ...(source.sourceManifest?.lineage ?? {}), ...explicit };
+    let linkedSplit: string | null = null;
+    let linkedStudy: string | null = null;
     if (lineage.splitId !== undefined) {
       const [split] = await this.#db.select().from(splits).where(eq(splits.id, lineage.splitId)).limit(1);
-      if (!split) throw arborError("SPLIT_NOT_FOUND", `register: --split ${lineage.splitId} does not exist`);
-      lineage.dataFingerprint ??= split.fingerprint;
+      if (!split && explicit.splitId !== undefined) {
+        throw arborError("SPLIT_NOT_FOUND", `register: --split ${lineage.splitId} does not exist`);
+      }
+      if (split) {
+        linkedSplit = split.id;
+        lineage.dataFingerprint ??= split.fingerprint;
+      }
     }
     if (lineage.studyId !== undefined) {
       const [study] = await this.#db.select().from(studies).where(eq(studies.id, lineage.studyId)).limit(1);
-      if (!study) throw arborError("STUDY_NOT_FOUND", `register: --study ${lineage.studyId} does not exist`);
-      lineage.studyName ??= study.name;
+      if (!study && explicit.studyId !== undefined) {
+        throw arborError("STUDY_NOT_FOUND", `register: --study ${lineage.studyId} does not exist`);
+      }
+      if (study) {
+        linkedStudy = study.id;
+        lineage.studyName ??= study.name;
+      }
     }
 
     const result = await this.#db.transaction(async (tx) => {
@@ -218,8 +233,8 @@ export class ModelRegistry {
           files: copied,
           sizeBytes: copied.reduce((s, f) => s + f.size, 0),
           task: source.signature.task,
-          splitId: lineage.splitId ?? null,
-          studyId: lineage.studyId ?? null,
+          splitId: linkedSplit,
+          studyId: linkedStudy,
           trialNumber: lineage.trialNumber ?? null,
           dataFingerprint: lineage.dataFingerprint ?? null,
           lineage,

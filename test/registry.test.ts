@@ -188,6 +188,22 @@ for (const kind of databaseKinds()) {
       expect((await reg.models.list()).some((m) => m.name === "bad" || m.name === "m")).toBe(false);
     });
 
+    test("register: lineage from the bundle's own manifest; a file that differs from it is refused", async () => {
+      const dir = path.join(tdb.home, "with-manifest");
+      const lineage = { splitId: newId("spl"), dataFingerprint: "d".repeat(64), params: { eta: 0.1 } };
+      await writeFakeBundle(dir, 7, { manifestLineage: lineage });
+      const r = await reg.models.register({ name: "inherit", bundleDir: dir, lineage: { trialNumber: 4 } });
+      const v = await reg.models.getVersion("inherit", r.version);
+      expect(v.lineage).toEqual({ ...lineage, trialNumber: 4 });
+      // The split is not in this registry: kept in the lineage, not linked.
+      expect(v.splitId).toBeNull();
+      expect(v.dataFingerprint).toBe("d".repeat(64));
+      await Bun.write(path.join(dir, "metrics.json"), JSON.stringify({ tampered: true }));
+      expect(await codeOf(reg.models.register({ name: "inherit", bundleDir: dir }))).toBe("BUNDLE_INVALID");
+      expect((await reg.models.show("inherit")).latestVersion).toBe(1);
+      expect(await reg.store.exists(versionFileKey("inherit", 2, "model.onnx"))).toBe(false);
+    });
+
     test("promote, rollback and the audit trail; pointer and database agree", async () => {
       const name = "labels";
       for (let i = 1; i <= 3; i++)
