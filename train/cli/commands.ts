@@ -3,6 +3,7 @@
  */
 
 import { explainCommand } from "../commands/explain.ts";
+import { fitCommand } from "../commands/fit.ts";
 import { importCommand } from "../commands/import.ts";
 import { configCommand, versionCommand } from "../commands/info.ts";
 import { MODELS_COMMANDS } from "../commands/models.ts";
@@ -20,6 +21,7 @@ export const COMMANDS: readonly Command<unknown>[] = [
   splitsListCommand,
   splitsShowCommand,
   splitsDeleteCommand,
+  fitCommand,
   ...MODELS_COMMANDS,
   tuneCommand,
   predictCommand,

@@ -216,9 +216,7 @@ export function trainGbdt(
           lastPrint = now;
           const v = info.valid ? ` valid ${metric} ${info.valid[metric].toFixed(5)}` : "";
           const t = evalTrain ? ` train ${metric} ${info.train[metric].toFixed(5)}` : "";
-          process.stderr.write(
-            `\rround ${round}/${p.rounds}${t}${v} ${((now - started) / 1000).toFixed(1)}s   `,
-          );
+          hooks.progress(`round ${round}/${p.rounds}${t}${v} ${((now - started) / 1000).toFixed(1)} s`);
         }
       }
       if (hooks.onRound?.(info) === "stop") break;
