@@ -481,3 +481,75 @@ describe("serve: bad input", () => {
     expect(nan.value.error.code).toBe("NON_FINITE_VALUE");
   });
 });
+
+describe("serve: explain and importance", () => {
+  test(":explain gives contributions that add up to the ORT margin; top_k keeps the largest", async () => {
+    const sig = models["flights@1"].signature;
+    const rs = rows(sig, 12, 23);
+    const margin = (await offline("flights@1", rs)).margin.data as Float32Array;
+    for (const format of ["json", "msgpack"] as const) {
+      const r = await post("/v1/models/flights:explain", { instances: rs }, format);
+      expect(r.status).toBe(200);
+      expect(r.value.version).toBe(1);
+      r.value.explanations.forEach((e: Json, i: number) => {
+        const sum = Object.values(e.contributions as Record<string, number>).reduce(
+          (a, b) => a + b,
+          e.base_value,
+        );
+        expect(Math.abs(sum - margin[i])).toBeLessThan(1e-4);
+        expect(Object.keys(e.contributions).sort()).toEqual(sig.features.map((f) => f.name).sort());
+        expect(typeof e.prediction.label).toBe("string");
+      });
+    }
+    const top = await post("/v1/models/flights/versions/1:explain", { instances: rs.slice(0, 2), top_k: 2 });
+    for (const e of top.value.explanations) {
+      const vals = Object.values(e.contributions as Record<string, number>).map(Math.abs);
+      expect(vals.length).toBe(2);
+      expect(vals[0]).toBeGreaterThanOrEqual(vals[1]);
+    }
+    const bad = await post("/v1/models/flights:explain", { instances: rs, top_k: 0 });
+    expect(bad.value.error.code).toBe("BAD_REQUEST");
+  });
+
+  test("multiclass explain has per-class contributions; importance lists every feature", async () => {
+    const irs = rows(models["iris@1"].signature, 3, 29);
+    const margin = (await offline("iris@1", irs)).margin.data as Float32Array;
+    const r = await post("/v1/models/iris:explain", { instances: irs });
+    r.value.explanations.forEach((e: Json, i: number) => {
+      ["k0", "k1", "k2"].forEach((c, k) => {
+        const sum = Object.values(e.contributions[c] as Record<string, number>).reduce(
+          (a, b) => a + b,
+          e.base_values[c],
+        );
+        expect(Math.abs(sum - margin[i * 3 + k])).toBeLessThan(1e-4);
+      });
+    });
+    const imp = await getJson("/v1/models/iris/importance");
+    expect(imp.model).toBe("iris");
+    expect(imp.importance.features.length).toBe(6);
+    expect(imp.importance.shap_rows).toBeGreaterThanOrEqual(3);
+    expect(typeof imp.importance.features[0].gain).toBe("number");
+    const labelled = await fetch(`${server.url}/v1/models/flights/labels/staging/importance`);
+    expect(((await labelled.json()) as Json).version).toBe(2);
+  });
+
+  test("V2 infer returns treeshap_output [N, F+1] when asked for", async () => {
+    const sig = models["house@1"].signature;
+    const rs = rows(sig, 4, 31);
+    const x = matrix(sig, rs);
+    const pred = (await offline("house@1", rs)).prediction.data as Float32Array;
+    const data = Array.from(x, (v) => (Number.isNaN(v) ? null : v));
+    const r = await post("/v2/models/house/infer", {
+      inputs: [{ name: "input", shape: [4, 6], datatype: "FP32", data }],
+      outputs: [{ name: "prediction" }, { name: "treeshap_output" }],
+    });
+    expect(r.status).toBe(200);
+    const shap = r.value.outputs[1];
+    expect(shap.name).toBe("treeshap_output");
+    expect(shap.shape).toEqual([4, 7]);
+    for (let i = 0; i < 4; i++) {
+      const sum = (shap.data as number[]).slice(i * 7, i * 7 + 7).reduce((a, b) => a + b, 0);
+      expect(Math.abs(sum - pred[i])).toBeLessThan(1e-4);
+    }
+  });
+});
