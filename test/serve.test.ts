@@ -553,3 +553,46 @@ describe("serve: explain and importance", () => {
     }
   });
 });
+
+describe("serve: parity with the offline CLI", () => {
+  test("predictions equal `arbor predict` on the same bundle and rows", async () => {
+    const sig = models["flights@1"].signature;
+    const rs = rows(sig, 30, 37);
+    const data = path.join(dir, "rows.ndjson");
+    const out = path.join(dir, "preds.csv");
+    await Bun.write(data, `${rs.map((r) => JSON.stringify(r)).join("\n")}\n`);
+    const cli = Bun.spawn(
+      [
+        "bun",
+        "train/cli.ts",
+        "predict",
+        "--model",
+        path.join(dir, "models/flights/v1"),
+        "--data",
+        data,
+        "--out",
+        out,
+        "--quiet",
+      ],
+      {
+        cwd: path.join(import.meta.dir, ".."),
+        stdout: "pipe",
+        stderr: "pipe",
+        env: { ...process.env, DATABASE_URL: "" },
+      },
+    );
+    const code = await cli.exited;
+    expect(code, await new Response(cli.stderr).text()).toBe(0);
+    const lines = (await Bun.file(out).text()).trim().split("\n");
+    const header = lines[0].split(",");
+    const pi = header.indexOf("probability");
+    const li = header.indexOf("label");
+    const served = await post("/v1/models/flights:predict", { instances: rs });
+    lines.slice(1).forEach((line, i) => {
+      const cells = line.split(",");
+      const p = served.value.predictions[i];
+      expect(Math.abs(Number(cells[pi]) - p.probabilities[1])).toBeLessThan(1e-6);
+      expect(cells[li].replace(/"/g, "")).toBe(p.label);
+    });
+  });
+});
