@@ -56,6 +56,7 @@ async function killRegistrationAt(
   name: string,
   dir: string,
   point: string,
+  whilePaused?: (pid: number) => Promise<void>,
 ): Promise<number> {
   const proc = spawnChild(tdb, ["register-and-hang", name, dir, point]);
   const reader = proc.stdout.getReader();
@@ -70,8 +71,12 @@ async function killRegistrationAt(
     proc.kill("SIGKILL");
     throw new Error(`child did not pause: ${buf} ${await new Response(proc.stderr).text()}`);
   }
-  proc.kill("SIGKILL");
-  await proc.exited;
+  try {
+    await whilePaused?.(proc.pid);
+  } finally {
+    proc.kill("SIGKILL");
+    await proc.exited;
+  }
   expect(proc.signalCode).toBe("SIGKILL");
   return JSON.parse(buf.trim()).paused as number;
 }
@@ -196,8 +201,17 @@ for (const kind of databaseKinds() as TestDatabaseKind[]) {
       const v1 = await runChild(tdb, ["register", "crashy", path.join(bundles, "b1")]);
       expect(v1["version"]).toBe(1);
 
-      // Killed after the files are copied, before the manifest.
-      expect(await killRegistrationAt(tdb, "crashy", path.join(bundles, "b2"), "afterCopy")).toBe(2);
+      // Killed after the files are copied, before the manifest. While it hangs there, another
+      // process cannot open an embedded database that is in use.
+      const lockedOut = async (pid: number) => {
+        if (kind !== "pglite") return;
+        const err = await openRegistry(tdb.config(), testLogger()).catch((e: unknown) => e);
+        expect(isArborError(err, "DB_LOCKED")).toBe(true);
+        expect((err as { details?: unknown }).details).toMatchObject({ pid });
+      };
+      expect(await killRegistrationAt(tdb, "crashy", path.join(bundles, "b2"), "afterCopy", lockedOut)).toBe(
+        2,
+      );
       let reg = await openRegistry(tdb.config(), testLogger());
       expect(await versionsOf(reg, "crashy")).toEqual([1]);
       expect(await reg.store.exists(versionFileKey("crashy", 2, "manifest.json"))).toBe(false);
