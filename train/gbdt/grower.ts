@@ -82,10 +82,15 @@ function partition(input: GrowInput, node: Node, f: number, lut: Uint8Array): nu
   const col = input.data.colBins.subarray(f * n, (f + 1) * n);
   let w = node.start;
   let t = 0;
+  // Branch-free: both writes always happen and only the cursors move, so a 50/50 split costs no
+  // branch mispredictions (idx[w] is at or behind the read cursor, already read).
   for (let i = node.start; i < node.end; i++) {
     const r = idx[i];
-    if (lut[col[r]] === 1) idx[w++] = r;
-    else tmp[t++] = r;
+    const go = lut[col[r]];
+    idx[w] = r;
+    tmp[t] = r;
+    w += go;
+    t += 1 - go;
   }
   for (let i = 0; i < t; i++) idx[w + i] = tmp[i];
   return w - node.start;
