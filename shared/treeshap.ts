@@ -176,9 +176,8 @@ export class TreeExplainer {
     else goLeft = x <= tree.threshold[node];
     const hot = goLeft ? tree.left[node] : tree.right[node];
     const cold = goLeft ? tree.right[node] : tree.left[node];
-    const w = tree.cover[node];
-    const hotZero = tree.cover[hot] / w;
-    const coldZero = tree.cover[cold] / w;
+    const hotZero = coverRatio(tree, node, hot);
+    const coldZero = coverRatio(tree, node, cold);
     let incomingZero = 1;
     let incomingOne = 1;
     let d = depth;
@@ -504,6 +503,23 @@ function fastShap(
   }
 }
 
+/** Smallest zero fraction used: keeps 1/z finite in the tables and the unwinding of Algorithm 2. */
+const MIN_FRACTION = 1e-150;
+
+/**
+ * Share of `node`'s cover that reaches `child`. The denominator is the children's sum, so the two
+ * shares add up to 1 even when stored covers are rounded (XGBoost's float32 sum_hess). A child the
+ * training rows never reached (cover 0, e.g. in oblivious trees) gets MIN_FRACTION instead of 0;
+ * a node without cover splits evenly, so SHAP stays finite and locally accurate.
+ */
+export function coverRatio(tree: TreeEnsemble["trees"][number], node: number, child: number): number {
+  const l = tree.cover[tree.left[node]];
+  const r = tree.cover[tree.right[node]];
+  const total = l + r;
+  if (!(total > 0)) return 0.5;
+  return Math.max(tree.cover[child] / total, MIN_FRACTION);
+}
+
 /** Cover-weighted mean leaf value under every node (E[f] at the root). */
 export function nodeMeans(tree: TreeEnsemble["trees"][number]): Float64Array {
   const n = tree.kind.length;
@@ -523,7 +539,7 @@ export function nodeMeans(tree: TreeEnsemble["trees"][number]): Float64Array {
     else {
       const l = tree.left[node];
       const r = tree.right[node];
-      mean[node] = (tree.cover[l] * mean[l] + tree.cover[r] * mean[r]) / (tree.cover[l] + tree.cover[r]);
+      mean[node] = coverRatio(tree, node, l) * mean[l] + coverRatio(tree, node, r) * mean[r];
     }
   }
   return mean;
@@ -569,7 +585,7 @@ function pathInfo(tree: TreeEnsemble["trees"][number]): PathInfo {
     posBit[node] = p < 31 ? 1 << p : 0;
     isNew[node] = fresh ? 1 : 0;
     for (const child of [tree.left[node], tree.right[node]]) {
-      const ratio = tree.cover[child] / tree.cover[node];
+      const ratio = coverRatio(tree, node, child);
       const fs = fresh ? [...features, f] : features;
       const zs = fresh ? [...zero, ratio] : zero.map((z, i) => (i === p ? z * ratio : z));
       walk(child, depth + 1, fs, zs);
