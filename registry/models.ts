@@ -9,7 +9,7 @@
  * files the dead one left (manifest first). Serve trusts only bundles with a manifest, and the
  * manifest is written after every other file.
  */
-import { and, asc, count, desc, eq, isNull, sql } from "drizzle-orm";
+import { and, asc, eq, isNull, sql } from "drizzle-orm";
 import {
   BUNDLE_FILES,
   type LabelPointer,
@@ -23,11 +23,10 @@ import { arborError } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import { labelKey, versionFileKey, versionPrefix } from "../shared/paths.ts";
 import { checkAgainstSourceManifest, copyToStore, inspectBundle, sha256Hex } from "./bundle-import.ts";
-import type { RegistryDatabase } from "./db/client.ts";
+import type { RegistryDatabase, RegistryTransaction as Tx } from "./db/client.ts";
 import {
   labelEvents,
   type ModelRow,
-  type ModelVersionRow,
   modelLabels,
   models,
   modelVersions,
@@ -35,111 +34,21 @@ import {
   studies,
 } from "./db/schema.ts";
 import { type PointerWrite, restorePointer, rollbackCandidates, writePointer } from "./label-pointer.ts";
+import { findVersion, labelOf, listModels, showModel, versionOf } from "./model-queries.ts";
+import type {
+  LabelChange,
+  LabelChangeOptions,
+  LabelInfo,
+  ModelDetails,
+  ModelSummary,
+  RegisterHooks,
+  RegisterInput,
+  RegisterResult,
+  VersionInfo,
+} from "./model-types.ts";
 import type { ArtifactStore } from "./store/artifact-store.ts";
 
-type Tx = Parameters<Parameters<RegistryDatabase["transaction"]>[0]>[0];
-
-/** Test seams inside the transactions (the crash-safety and fault suites pause or throw here). */
-export interface RegisterHooks {
-  afterCopy?(at: { name: string; version: number }): Promise<void> | void;
-  afterManifest?(at: { name: string; version: number }): Promise<void> | void;
-  /** After a label pointer is written, before the label transaction commits. */
-  afterPointerWrite?(at: { name: string; label: string; version: number }): Promise<void> | void;
-}
-
-/** Input of {@link ModelRegistry.register}. */
-export interface RegisterInput {
-  name: string;
-  bundleDir: string;
-  lineage?: Lineage;
-  description?: string;
-  /** Who registers (config.user). */
-  actor?: string;
-}
-
-/** Result of {@link ModelRegistry.register}. */
-export interface RegisterResult {
-  name: string;
-  version: number;
-  manifestSha256: string;
-  files: ManifestFile[];
-}
-
-/** Who moves a label, and why. */
-export interface LabelChangeOptions {
-  actor: string;
-  reason?: string;
-}
-
-/** Result of promote and rollback. */
-export interface LabelChange {
-  name: string;
-  label: string;
-  version: number;
-  previousVersion: number | null;
-  manifestSha256: string;
-  eventId: number;
-}
-
-/** Where a label points. */
-export interface LabelInfo {
-  label: string;
-  version: number;
-  manifestSha256: string;
-  updatedBy: string;
-  updatedAt: Date;
-}
-
-/** One model version. */
-export interface VersionInfo {
-  version: number;
-  description: string | null;
-  manifestSha256: string;
-  files: ManifestFile[];
-  sizeBytes: number;
-  task: string | null;
-  splitId: string | null;
-  studyId: string | null;
-  trialNumber: number | null;
-  dataFingerprint: string | null;
-  lineage: Record<string, unknown>;
-  metrics: Record<string, unknown>;
-  createdBy: string | null;
-  createdAt: Date;
-  archivedAt: Date | null;
-  /** Labels pointing at this version. */
-  labels: string[];
-}
-
-/** One row of `arbor models list`. */
-export interface ModelSummary {
-  name: string;
-  description: string | null;
-  latestVersion: number;
-  versions: number;
-  labels: Record<string, number>;
-  createdAt: Date;
-  updatedAt: Date;
-}
-
-/** One audit entry. */
-export interface LabelEventInfo {
-  id: number;
-  label: string;
-  action: "promote" | "rollback";
-  fromVersion: number | null;
-  toVersion: number;
-  actor: string;
-  reason: string | null;
-  createdAt: Date;
-}
-
-/** `arbor models show NAME`. */
-export interface ModelDetails extends Omit<ModelSummary, "labels"> {
-  labels: LabelInfo[];
-  versionList: VersionInfo[];
-  events: LabelEventInfo[];
-}
+export type * from "./model-types.ts";
 
 /** Model versions and labels over one database and one artifact store. */
 export class ModelRegistry {
@@ -335,79 +244,22 @@ export class ModelRegistry {
 
   /** Every model with its label map and version count. */
   async list(): Promise<ModelSummary[]> {
-    const rows = await this.#db
-      .select()
-      .from(models)
-      .where(isNull(models.deletedAt))
-      .orderBy(asc(models.name));
-    const counts = await this.#db
-      .select({ modelId: modelVersions.modelId, n: count() })
-      .from(modelVersions)
-      .where(isNull(modelVersions.archivedAt))
-      .groupBy(modelVersions.modelId);
-    const labels = await this.#db.select().from(modelLabels);
-    return rows.map((m) => ({
-      name: m.name,
-      description: m.description,
-      latestVersion: m.latestVersion,
-      versions: Number(counts.find((c) => c.modelId === m.id)?.n ?? 0),
-      labels: Object.fromEntries(labels.filter((l) => l.modelId === m.id).map((l) => [l.label, l.version])),
-      createdAt: m.createdAt,
-      updatedAt: m.updatedAt,
-    }));
+    return listModels(this.#db);
   }
 
   /** A model's versions, labels and recent label events. */
   async show(name: string, options: { events?: number } = {}): Promise<ModelDetails> {
-    const model = await this.#getModel(name, "show");
-    const versions = await this.#db
-      .select()
-      .from(modelVersions)
-      .where(eq(modelVersions.modelId, model.id))
-      .orderBy(asc(modelVersions.version));
-    const labels = await this.#labels(model, versions);
-    const events = await this.#db
-      .select()
-      .from(labelEvents)
-      .where(eq(labelEvents.modelId, model.id))
-      .orderBy(desc(labelEvents.id))
-      .limit(options.events ?? 20);
-    return {
-      name: model.name,
-      description: model.description,
-      latestVersion: model.latestVersion,
-      versions: versions.filter((v) => !v.archivedAt).length,
-      createdAt: model.createdAt,
-      updatedAt: model.updatedAt,
-      labels,
-      versionList: versions.map((v) => versionInfo(v, labels)),
-      events: events.map((e) => ({
-        id: e.id,
-        label: e.label,
-        action: e.action,
-        fromVersion: e.fromVersion,
-        toVersion: e.toVersion,
-        actor: e.actor,
-        reason: e.reason,
-        createdAt: e.createdAt,
-      })),
-    };
+    return showModel(this.#db, name, options.events ?? 20);
   }
 
   /** One version of a model; VERSION_NOT_FOUND when absent. */
   async getVersion(name: string, version: number): Promise<VersionInfo> {
-    const model = await this.#getModel(name, "get version");
-    const row = await findVersion(this.#db, model, version, "get version");
-    return versionInfo(row, await this.#labels(model, [row]));
+    return versionOf(this.#db, name, version);
   }
 
   /** Where a label points; LABEL_NOT_FOUND when it does not exist. */
   async getLabel(name: string, label: string): Promise<LabelInfo> {
-    const model = await this.#getModel(name, "get label");
-    const versions = await this.#db.select().from(modelVersions).where(eq(modelVersions.modelId, model.id));
-    const found = (await this.#labels(model, versions)).find((l) => l.label === label);
-    if (!found) throw arborError("LABEL_NOT_FOUND", `get label: model ${name} has no label "${label}"`);
-    return found;
+    return labelOf(this.#db, name, label);
   }
 
   async #moveLabel(
@@ -496,75 +348,12 @@ export class ModelRegistry {
     await this.#store.delete(versionFileKey(name, version, BUNDLE_FILES.manifest));
     await this.#store.deletePrefix(versionPrefix(name, version));
   }
-
-  async #getModel(name: string, op: string): Promise<ModelRow> {
-    const [model] = await this.#db.select().from(models).where(eq(models.name, name)).limit(1);
-    if (!model || model.deletedAt) throw arborError("MODEL_NOT_FOUND", `${op}: no model named "${name}"`);
-    return model;
-  }
-
-  async #labels(model: ModelRow, versions: readonly ModelVersionRow[]): Promise<LabelInfo[]> {
-    const rows = await this.#db
-      .select()
-      .from(modelLabels)
-      .where(eq(modelLabels.modelId, model.id))
-      .orderBy(asc(modelLabels.label));
-    const missing = rows.filter((r) => !versions.some((v) => v.version === r.version)).map((r) => r.version);
-    const extra =
-      missing.length > 0
-        ? await this.#db.select().from(modelVersions).where(eq(modelVersions.modelId, model.id))
-        : [];
-    const all = [...versions, ...extra];
-    return rows.map((r) => ({
-      label: r.label,
-      version: r.version,
-      manifestSha256: all.find((v) => v.version === r.version)?.manifestSha256 ?? "",
-      updatedBy: r.updatedBy,
-      updatedAt: r.updatedAt,
-    }));
-  }
 }
 
 async function lockModel(tx: Tx, name: string, op: string): Promise<ModelRow> {
   const [model] = await tx.select().from(models).where(eq(models.name, name)).for("update");
   if (!model || model.deletedAt) throw arborError("MODEL_NOT_FOUND", `${op}: no model named "${name}"`);
   return model;
-}
-
-async function findVersion(
-  db: Tx | RegistryDatabase,
-  model: ModelRow,
-  version: number,
-  op: string,
-): Promise<ModelVersionRow> {
-  const [row] = await db
-    .select()
-    .from(modelVersions)
-    .where(and(eq(modelVersions.modelId, model.id), eq(modelVersions.version, version)))
-    .limit(1);
-  if (!row) throw arborError("VERSION_NOT_FOUND", `${op}: model ${model.name} has no version ${version}`);
-  return row;
-}
-
-function versionInfo(v: ModelVersionRow, labels: readonly LabelInfo[]): VersionInfo {
-  return {
-    version: v.version,
-    description: v.description,
-    manifestSha256: v.manifestSha256,
-    files: v.files,
-    sizeBytes: v.sizeBytes,
-    task: v.task,
-    splitId: v.splitId,
-    studyId: v.studyId,
-    trialNumber: v.trialNumber,
-    dataFingerprint: v.dataFingerprint,
-    lineage: v.lineage,
-    metrics: v.metrics,
-    createdBy: v.createdBy,
-    createdAt: v.createdAt,
-    archivedAt: v.archivedAt,
-    labels: labels.filter((l) => l.version === v.version).map((l) => l.label),
-  };
 }
 
 function checkName(name: string, op: string, what: string): string {

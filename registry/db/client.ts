@@ -21,6 +21,9 @@ import * as schema from "./schema.ts";
 /** The drizzle handle both drivers share (queries, `transaction`, `.for("update")`). */
 export type RegistryDatabase = PgDatabase<PgQueryResultHKT, typeof schema>;
 
+/** The handle inside `db.transaction(async (tx) => …)`. */
+export type RegistryTransaction = Parameters<Parameters<RegistryDatabase["transaction"]>[0]>[0];
+
 /** Which database backs the registry. */
 export type RegistryKind = "pglite" | "postgres";
 
