@@ -11,13 +11,13 @@ import { MODEL_TYPES, TASKS } from "../../shared/bundle.ts";
 import { arborError } from "../../shared/errors.ts";
 import { operationLogger } from "../../shared/logger.ts";
 import { defineCommand } from "../cli/command.ts";
-import { defaultTuneMetric, runTune, type TuneOutcome } from "../tune/pipeline.ts";
+import { defaultTuneMetric, runTune, TUNE_METRICS, type TuneOutcome } from "../tune/pipeline.ts";
 import { PRUNER_NAMES } from "../tune/pruners/index.ts";
 import { SAMPLER_NAMES } from "../tune/samplers/index.ts";
 import type { StudyProgress } from "../tune/study.ts";
 
 /** Metric names `--metric` accepts (the engine's). */
-export const METRIC_NAMES = ["auc", "logloss", "mlogloss", "rmse"] as const;
+export const METRIC_NAMES = TUNE_METRICS;
 
 /** "1m05s". */
 export function formatDuration(seconds: number): string {

@@ -18,8 +18,8 @@ import { GbdtExecutor } from "./gbdt-executor.ts";
 import type { FixedFitSettings } from "./gbdt-trial.ts";
 import { type RefitResult, refitBest } from "./refit.ts";
 import { ARBOR_TPE_DEFAULTS } from "./samplers/tpe.ts";
-import { resolveSearchSpace } from "./spaces.ts";
-import { type StudySettings, StudyStorage } from "./storage.ts";
+import { applySpaceOverride, resolveSearchSpace } from "./spaces.ts";
+import { type StudyDefinition, type StudySettings, StudyStorage } from "./storage.ts";
 import { type RunStudySummary, runStudy, type StudyProgress } from "./study.ts";
 
 /** Everything `arbor tune` accepts. */
@@ -39,6 +39,8 @@ export interface TuneOptions {
   rounds: number;
   earlyStopping: number;
   searchSpaceFile?: string | undefined;
+  /** Inline overrides (the API's `searchSpace` field), applied after the file's. */
+  searchSpaceOverride?: Record<string, unknown> | undefined;
   categorical?: string[] | undefined;
   register?: string | undefined;
   promote?: string | undefined;
@@ -69,6 +71,9 @@ export interface TuneOutcome {
   exitCode: number;
 }
 
+/** Metric names a study may optimise (the engine's). */
+export const TUNE_METRICS = ["auc", "logloss", "mlogloss", "rmse"] as const;
+
 /** Exit codes of `arbor tune` (README documents them). */
 export const TUNE_EXIT = {
   OK: 0,
@@ -97,25 +102,15 @@ export function defaultStudyName(o: Pick<TuneOptions, "modelType" | "target">): 
   return `${o.modelType}-${o.target}-${stamp}`.replace(/[^A-Za-z0-9._-]/g, "_").slice(0, 100);
 }
 
-/** Run a tune. */
-export async function runTune(
-  registry: Registry,
-  config: ArborConfig,
+/** The study row a tune creates (shared by the CLI and the API, so a queued study matches its job). */
+export function buildStudyDefinition(
   options: TuneOptions,
-  io: {
-    logger: Logger;
-    signal: AbortSignal;
-    onProgress?: (p: StudyProgress) => void;
-    say?: (m: string) => void;
-  },
-): Promise<TuneOutcome> {
-  const split = await registry.splits.get(options.splitId);
+  splitId: string,
+): StudyDefinition & { metric: MetricName } {
   const metric = options.metric ?? defaultTuneMetric(options.task);
   if (options.task !== "binary" && metric === "auc") {
     throw arborError("INVALID_ARGUMENT", `tune: --metric auc needs --task binary, got ${options.task}`);
   }
-  const direction = higherIsBetter(metric) ? "maximize" : "minimize";
-  const searchSpace = resolveSearchSpace(options.modelType, options.searchSpaceFile);
   const samplerOptions =
     options.sampler === "tpe" ? { ...ARBOR_TPE_DEFAULTS, seed: options.seed } : { seed: options.seed };
   const fixed: FixedFitSettings = {
@@ -138,22 +133,45 @@ export async function runTune(
     minMetric: options.minMetric ?? null,
     force: options.force,
   };
-  const storage = new StudyStorage(registry.db);
-  const name = options.study ?? defaultStudyName(options);
-  const { study, created } = await storage.createOrLoad({
-    name,
-    splitId: split.id,
+  return {
+    name: options.study ?? defaultStudyName(options),
+    splitId,
     task: options.task,
     target: options.target,
     modelType: options.modelType,
     metric,
-    direction,
+    direction: higherIsBetter(metric) ? "maximize" : "minimize",
     sampler: { name: options.sampler, options: samplerOptions },
     pruner: { name: options.pruner, options: defaultPrunerOptions(options.pruner, options.rounds) },
-    searchSpace,
+    searchSpace: options.searchSpaceOverride
+      ? applySpaceOverride(
+          resolveSearchSpace(options.modelType, options.searchSpaceFile),
+          options.searchSpaceOverride,
+          "searchSpace",
+        )
+      : resolveSearchSpace(options.modelType, options.searchSpaceFile),
     settings,
     jobId: options.jobId ?? null,
-  });
+  };
+}
+
+/** Run a tune. */
+export async function runTune(
+  registry: Registry,
+  config: ArborConfig,
+  options: TuneOptions,
+  io: {
+    logger: Logger;
+    signal: AbortSignal;
+    onProgress?: (p: StudyProgress) => void;
+    say?: (m: string) => void;
+  },
+): Promise<TuneOutcome> {
+  const split = await registry.splits.get(options.splitId);
+  const def = buildStudyDefinition(options, split.id);
+  const { metric, direction } = def;
+  const storage = new StudyStorage(registry.db);
+  const { study, created } = await storage.createOrLoad(def);
   // Resuming with a larger budget extends the study; the stored space and sampler stay.
   const stored = study.settings as StudySettings;
   if (!created && stored.nTrials !== options.trials) {

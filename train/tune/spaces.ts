@@ -66,11 +66,23 @@ export function resolveSearchSpace(modelType: ModelType, overrideFile?: string):
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
     throw arborError("INVALID_ARGUMENT", `--search-space: ${overrideFile} must hold a JSON object`);
   }
-  const removals = Object.entries(raw as Record<string, unknown>).filter(([, v]) => v === null);
-  const updates = Object.fromEntries(
-    Object.entries(raw as Record<string, unknown>).filter(([, v]) => v !== null),
-  );
-  for (const [k] of removals) delete space[k];
-  Object.assign(space, parseSearchSpace(updates, `--search-space ${overrideFile}`));
+  return applySpaceOverride(space, raw as Record<string, unknown>, `--search-space ${overrideFile}`);
+}
+
+/** Apply `{param: distribution | null}` overrides to a space (null drops the parameter). */
+export function applySpaceOverride(
+  base: SearchSpace,
+  raw: Record<string, unknown>,
+  where: string,
+): SearchSpace {
+  const space: SearchSpace = { ...base };
+  const updates: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(raw)) {
+    if (v === null) delete space[k];
+    else updates[k] = v;
+  }
+  Object.assign(space, parseSearchSpace(updates, where));
+  if (Object.keys(space).length === 0)
+    throw arborError("INVALID_ARGUMENT", `${where}: the search space is empty`);
   return space;
 }
