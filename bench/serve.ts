@@ -8,7 +8,7 @@
  * (server overhead = server p50 − in-process run time). Also single-row JSON with micro-batching
  * off. Writes bench/results/serve.json.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -25,16 +25,21 @@ const { values } = parseArgs({
     connections: { type: "string", default: "32" },
     workers: { type: "string", default: "1" },
     threads: { type: "string", default: "1" },
+    quick: { type: "boolean", default: false },
   },
 });
 const SECONDS = Number(values.seconds);
 const CONNS = Number(values.connections);
 const WORKERS = Number(values.workers);
 const THREADS = Number(values.threads);
+/** --quick: only single-row JSON on the 500-tree model (for before/after checks while developing). */
+const QUICK = values.quick === true;
 const ROOT = new URL("..", import.meta.url).pathname;
 const F = 28;
 
 interface Load {
+  /** Server CPU (user+system) per request in µs: robust to other load on a shared machine. */
+  cpuUs?: number;
   rps: number;
   p50: number;
   p99: number;
@@ -149,7 +154,7 @@ async function ortInProcess(onnx: Uint8Array, x: Float32Array, rows: number): Pr
   return times[times.length >> 1];
 }
 
-async function startHello(): Promise<{ port: number; stop(): Promise<void> }> {
+async function startHello(): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
   const proc = Bun.spawn(["node", "--import", "tsx", "bench/serve-hello.ts"], {
     cwd: ROOT,
     stdout: "pipe",
@@ -164,6 +169,7 @@ async function startHello(): Promise<{ port: number; stop(): Promise<void> }> {
   }
   return {
     port: Number(/"port":(\d+)/.exec(out)![1]),
+    pid: proc.pid,
     stop: async () => {
       proc.kill("SIGTERM");
       await proc.exited;
@@ -217,6 +223,34 @@ for (const [name, f] of [
   ort[name][1000] = await ortInProcess(f.onnx, rowsX, 1000);
 }
 
+const CLK_TCK = 100;
+
+/** CPU seconds (user + system) of a process and its direct children, from /proc. */
+function cpuSeconds(pid: number): number {
+  let ticks = 0;
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${d}/stat`, "utf8");
+    } catch {
+      continue;
+    }
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ppid = Number(f[1]);
+    if (Number(d) === pid || ppid === pid) ticks += Number(f[11]) + Number(f[12]);
+  }
+  return ticks / CLK_TCK;
+}
+
+/** Run a load while measuring the CPU the server process tree spends per request. */
+async function withCpu(pid: number, run: () => Promise<Load>): Promise<Load> {
+  const before = cpuSeconds(pid);
+  const load = await run();
+  load.cpuUs = Math.round(((cpuSeconds(pid) - before) * 1e6) / Math.max(1, load.requests));
+  return load;
+}
+
 const helloCache = new Map<string, Load>();
 async function helloFor(key: string, run: () => Promise<Load>): Promise<Load> {
   if (!helloCache.has(key)) helloCache.set(key, await run());
@@ -234,7 +268,7 @@ async function scenarioSet(label: string, extraArgs: string[], only?: string[]):
     ...extraArgs,
   ]);
   try {
-    for (const model of ["flights", "trivial"] as const) {
+    for (const model of QUICK ? (["flights"] as const) : (["flights", "trivial"] as const)) {
       const url = `${server.url}/v1/models/${model}:predict`;
       const scenarios: [string, () => Promise<Load>, () => Promise<Load>, number][] = [
         [
@@ -272,8 +306,8 @@ async function scenarioSet(label: string, extraArgs: string[], only?: string[]):
       ];
       for (const [name, run, runHello, rows] of scenarios) {
         if (only && !only.includes(name)) continue;
-        const load = await run();
-        const base = await helloFor(name, runHello);
+        const load = await withCpu(server.proc.pid, run);
+        const base = await helloFor(name, () => withCpu(hello.pid, runHello));
         const r = {
           setup: label,
           model,
@@ -283,6 +317,8 @@ async function scenarioSet(label: string, extraArgs: string[], only?: string[]):
           p99_us: load.p99,
           p999_us: load.p999,
           errors: load.errors,
+          server_cpu_us_per_request: load.cpuUs,
+          hello_cpu_us_per_request: base.cpuUs,
           hello_rps: Math.round(base.rps),
           ratio_to_hello: Number((load.rps / base.rps).toFixed(3)),
           ort_inprocess_us: Number(ort[model][rows].toFixed(1)),
@@ -290,7 +326,7 @@ async function scenarioSet(label: string, extraArgs: string[], only?: string[]):
         };
         results.push(r);
         console.log(
-          `${label.padEnd(14)} ${model.padEnd(8)} ${name.padEnd(58)} ${String(r.rps).padStart(7)} req/s  p50 ${String(r.p50_us).padStart(6)} µs  p99 ${String(r.p99_us).padStart(6)} µs  p99.9 ${String(r.p999_us).padStart(6)} µs  errors ${r.errors}  hello ${String(r.hello_rps).padStart(7)} (x${r.ratio_to_hello})  ORT ${r.ort_inprocess_us} µs  overhead ${r.server_overhead_us} µs`,
+          `${label.padEnd(14)} ${model.padEnd(8)} ${name.padEnd(58)} ${String(r.rps).padStart(7)} req/s  p50 ${String(r.p50_us).padStart(6)} µs  p99 ${String(r.p99_us).padStart(6)} µs  p99.9 ${String(r.p999_us).padStart(6)} µs  errors ${r.errors}  cpu ${r.server_cpu_us_per_request} µs/req (hello ${r.hello_cpu_us_per_request})  hello ${String(r.hello_rps).padStart(7)} (x${r.ratio_to_hello})  ORT ${r.ort_inprocess_us} µs  overhead ${r.server_overhead_us} µs`,
         );
       }
     }
@@ -302,8 +338,11 @@ async function scenarioSet(label: string, extraArgs: string[], only?: string[]):
 console.log(
   `wrk -t${THREADS} -c${CONNS} -d${SECONDS}s; serve workers=${WORKERS}; in-process ORT µs/run: ${JSON.stringify(ort)}`,
 );
-await scenarioSet("batching on", []);
-await scenarioSet("batching off", ["--no-batching"], ["single-row JSON", "single-row msgpack"]);
+if (QUICK) await scenarioSet("batching on", [], ["single-row JSON"]);
+else {
+  await scenarioSet("batching on", []);
+  await scenarioSet("batching off", ["--no-batching"], ["single-row JSON", "single-row msgpack"]);
+}
 await hello.stop();
 await store.close();
 rmSync(dir, { recursive: true, force: true });
