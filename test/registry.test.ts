@@ -19,7 +19,14 @@ import { type ArborError, arborError, isArborError } from "../shared/errors.ts";
 import { labelKey, splitKey, versionFileKey } from "../shared/paths.ts";
 import { COMMANDS } from "../train/cli/commands.ts";
 import { runCli } from "../train/cli/dispatch.ts";
-import { createTestDatabase, databaseKinds, type TestDatabase, testLogger } from "./helpers/db.ts";
+import { type GcsServer, startGcsServer } from "./gcs-server.ts";
+import {
+  createTestDatabase,
+  databaseKinds,
+  type TestDatabase,
+  type TestDatabaseKind,
+  testLogger,
+} from "./helpers/db.ts";
 import { writeFakeBundle } from "./helpers/fake-bundle.ts";
 
 // Shared 2-core CI machines: PGlite opens and child processes can take seconds (bunfig has no timeout key).
@@ -42,39 +49,51 @@ async function readPointer(store: ArtifactStore, name: string, label: string): P
 
 const actor = { actor: "tester" };
 
-for (const kind of databaseKinds()) {
-  describe(`registry contract on ${kind}`, () => {
+/** Every database here with the file store, plus PGlite with a gs:// store on a local GCS server. */
+const VARIANTS: { kind: TestDatabaseKind; store: "file" | "gs" }[] = [
+  ...databaseKinds().map((kind) => ({ kind, store: "file" as const })),
+  { kind: "pglite", store: "gs" },
+];
+
+for (const { kind, store } of VARIANTS) {
+  describe(`registry contract on ${kind} with a ${store}:// store`, () => {
+    let gcs: GcsServer | undefined;
+    const config = () =>
+      gcs ? tdb.config({ store: "gs://arbor-test/registry", gcsEndpoint: gcs.url }) : tdb.config();
     let tdb: TestDatabase;
     let reg: Registry;
     let bundles: string;
 
     beforeAll(async () => {
       tdb = await createTestDatabase(kind);
-      reg = await openRegistry(tdb.config(), testLogger());
+      if (store === "gs") gcs = await startGcsServer({ buckets: ["arbor-test"] });
+      reg = await openRegistry(config(), testLogger());
       bundles = path.join(tdb.home, "bundles");
       for (let i = 1; i <= 3; i++) await writeFakeBundle(path.join(bundles, `b${i}`), i);
     }, 60_000);
     afterAll(async () => {
       await reg?.close();
       await tdb?.drop();
+      await gcs?.close();
     });
 
     test("migrations are applied once and re-applying them changes nothing", async () => {
       expect(reg.kind).toBe(kind);
+      expect(reg.store.uri.startsWith(`${store}://`)).toBe(true);
       const journal = JSON.parse(readFileSync(path.join(MIGRATIONS_FOLDER, "meta", "_journal.json"), "utf8"));
       const count1 = await migrationCount(reg);
       expect(count1).toBe(journal.entries.length);
       await reg.models.register({ name: "persist", bundleDir: path.join(bundles, "b1") });
       // Close and reopen: migrations run again (no-op), data survives.
       await reg.close();
-      reg = await openRegistry(tdb.config(), testLogger());
+      reg = await openRegistry(config(), testLogger());
       expect(await migrationCount(reg)).toBe(count1);
       expect((await reg.models.show("persist")).latestVersion).toBe(1);
     });
 
     if (kind === "pglite") {
       test("a second process-level open of the same PGlite directory is refused with DB_LOCKED", async () => {
-        expect(await codeOf(openRegistry(tdb.config(), testLogger()))).toBe("DB_LOCKED");
+        expect(await codeOf(openRegistry(config(), testLogger()))).toBe("DB_LOCKED");
       });
     }
 
@@ -147,6 +166,7 @@ for (const kind of databaseKinds()) {
       });
       const r2 = await reg.models.register({ name: "flights", bundleDir: path.join(bundles, "b2") });
       expect([r1.version, r2.version]).toEqual([1, 2]);
+      if (gcs) expect(gcs.objectNames("arbor-test")).toContain("registry/models/flights/v1/manifest.json");
       const { data } = await reg.store.read(versionFileKey("flights", 1, "manifest.json"));
       expect(sha256Hex(data)).toBe(r1.manifestSha256);
       const manifest = manifestSchema.parse(JSON.parse(new TextDecoder().decode(data)));
