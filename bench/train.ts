@@ -203,7 +203,7 @@ for (const name of args.datasets.split(",")) {
         rounds,
         learningRate: 0.1,
         maxDepth: growth === "leafwise" ? 0 : 6,
-        numLeaves: 63,
+        ...(growth === "leafwise" ? { numLeaves: 63 } : {}),
         maxBins: 255,
         threads,
       },

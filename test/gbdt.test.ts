@@ -136,7 +136,7 @@ describe("training", () => {
 
   for (const growth of GROWTHS) {
     test(`binary ${growth}: learns the function; float trees reproduce the engine's margins exactly`, () => {
-      const r = trainGbdt(train, null, {
+      const r = trainGbdt(train, test_, {
         task: "binary",
         growth,
         rounds: 40,
@@ -151,6 +151,7 @@ describe("training", () => {
       const own = predictMarginColumns(r.ensemble, train.columns, train.numRows);
       let diff = 0;
       for (let i = 0; i < own.length; i++) if (own[i] !== r.trainMargin[i]) diff++;
+      for (let i = 0; i < m.length; i++) if (m[i] !== r.validMargin![i]) diff++;
       expect(diff).toBe(0);
       // shared/tree.ts's row predictor agrees (the one ONNX parity is checked against).
       const out = new Float64Array(1);

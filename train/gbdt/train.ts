@@ -15,7 +15,6 @@ import { HistPool } from "./hist-pool.ts";
 import { defaultMetric, evaluateMetric, higherIsBetter, type MetricName } from "./metric.ts";
 import { baseScore, computeGradients } from "./objective.ts";
 import { resolveParams, type TrainOptions, type TrainParams } from "./params.ts";
-import { addTreeColumns } from "./predict.ts";
 import { Rng } from "./rng.ts";
 
 /** What `onRound` receives after every round (1-based round). */
@@ -56,6 +55,8 @@ export interface TrainResult {
   seconds: number;
   /** The engine's own training margins [N × K] after the last round (tests check ONNX-side parity on them). */
   trainMargin: Float64Array;
+  /** The engine's validation margins after the last round (null without a validation set). */
+  validMargin: Float64Array | null;
 }
 
 /** Below this many rows per thread, workers cost more than they save. */
@@ -100,7 +101,15 @@ function updateTrainMargin(
     }
     return;
   }
-  // Subsampled: route every row (in-bag and out-of-bag) by bins, which equals float routing.
+  addTreeBins(grown, data, margin, k, out);
+}
+
+/**
+ * Add a tree's leaf values to margins by routing rows on their bins. Equal to routing the float32
+ * values on the thresholds (x <= upper[b] ⇔ bin ≤ b), and several times faster than the float walk.
+ */
+function addTreeBins(grown: GrownTree, data: BinnedData, margin: Float64Array, k: number, out: number): void {
+  const { tree, luts } = grown;
   const n = data.numRows;
   const F = data.numFeatures;
   const rowBins = data.rowBins;
@@ -143,6 +152,7 @@ export function trainGbdt(
   const margin = new Float64Array(N * K);
   for (let i = 0; i < N; i++) for (let j = 0; j < K; j++) margin[i * K + j] = base[j];
   const vN = valid?.numRows ?? 0;
+  const validBins = valid ? binColumns(valid.columns, data.mappers, vN) : null;
   const vMargin = new Float64Array(vN * K);
   for (let i = 0; i < vN; i++) for (let j = 0; j < K; j++) vMargin[i * K + j] = base[j];
 
@@ -195,7 +205,7 @@ export function trainGbdt(
           scratch,
         });
         updateTrainMargin(grown, data, scratch.idx, allRows, margin, K, k);
-        if (valid) addTreeColumns(grown.tree, valid.columns, vN, vMargin, K, k);
+        if (validBins) addTreeBins(grown, validBins, vMargin, K, k);
         trees.push(grown.tree);
         treeOutput.push(k);
       }
@@ -245,6 +255,7 @@ export function trainGbdt(
       rounds,
       seconds: (performance.now() - started) / 1000,
       trainMargin: margin,
+      validMargin: valid ? vMargin : null,
     };
     if (train.classes) result.classes = train.classes;
     return result;
