@@ -27,6 +27,8 @@ export type TreeShapAlgorithm = "auto" | "fast" | "recursive";
 const MAX_FAST_DEPTH = 12;
 /** Budget of table entries per tree before a tree falls back to the recursive algorithm. */
 const MAX_TABLE_PER_TREE = 1 << 16;
+/** Rows explained together tree by tree in explainRows (tables stay in cache across the block). */
+const BLOCK_ROWS = 64;
 
 /** Options of {@link TreeExplainer}. */
 export interface TreeExplainerOptions {
@@ -105,20 +107,41 @@ export class TreeExplainer {
    * for output k, `out[k·(F+1) + j]` is feature j's contribution and `out[k·(F+1) + F]` the base value.
    */
   explainRow(x: ArrayLike<number>, out: Float64Array, xOffset = 0, outOffset = 0): Float64Array {
-    const f1 = this.numFeatures + 1;
+    return this.explainBlock(x, xOffset, 1, out, outOffset);
+  }
+
+  /**
+   * SHAP values of `rows` consecutive row-major rows starting at `x[xOffset]`, into `out` from
+   * `outOffset` (rowSize values per row). Tree by tree over the block, so that a tree's tables stay
+   * in cache while every row of the block uses them.
+   */
+  explainBlock(
+    x: ArrayLike<number>,
+    xOffset: number,
+    rows: number,
+    out: Float64Array,
+    outOffset = 0,
+  ): Float64Array {
+    const f = this.numFeatures;
+    const f1 = f + 1;
     const k = this.numOutputs;
-    for (let i = 0; i < k * f1; i++) out[outOffset + i] = 0;
-    for (let o = 0; o < k; o++) out[outOffset + o * f1 + this.numFeatures] = this.expectedValue[o];
+    const size = k * f1;
+    for (let r = 0; r < rows; r++) {
+      const o0 = outOffset + r * size;
+      for (let i = 0; i < size; i++) out[o0 + i] = 0;
+      for (let o = 0; o < k; o++) out[o0 + o * f1 + f] = this.expectedValue[o];
+    }
     const trees = this.#ensemble.trees;
     const treeOutput = this.#ensemble.treeOutput;
+    if (this.fastTrees > 0) fastShap(this.#forest, treeOutput, x, xOffset, f, rows, out, outOffset, size, f1);
+    if (this.fastTrees === trees.length) return out;
     this.#x = x;
-    this.#xOff = xOffset;
     this.#phi = out;
-    if (this.fastTrees > 0) fastShap(this.#forest, treeOutput, x, xOffset, out, outOffset, f1);
-    for (let t = 0; t < trees.length; t++) {
-      const phiOff = outOffset + treeOutput[t] * f1;
-      if (this.#useFast[t] === 0) {
-        this.#phiOff = phiOff;
+    for (let r = 0; r < rows; r++) {
+      this.#xOff = xOffset + r * f;
+      for (let t = 0; t < trees.length; t++) {
+        if (this.#useFast[t] === 1) continue;
+        this.#phiOff = outOffset + r * size + treeOutput[t] * f1;
         this.#recurse(t, 0, 0, 1, 1, -1, 0);
       }
     }
@@ -128,7 +151,10 @@ export class TreeExplainer {
   /** SHAP values of `rows` row-major rows: a Float64Array of rows·K·(F+1). */
   explainRows(x: Float32Array | Float64Array, rows: number): Float64Array {
     const out = new Float64Array(rows * this.rowSize);
-    for (let r = 0; r < rows; r++) this.explainRow(x, out, r * this.numFeatures, r * this.rowSize);
+    for (let r = 0; r < rows; r += BLOCK_ROWS) {
+      const n = Math.min(BLOCK_ROWS, rows - r);
+      this.explainBlock(x, r * this.numFeatures, n, out, r * this.rowSize);
+    }
     return out;
   }
 
@@ -453,51 +479,59 @@ function fastShap(
   ff: FastForest,
   treeOutput: Int32Array,
   x: ArrayLike<number>,
-  xOff: number,
+  xOff0: number,
+  numFeatures: number,
+  rows: number,
   phi: Float64Array,
-  outOff: number,
+  outOff0: number,
+  rowSize: number,
   f1: number,
 ): void {
   const { kind, feature, threshold, left, right, defaultLeft, aux, auxSize, bits, posBit, isNew, a } = ff;
   const { leafM, leafFeat, leafTable, pathFeature, pathRatio, tableT, start, treeIndex } = ff;
   for (let ti = 0; ti < treeIndex.length; ti++) {
-    const phiOff = outOff + treeOutput[treeIndex[ti]] * f1;
+    const begin = start[ti];
     const end = start[ti + 1];
-    a[start[ti]] = 0;
-    for (let g = start[ti]; g < end; g++) {
-      const k = kind[g];
-      const ag = a[g];
-      if (k === NODE_LEAF) {
-        const l = aux[g];
-        const m = leafM[l];
-        if (m === 0) continue;
-        const tb = leafTable[l];
-        const fb = leafFeat[l];
-        const neg = tableT[tb + ag];
-        for (let j = 0; j < m; j++) {
-          const bit = 1 << j;
-          if ((ag & bit) !== 0)
-            phi[phiOff + pathFeature[fb + j]] += pathRatio[fb + j] * tableT[tb + (ag ^ bit)];
-          else phi[phiOff + pathFeature[fb + j]] -= neg;
+    const outK = treeOutput[treeIndex[ti]] * f1;
+    for (let r = 0; r < rows; r++) {
+      const xOff = xOff0 + r * numFeatures;
+      const phiOff = outOff0 + r * rowSize + outK;
+      a[begin] = 0;
+      for (let g = begin; g < end; g++) {
+        const k = kind[g];
+        const ag = a[g];
+        if (k === NODE_LEAF) {
+          const l = aux[g];
+          const m = leafM[l];
+          if (m === 0) continue;
+          const tb = leafTable[l];
+          const fb = leafFeat[l];
+          const neg = tableT[tb + ag];
+          for (let j = 0; j < m; j++) {
+            const bit = 1 << j;
+            if ((ag & bit) !== 0)
+              phi[phiOff + pathFeature[fb + j]] += pathRatio[fb + j] * tableT[tb + (ag ^ bit)];
+            else phi[phiOff + pathFeature[fb + j]] -= neg;
+          }
+          continue;
         }
-        continue;
-      }
-      const v = x[xOff + feature[g]];
-      let goLeft: boolean;
-      if (Number.isNaN(v)) goLeft = defaultLeft[g] === 1;
-      else if (k === NODE_CATEGORICAL) {
-        goLeft =
-          v >= 0 && v < auxSize[g] && (v | 0) === v && (bits[aux[g] + (v >> 5)] & (1 << (v & 31))) !== 0;
-      } else goLeft = v <= threshold[g];
-      const bit = posBit[g];
-      const hot = isNew[g] === 1 ? ag | bit : ag;
-      const cold = ag & ~bit;
-      if (goLeft) {
-        a[left[g]] = hot;
-        a[right[g]] = cold;
-      } else {
-        a[left[g]] = cold;
-        a[right[g]] = hot;
+        const v = x[xOff + feature[g]];
+        let goLeft: boolean;
+        if (Number.isNaN(v)) goLeft = defaultLeft[g] === 1;
+        else if (k === NODE_CATEGORICAL) {
+          goLeft =
+            v >= 0 && v < auxSize[g] && (v | 0) === v && (bits[aux[g] + (v >> 5)] & (1 << (v & 31))) !== 0;
+        } else goLeft = v <= threshold[g];
+        const bit = posBit[g];
+        const hot = isNew[g] === 1 ? ag | bit : ag;
+        const cold = ag & ~bit;
+        if (goLeft) {
+          a[left[g]] = hot;
+          a[right[g]] = cold;
+        } else {
+          a[left[g]] = cold;
+          a[right[g]] = hot;
+        }
       }
     }
   }
