@@ -596,3 +596,46 @@ describe("serve: parity with the offline CLI", () => {
     });
   });
 });
+
+describe("serve: KServe V2 binary tensor extension", () => {
+  test("FP32 input blob in, binary FP32 and BYTES outputs back", async () => {
+    const sig = models["flights@1"].signature;
+    const rs = rows(sig, 5, 41);
+    const x = matrix(sig, rs);
+    const ref = await offline("flights@1", rs);
+    const header = new TextEncoder().encode(
+      JSON.stringify({
+        inputs: [
+          { name: "input", shape: [5, 6], datatype: "FP32", parameters: { binary_data_size: x.byteLength } },
+        ],
+        outputs: [{ name: "probabilities", parameters: { binary_data: true } }, { name: "label" }],
+      }),
+    );
+    const body = new Uint8Array(header.length + x.byteLength);
+    body.set(header, 0);
+    body.set(new Uint8Array(x.buffer), header.length);
+    const res = await fetch(`${server.url}/v2/models/flights/infer`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/octet-stream",
+        "inference-header-content-length": String(header.length),
+      },
+      body,
+    });
+    expect(res.status).toBe(200);
+    const hl = Number(res.headers.get("inference-header-content-length"));
+    const buf = new Uint8Array(await res.arrayBuffer());
+    const head: Json = JSON.parse(new TextDecoder().decode(buf.subarray(0, hl)));
+    expect(head.outputs[0].parameters.binary_data_size).toBe(40);
+    expect(head.outputs[0].data).toBeUndefined();
+    const probs = new Float32Array(buf.slice(hl, hl + 40).buffer);
+    expect(Array.from(probs)).toEqual(Array.from(ref.probabilities.data as Float32Array));
+    expect(head.outputs[1].data.length).toBe(5);
+    const bad = await fetch(`${server.url}/v2/models/flights/infer`, {
+      method: "POST",
+      headers: { "content-type": "application/octet-stream", "inference-header-content-length": "9999" },
+      body,
+    });
+    expect(bad.status).toBe(400);
+  });
+});

@@ -25,12 +25,16 @@ export interface CoreRequest {
   contentType: string;
   body: Uint8Array | null;
   requestId: string;
+  /** `Inference-Header-Content-Length` (KServe V2 binary tensor extension), or null. */
+  inferenceHeaderLength: number | null;
 }
 
 /** A reply: status, a value to encode (or raw text), and metric labels. */
 export interface CoreReply {
   status: number;
   body: unknown;
+  /** V2 binary tensor extension reply: JSON header then the output blobs. */
+  binary?: { header: string; blobs: Uint8Array[] };
   /** Raw text body with its content type (e.g. /metrics), sent as is. */
   text?: { contentType: string; value: string };
   route: string;
@@ -291,7 +295,11 @@ export class ServeCore {
     if (segs.length === 2 || (segs.length === 3 && segs[2] === "")) {
       reply.route = "/v2";
       if (!get) throw methodNotAllowed(req);
-      reply.body = { name: this.build.name, version: this.build.version, extensions: ["treeshap_output"] };
+      reply.body = {
+        name: this.build.name,
+        version: this.build.version,
+        extensions: ["binary_tensor_data", "treeshap_output"],
+      };
       return;
     }
     if (segs[2] === "health" && segs.length === 4 && (segs[3] === "live" || segs[3] === "ready")) {
@@ -317,11 +325,23 @@ export class ServeCore {
     reply.model = ref.name;
     if (action === "infer") {
       if (req.method !== "post") throw methodNotAllowed(req);
-      const body = this.decode(req);
+      let body: unknown;
+      let binary: Uint8Array | null = null;
+      const hl = req.inferenceHeaderLength;
+      if (hl !== null) {
+        // Binary tensor extension: the JSON header, then the input blobs (any Content-Type).
+        if (req.body === null || !Number.isInteger(hl) || hl < 1 || hl > req.body.length) {
+          throw arborError("BAD_REQUEST", "infer: Inference-Header-Content-Length does not fit the body");
+        }
+        body = decodeBody(req.body.subarray(0, hl), "json");
+        binary = req.body.subarray(hl);
+      } else body = this.decode(req);
       const slot = await this.acquire(ref);
       try {
         reply.version = String(slot.version);
-        reply.body = await v2Infer(this, slot, body);
+        const out = await v2Infer(this, slot, body, binary);
+        if (out.blobs.length > 0) reply.binary = { header: JSON.stringify(out.value), blobs: out.blobs };
+        else reply.body = out.value;
       } finally {
         slot.release();
       }

@@ -60,7 +60,128 @@ function flatten(v: unknown, out: unknown[], depth: number): void {
   else out.push(v);
 }
 
-function readInputs(slot: ModelSlot, body: unknown, maxRows: number): RowMatrix {
+const BYTE_SIZES: Record<string, number> = {
+  BOOL: 1,
+  UINT8: 1,
+  INT8: 1,
+  UINT16: 2,
+  INT16: 2,
+  UINT32: 4,
+  INT32: 4,
+  UINT64: 8,
+  INT64: 8,
+  FP32: 4,
+  FP64: 8,
+};
+
+/** Reads the binary tensor extension's blobs in input order. */
+class BinaryCursor {
+  readonly #bytes: Uint8Array;
+  #at = 0;
+  constructor(bytes: Uint8Array) {
+    this.#bytes = bytes;
+  }
+
+  /** The next `size` bytes, copied (aligned for typed-array views). */
+  take(size: number, name: string): Uint8Array {
+    if (!Number.isInteger(size) || size < 0 || this.#at + size > this.#bytes.length) {
+      throw arborError(
+        "BAD_SHAPE",
+        `infer: input '${name.slice(0, 100)}' binary_data_size ${size} exceeds the body`,
+      );
+    }
+    const out = this.#bytes.slice(this.#at, this.#at + size);
+    this.#at += size;
+    return out;
+  }
+}
+
+/** Decode one binary input into plain values (NaN → null, BYTES → strings). */
+function binaryValues(bytes: Uint8Array, datatype: string, name: string): unknown[] {
+  if (datatype === "BYTES") {
+    const out: unknown[] = [];
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const dec = new TextDecoder();
+    let at = 0;
+    while (at < bytes.length) {
+      if (at + 4 > bytes.length)
+        throw arborError("BAD_SHAPE", `infer: input '${name}' has a truncated BYTES element`);
+      const len = view.getUint32(at, true);
+      if (at + 4 + len > bytes.length)
+        throw arborError("BAD_SHAPE", `infer: input '${name}' has a truncated BYTES element`);
+      out.push(dec.decode(bytes.subarray(at + 4, at + 4 + len)));
+      at += 4 + len;
+    }
+    return out;
+  }
+  const size = BYTE_SIZES[datatype];
+  if (size === undefined || bytes.length % size !== 0) {
+    throw arborError(
+      "PREDICT_BAD_FEATURE_TYPE",
+      `infer: input '${name}' has datatype ${datatype} and ${bytes.length} bytes`,
+    );
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const n = bytes.length / size;
+  const out: unknown[] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const at = i * size;
+    let v: number;
+    switch (datatype) {
+      case "FP32":
+        v = view.getFloat32(at, true);
+        break;
+      case "FP64":
+        v = view.getFloat64(at, true);
+        break;
+      case "INT64":
+        v = Number(view.getBigInt64(at, true));
+        break;
+      case "UINT64":
+        v = Number(view.getBigUint64(at, true));
+        break;
+      case "INT32":
+        v = view.getInt32(at, true);
+        break;
+      case "UINT32":
+        v = view.getUint32(at, true);
+        break;
+      case "INT16":
+        v = view.getInt16(at, true);
+        break;
+      case "UINT16":
+        v = view.getUint16(at, true);
+        break;
+      case "INT8":
+        v = view.getInt8(at);
+        break;
+      default:
+        v = view.getUint8(at);
+    }
+    // In binary form NaN is the only way to say "missing"; JSON says it with null.
+    out[i] = Number.isNaN(v) ? null : v;
+  }
+  return out;
+}
+
+/** The data of one input: JSON `data`, or its blob when it has `parameters.binary_data_size`. */
+function inputData(o: Record<string, unknown>, name: string, cursor: BinaryCursor | null): unknown {
+  const params = o["parameters"];
+  const size =
+    params !== null && typeof params === "object"
+      ? (params as Record<string, unknown>)["binary_data_size"]
+      : undefined;
+  if (size === undefined) return o["data"];
+  if (cursor === null)
+    throw arborError(
+      "BAD_REQUEST",
+      `infer: input '${name.slice(0, 100)}' has binary_data_size but the request has no Inference-Header-Content-Length`,
+    );
+  return binaryValues(cursor.take(size as number, name), String(o["datatype"]), name.slice(0, 100));
+}
+
+function readInputs(slot: ModelSlot, body: unknown, maxRows: number, binary: Uint8Array | null): RowMatrix {
+  const cursor = binary === null ? null : new BinaryCursor(binary);
   if (body === null || typeof body !== "object" || Array.isArray(body)) {
     throw arborError("BAD_REQUEST", "infer: the body must be an object with 'inputs'");
   }
@@ -90,7 +211,7 @@ function readInputs(slot: ModelSlot, body: unknown, maxRows: number): RowMatrix 
     const n = shape[0] as number;
     if (n > maxRows) throw arborError("TOO_MANY_ROWS", `infer: ${n} rows, the limit is ${maxRows}`);
     const flat: unknown[] = [];
-    flatten(first["data"], flat, 0);
+    flatten(inputData(first, "input", cursor), flat, 0);
     if (flat.length !== n * plan.width) {
       throw arborError(
         "BAD_SHAPE",
@@ -132,7 +253,7 @@ function readInputs(slot: ModelSlot, body: unknown, maxRows: number): RowMatrix 
       );
     }
     const flat: unknown[] = [];
-    flatten(o["data"], flat, 0);
+    flatten(inputData(o, name, cursor), flat, 0);
     const shape = o["shape"];
     if (
       !Array.isArray(shape) ||
@@ -157,9 +278,16 @@ export async function v2Infer(
   core: ServeCore,
   slot: ModelSlot,
   body: unknown,
-): Promise<Record<string, unknown>> {
-  const m = readInputs(slot, body, core.config.maxRows);
+  binary: Uint8Array | null = null,
+): Promise<{ value: Record<string, unknown>; blobs: Uint8Array[] }> {
+  const m = readInputs(slot, body, core.config.maxRows, binary);
   const b = body as Record<string, unknown>;
+  const params = b["parameters"];
+  const allBinary =
+    params !== null &&
+    typeof params === "object" &&
+    (params as Record<string, unknown>)["binary_data_output"] === true;
+  const binaryOut = new Set<string>();
   const available = [
     "margin",
     ...slot.fetches.filter((f) => f !== "margin"),
@@ -179,8 +307,12 @@ export async function v2Infer(
         );
       }
       wanted.push(name);
+      const op = (o as Record<string, unknown>)["parameters"];
+      const flag =
+        op !== null && typeof op === "object" ? (op as Record<string, unknown>)["binary_data"] : undefined;
+      if (flag === true || (flag === undefined && allBinary)) binaryOut.add(name);
     }
-  }
+  } else if (allBinary) for (const n of wanted) binaryOut.add(n);
   const s = await slot.score(m.data, m.rows);
   const outputs: Record<string, unknown>[] = [];
   for (const name of wanted) {
@@ -211,11 +343,37 @@ export async function v2Infer(
       data: Array.from(t.data.subarray(start, start + s.rows * t.width)),
     });
   }
+  const blobs: Uint8Array[] = [];
+  for (const o of outputs) {
+    if (!binaryOut.has(o["name"] as string)) continue;
+    const blob =
+      o["datatype"] === "BYTES"
+        ? encodeBytes(o["data"] as string[])
+        : new Uint8Array(Float32Array.from(o["data"] as number[]).buffer);
+    blobs.push(blob);
+    o["parameters"] = { binary_data_size: blob.length };
+    delete o["data"];
+  }
   const out: Record<string, unknown> = {
     model_name: slot.name,
     model_version: String(slot.version),
     outputs,
   };
   if (typeof b["id"] === "string") out["id"] = b["id"];
+  return { value: out, blobs };
+}
+
+/** BYTES elements as the binary extension lays them out: u32 LE length + bytes each. */
+function encodeBytes(values: string[]): Uint8Array {
+  const enc = new TextEncoder();
+  const parts = values.map((v) => enc.encode(v));
+  const out = new Uint8Array(parts.reduce((n, p) => n + 4 + p.length, 0));
+  const view = new DataView(out.buffer);
+  let at = 0;
+  for (const p of parts) {
+    view.setUint32(at, p.length, true);
+    out.set(p, at + 4);
+    at += 4 + p.length;
+  }
   return out;
 }

@@ -48,11 +48,21 @@ class Exchange {
   readonly format: Format;
   readonly requestId: string;
   readonly started: number;
+  /** `Inference-Header-Content-Length` as sent ("" when absent). */
+  readonly inferHeader: string;
   chunks: Uint8Array[] | null = null;
   total = 0;
 
-  constructor(method: string, path: string, contentType: string, format: Format, requestId: string) {
+  constructor(
+    method: string,
+    path: string,
+    contentType: string,
+    format: Format,
+    requestId: string,
+    inferHeader: string,
+  ) {
     this.method = method;
+    this.inferHeader = inferHeader;
     this.path = path;
     this.contentType = contentType;
     this.format = format;
@@ -104,7 +114,22 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
     if (!ex.aborted) {
       let body: string | Uint8Array;
       let ctype: string;
-      if (reply.text !== undefined) {
+      let headerLength = "";
+      if (reply.binary !== undefined) {
+        const head = new TextEncoder().encode(reply.binary.header);
+        let total = head.length;
+        for (const b of reply.binary.blobs) total += b.length;
+        const all = new Uint8Array(total);
+        all.set(head, 0);
+        let at = head.length;
+        for (const b of reply.binary.blobs) {
+          all.set(b, at);
+          at += b.length;
+        }
+        body = all;
+        ctype = "application/octet-stream";
+        headerLength = String(head.length);
+      } else if (reply.text !== undefined) {
         body = reply.text.value;
         ctype = reply.text.contentType;
       } else {
@@ -117,6 +142,7 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
           .writeStatus(statusLine(reply.status))
           .writeHeader("content-type", ctype)
           .writeHeader("x-request-id", ex.requestId);
+        if (headerLength !== "") res.writeHeader("inference-header-content-length", headerLength);
         if (ex.method === "head")
           res.endWithoutBody(typeof body === "string" ? Buffer.byteLength(body) : body.length, close);
         else res.end(body, close);
@@ -157,6 +183,7 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
         contentType: ex.contentType,
         body,
         requestId: ex.requestId,
+        inferenceHeaderLength: ex.inferHeader === "" ? null : Number(ex.inferHeader),
       })
       .then(
         (reply) => finish(res, ex, reply),
@@ -180,6 +207,7 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
     const contentType = req.getHeader("content-type");
     const accept = req.getHeader("accept");
     const lengthHeader = req.getHeader("content-length");
+    const inferHeader = req.getHeader("inference-header-content-length");
     const rid = requestIdFrom(req.getHeader("x-request-id") || undefined);
     const reqFormat: Format = contentType.includes("msgpack") ? "msgpack" : "json";
     const ex = new Exchange(
@@ -188,6 +216,7 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
       contentType,
       responseFormat(accept === "*/*" ? "" : accept, reqFormat),
       rid,
+      inferHeader,
     );
     state.inFlight++;
     res.onAborted(() => {
