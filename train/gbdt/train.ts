@@ -92,7 +92,7 @@ function updateTrainMargin(
   k: number,
   out: number,
 ): void {
-  const { tree, luts, leafStart, leafEnd } = grown;
+  const { tree, leafStart, leafEnd } = grown;
   if (allRows) {
     for (let node = 0; node < tree.kind.length; node++) {
       if (leafStart[node] < 0) continue;
