@@ -132,6 +132,27 @@ describe("ONNX export", () => {
     }
   });
 
+  test("truncated or corrupted model.onnx either decodes or throws ONNX_INVALID, never anything else", () => {
+    const e = randomEnsemble({ seed: 1, numFeatures: 4, numTrees: 5, depth: 3, categories: [0, 5, 0, 0] });
+    const bytes = encodeEnsembleOnnx(e, signatureFor(e, "binary", [0, 5, 0, 0]));
+    const r = rng(3);
+    const other: string[] = [];
+    for (let i = 0; i < 600; i++) {
+      let b: Uint8Array;
+      if (i % 2 === 0) b = bytes.slice(0, Math.floor(r() * bytes.length));
+      else {
+        b = bytes.slice();
+        for (let k = 0; k < 3; k++) b[Math.floor(r() * b.length)] = Math.floor(r() * 256);
+      }
+      try {
+        decodeEnsembleOnnx(b);
+      } catch (x) {
+        if (!isArborError(x, "ONNX_INVALID")) other.push(String(x));
+      }
+    }
+    expect(other).toEqual([]);
+  });
+
   test("a signature that does not match the ensemble is refused", () => {
     const e = randomEnsemble({ seed: 1, numFeatures: 3, numTrees: 2, depth: 2 });
     const sig = signatureFor(e, "binary", []);

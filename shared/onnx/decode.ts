@@ -4,7 +4,7 @@
  * without arbor metadata, nodes are numbered in preorder and covers are zero.
  */
 import { type Signature, signatureSchema } from "../bundle.ts";
-import { arborError } from "../errors.ts";
+import { arborError, isArborError } from "../errors.ts";
 import {
   allocTree,
   NODE_CATEGORICAL,
@@ -89,9 +89,16 @@ export function decodeEnsembleOnnx(bytes: Uint8Array): DecodedOnnx {
   try {
     return build(model, te);
   } catch (e) {
-    if (e instanceof ProtoError) invalid(e.message, e);
-    throw e;
+    if (isArborError(e)) throw e;
+    // Anything else thrown while reading corrupt arrays is still a bad file, not a crash.
+    invalid(e instanceof Error ? e.message : String(e), e);
   }
+}
+
+function float64s(b64: string, key: string): Float64Array {
+  const bytes = fromBase64(b64);
+  if (bytes.length % 8 !== 0) invalid(`${key} is not a whole number of float64 values`);
+  return new Float64Array(bytes.buffer);
 }
 
 function build(model: OnnxModel, te: OnnxNode): DecodedOnnx {
@@ -139,8 +146,8 @@ function build(model: OnnxModel, te: OnnxNode): DecodedOnnx {
 
   const meta = model.metadata;
   const layout = meta[META_LAYOUT] ? fromBase64(meta[META_LAYOUT]) : null;
-  const cover = meta[META_COVER] ? new Float64Array(fromBase64(meta[META_COVER]).buffer) : null;
-  const gain = meta[META_GAIN] ? new Float64Array(fromBase64(meta[META_GAIN]).buffer) : null;
+  const cover = meta[META_COVER] ? float64s(meta[META_COVER], META_COVER) : null;
+  const gain = meta[META_GAIN] ? float64s(meta[META_GAIN], META_GAIN) : null;
   const trees: Tree[] = [];
   const treeOutput = new Int32Array(roots.length);
   let offset = 0;
