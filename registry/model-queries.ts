@@ -10,7 +10,7 @@ import {
   models,
   modelVersions,
 } from "./db/schema.ts";
-import type { LabelInfo, ModelDetails, ModelSummary, VersionInfo } from "./model-types.ts";
+import type { LabelInfo, LabelStatus, ModelDetails, ModelSummary, VersionInfo } from "./model-types.ts";
 
 /** Every model with its label map and version count. */
 export async function listModels(db: RegistryDatabase): Promise<ModelSummary[]> {
@@ -54,7 +54,8 @@ export async function showModel(db: RegistryDatabase, name: string, events: numb
     versions: versions.filter((v) => !v.archivedAt).length,
     createdAt: model.createdAt,
     updatedAt: model.updatedAt,
-    labels,
+    // Pointer columns are filled in by ModelRegistry.show, which has the store.
+    labels: labels.map((l): LabelStatus => ({ ...l, pointerVersion: null, inSync: false })),
     versionList: versions.map((v) => versionInfo(v, labels)),
     events: recent.map((e) => ({
       id: e.id,

@@ -52,6 +52,18 @@ export interface LabelInfo {
   updatedAt: Date;
 }
 
+/**
+ * A label as the database records it and as its pointer file in the store says. They differ only
+ * when a label move died between writing the pointer and committing (SIGKILL, power loss);
+ * promoting the label again (to either version) brings them back together.
+ */
+export interface LabelStatus extends LabelInfo {
+  /** Version in `models/{name}/labels/{label}.json`; null when the file is missing or unreadable. */
+  pointerVersion: number | null;
+  /** Pointer names the same version and manifest sha256 as the database. */
+  inSync: boolean;
+}
+
 /** One model version. */
 export interface VersionInfo {
   version: number;
@@ -98,7 +110,7 @@ export interface LabelEventInfo {
 
 /** `arbor models show NAME`. */
 export interface ModelDetails extends Omit<ModelSummary, "labels"> {
-  labels: LabelInfo[];
+  labels: LabelStatus[];
   versionList: VersionInfo[];
   events: LabelEventInfo[];
 }

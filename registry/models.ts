@@ -33,7 +33,14 @@ import {
   splits,
   studies,
 } from "./db/schema.ts";
-import { type PointerWrite, restorePointer, rollbackCandidates, writePointer } from "./label-pointer.ts";
+import {
+  type PointerWrite,
+  parsePointer,
+  readPointerObject,
+  restorePointer,
+  rollbackCandidates,
+  writePointer,
+} from "./label-pointer.ts";
 import { findVersion, labelOf, listModels, showModel, versionOf } from "./model-queries.ts";
 import type {
   LabelChange,
@@ -247,9 +254,16 @@ export class ModelRegistry {
     return listModels(this.#db);
   }
 
-  /** A model's versions, labels and recent label events. */
+  /** A model's versions, labels (checked against their pointer files) and recent label events. */
   async show(name: string, options: { events?: number } = {}): Promise<ModelDetails> {
-    return showModel(this.#db, name, options.events ?? 20);
+    const details = await showModel(this.#db, name, options.events ?? 20);
+    for (const label of details.labels) {
+      const object = await readPointerObject(this.#store, labelKey(name, label.label));
+      const pointer = object ? parsePointer(object.data) : null;
+      label.pointerVersion = pointer?.version ?? null;
+      label.inSync = pointer?.version === label.version && pointer.sha256 === label.manifestSha256;
+    }
+    return details;
   }
 
   /** One version of a model; VERSION_NOT_FOUND when absent. */

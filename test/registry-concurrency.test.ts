@@ -4,7 +4,9 @@
  * - 8 concurrent promotions leave the label pointer and the database in agreement;
  * - 4 worker processes claiming from one job queue never take a job twice;
  * - a registration SIGKILLed half-way (after copying the files; after writing the manifest) leaves
- *   no visible version and no served bundle, and the next registration works (PGlite and Postgres).
+ *   no visible version and no served bundle, and the next registration works (PGlite and Postgres);
+ * - a promotion SIGKILLed between the pointer write and the commit is reported by `show` and
+ *   repaired by the next promotion.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import path from "node:path";
@@ -50,15 +52,13 @@ async function runChild(tdb: TestDatabase, args: string[]): Promise<Record<strin
   return JSON.parse(out.trim().split("\n").at(-1) as string);
 }
 
-/** Start a registration that pauses at `point`, wait until it is there, SIGKILL it. */
-async function killRegistrationAt(
+/** Start a child that pauses inside a transaction, wait until it is there, SIGKILL it. */
+async function killWhenPaused(
   tdb: TestDatabase,
-  name: string,
-  dir: string,
-  point: string,
+  args: string[],
   whilePaused?: (pid: number) => Promise<void>,
 ): Promise<number> {
-  const proc = spawnChild(tdb, ["register-and-hang", name, dir, point]);
+  const proc = spawnChild(tdb, args);
   const reader = proc.stdout.getReader();
   const decoder = new TextDecoder();
   let buf = "";
@@ -209,16 +209,22 @@ for (const kind of databaseKinds() as TestDatabaseKind[]) {
         expect(isArborError(err, "DB_LOCKED")).toBe(true);
         expect((err as { details?: unknown }).details).toMatchObject({ pid });
       };
-      expect(await killRegistrationAt(tdb, "crashy", path.join(bundles, "b2"), "afterCopy", lockedOut)).toBe(
-        2,
-      );
+      expect(
+        await killWhenPaused(
+          tdb,
+          ["register-and-hang", "crashy", path.join(bundles, "b2"), "afterCopy"],
+          lockedOut,
+        ),
+      ).toBe(2);
       let reg = await openRegistry(tdb.config(), testLogger());
       expect(await versionsOf(reg, "crashy")).toEqual([1]);
       expect(await reg.store.exists(versionFileKey("crashy", 2, "manifest.json"))).toBe(false);
       await reg.close();
 
       // Killed after the manifest, before the version row: still not a version.
-      expect(await killRegistrationAt(tdb, "crashy", path.join(bundles, "b3"), "afterManifest")).toBe(2);
+      expect(
+        await killWhenPaused(tdb, ["register-and-hang", "crashy", path.join(bundles, "b3"), "afterManifest"]),
+      ).toBe(2);
       reg = await openRegistry(tdb.config(), testLogger());
       expect(await versionsOf(reg, "crashy")).toEqual([1]);
       expect((await reg.models.list()).find((m) => m.name === "crashy")?.latestVersion).toBe(1);
@@ -236,9 +242,30 @@ for (const kind of databaseKinds() as TestDatabaseKind[]) {
         expect(sha256Hex(model.data)).toBe(sha256Hex(expected));
         // A brand-new model whose first registration dies leaves no model row at all.
         await reg.close();
-        expect(await killRegistrationAt(tdb, "newborn", path.join(bundles, "b1"), "afterCopy")).toBe(1);
+        expect(
+          await killWhenPaused(tdb, ["register-and-hang", "newborn", path.join(bundles, "b1"), "afterCopy"]),
+        ).toBe(1);
         reg = await openRegistry(tdb.config(), testLogger());
         expect(await versionsOf(reg, "newborn")).toEqual([]);
+      } finally {
+        await reg.close();
+      }
+    }, 90_000);
+
+    test("killed between the pointer write and the commit: show flags it, promoting again repairs it", async () => {
+      await runChild(tdb, ["register", "ptr", path.join(bundles, "b1")]);
+      await runChild(tdb, ["register", "ptr", path.join(bundles, "b2")]);
+      await runChild(tdb, ["promote", "ptr", "1", "production"]);
+      expect(await killWhenPaused(tdb, ["promote-and-hang", "ptr", "2", "production"])).toBe(2);
+      const reg = await openRegistry(tdb.config(), testLogger());
+      try {
+        // The database kept v1 (the transaction died); the pointer got ahead.
+        expect((await reg.models.getLabel("ptr", "production")).version).toBe(1);
+        const [before] = (await reg.models.show("ptr")).labels;
+        expect(before).toMatchObject({ label: "production", version: 1, pointerVersion: 2, inSync: false });
+        await reg.models.promote("ptr", 2, "production", { actor: "repair" });
+        const [after] = (await reg.models.show("ptr")).labels;
+        expect(after).toMatchObject({ version: 2, pointerVersion: 2, inSync: true });
       } finally {
         await reg.close();
       }

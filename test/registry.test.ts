@@ -246,6 +246,7 @@ for (const { kind, store } of VARIANTS) {
       const { data } = await reg.store.read(versionFileKey(name, 1, "manifest.json"));
       expect(pointer.sha256).toBe(sha256Hex(data));
       const shown = await reg.models.show(name);
+      expect(shown.labels.every((l) => l.inSync && l.pointerVersion === l.version)).toBe(true);
       expect(shown.labels.map((l) => [l.label, l.version])).toEqual([
         ["production", 1],
         ["staging", 1],

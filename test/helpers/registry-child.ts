@@ -5,6 +5,7 @@
  *   bun test/helpers/registry-child.ts register NAME DIR
  *   bun test/helpers/registry-child.ts register-and-hang NAME DIR afterCopy|afterManifest
  *   bun test/helpers/registry-child.ts promote NAME VERSION LABEL
+ *   bun test/helpers/registry-child.ts promote-and-hang NAME VERSION LABEL   (hangs after the pointer write)
  *   bun test/helpers/registry-child.ts drain-jobs WORKER_ID     (claim and complete until empty)
  *
  * `register-and-hang` prints `{"paused":VERSION}` at the given point inside the registration
@@ -30,13 +31,14 @@ if (mode === "register-and-hang") {
   else if (extra === "afterManifest") hooks.afterManifest = hang;
   else throw new Error(`unknown hang point ${extra}`);
 }
+if (mode === "promote-and-hang") hooks.afterPointerWrite = hang;
 
 const reg = await openRegistry(config, logger, { registerHooks: hooks });
 try {
   if (mode === "register" || mode === "register-and-hang") {
     const r = await reg.models.register({ name, bundleDir: arg, actor: `child-${process.pid}` });
     process.stdout.write(`${JSON.stringify({ version: r.version, manifestSha256: r.manifestSha256 })}\n`);
-  } else if (mode === "promote") {
+  } else if (mode === "promote" || mode === "promote-and-hang") {
     const c = await reg.models.promote(name, Number(arg), extra, { actor: `child-${process.pid}` });
     process.stdout.write(`${JSON.stringify(c)}\n`);
   } else if (mode === "drain-jobs") {

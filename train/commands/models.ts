@@ -178,6 +178,16 @@ export const modelsListCommand = defineCommand({
 
 function showText(d: ModelDetails): string {
   const lines = [`${d.name}${d.description ? ` — ${d.description}` : ""}`, ""];
+  for (const l of d.labels) {
+    if (!l.inSync) {
+      const file = l.pointerVersion === null ? "missing" : `v${l.pointerVersion}`;
+      lines.push(
+        `warning: label ${l.label} is v${l.version} in the database but its pointer file says ${file}; ` +
+          `run \`arbor models promote ${d.name} ${l.version} --label ${l.label}\` to repair`,
+        "",
+      );
+    }
+  }
   lines.push(
     table(
       ["VERSION", "CREATED", "SIZE", "LABELS", "STATE", "MANIFEST"],
