@@ -6,7 +6,8 @@
  * Model: XGBoost 1.7 `hist`, 500 rounds, depth 6, eta 0.1, trained on a 160,000-row sample of the
  * flights data (vega-datasets flights-3m.parquet; target delay > 15; month, day of month, day of
  * week, hour, minute, distance, origin and destination codes), imported through train/import.
- * Without Python, a random 500-tree depth-6 ensemble on 28 features is used instead.
+ * Without Python, a random 500-tree depth-6 ensemble on 28 features is used instead. A random
+ * oblivious 500×d6 ensemble compares the per-tree (oblivious) tables with the per-leaf ones.
  *
  *   npx bun bench/shap.ts [--rows 2000] [--train-rows 160000] [--random]
  * Prints a table and writes bench/results/shap.json.
@@ -237,6 +238,23 @@ table.push([
 ]);
 results.ortRowsPerSecond = (reps * batch) / ortSec;
 await session.release();
+
+// Oblivious trees (CatBoost-style, the engine's `oblivious` growth): per-tree tables vs per-leaf tables.
+{
+  const obl = randomEnsemble({ seed: 4, numFeatures: 28, numTrees: 500, depth: 6, oblivious: true });
+  const xo = randomRows(5, ROWS, 28, [], 0.02);
+  for (const [key, label, algorithm] of [
+    ["obliviousTables", "oblivious 500×d6: per-tree tables (auto)", "auto"],
+    ["obliviousPerLeaf", "oblivious 500×d6: per-leaf tables (fast)", "fast"],
+  ] as const) {
+    const ex = new TreeExplainer(obl, { algorithm });
+    ex.explainRows(xo.subarray(0, 50 * 28), 50);
+    const t = timed(() => ex.explainRows(xo, ROWS));
+    const msPerRow = (t.wall / ROWS) * 1000;
+    results[key] = { msPerRow, cpuMsPerRow: (t.cpu / ROWS) * 1000, obliviousTrees: ex.obliviousTrees };
+    table.push([label, msPerRow.toFixed(3), (ROWS / t.wall).toFixed(0)]);
+  }
+}
 
 const fast = results.fast as { msPerRow: number };
 const rec = results.recursive as { msPerRow: number };

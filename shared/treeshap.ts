@@ -41,13 +41,16 @@ export class TreeExplainer {
   readonly numOutputs: number;
   /** Base value per output (expected margin). */
   readonly expectedValue: Float64Array;
-  /** Number of trees explained with the tabulated algorithm. */
+  /** Number of trees explained with the tabulated algorithms (per leaf, or per oblivious tree). */
   readonly fastTrees: number;
+  /** Of those, oblivious trees explained by one table read per level (φ tabulated per decision vector). */
+  readonly obliviousTrees: number;
 
   readonly #ensemble: TreeEnsemble;
   /** Per tree: 1 when explained by the tabulated algorithm. */
   readonly #useFast: Uint8Array;
   readonly #forest: FastForest;
+  readonly #oblivious: ObliviousForest;
   // Recursive algorithm state: path buffers and the row being explained.
   readonly #pFeature: Int32Array;
   readonly #pZero: Float64Array;
@@ -68,6 +71,7 @@ export class TreeExplainer {
     this.#useFast = new Uint8Array(trees.length);
     let maxDepth = 0;
     const infos: (PathInfo | null)[] = [];
+    const obliviousLevelsOf = new Map<number, Int32Array>();
     for (let t = 0; t < trees.length; t++) {
       const tree = trees[t];
       this.expectedValue[ensemble.treeOutput[t]] += nodeMeans(tree)[0];
@@ -85,11 +89,15 @@ export class TreeExplainer {
           `TreeExplainer: tree ${t} has too many path features for "fast"`,
         );
       }
+      const levels = fast && algorithm === "auto" ? obliviousLevels(tree) : null;
       this.#useFast[t] = fast ? 1 : 0;
+      if (levels) obliviousLevelsOf.set(t, levels);
       infos.push(fast ? info : null);
     }
     this.#forest = buildForest(ensemble, infos);
     this.fastTrees = this.#forest.treeIndex.length;
+    this.#oblivious = buildOblivious(ensemble, this.#forest, obliviousLevelsOf);
+    this.obliviousTrees = this.#oblivious.tree.length;
     const pathLen = ((maxDepth + 2) * (maxDepth + 3)) / 2;
     this.#pFeature = new Int32Array(pathLen);
     this.#pZero = new Float64Array(pathLen);
@@ -133,7 +141,11 @@ export class TreeExplainer {
     }
     const trees = this.#ensemble.trees;
     const treeOutput = this.#ensemble.treeOutput;
-    if (this.fastTrees > 0) fastShap(this.#forest, treeOutput, x, xOffset, f, rows, out, outOffset, size, f1);
+    if (this.fastTrees > this.obliviousTrees) {
+      fastShap(this.#forest, treeOutput, x, xOffset, f, rows, out, outOffset, size, f1);
+    }
+    if (this.obliviousTrees > 0)
+      obliviousShap(this.#oblivious, treeOutput, x, xOffset, f, rows, out, outOffset, size, f1);
     if (this.fastTrees === trees.length) return out;
     this.#x = x;
     this.#phi = out;
@@ -328,6 +340,8 @@ interface FastForest {
   tableT: Float64Array;
   /** Per-node satisfied-feature bitmask of the current row (scratch). */
   a: Int32Array;
+  /** 1 for trees handled by the oblivious kernel instead. */
+  skip: Uint8Array;
 }
 
 function buildForest(ensemble: TreeEnsemble, infos: (PathInfo | null)[]): FastForest {
@@ -377,6 +391,7 @@ function buildForest(ensemble: TreeEnsemble, infos: (PathInfo | null)[]): FastFo
     pathRatio: new Float64Array(pathLen),
     tableT: new Float64Array(tableLen),
     a: new Int32Array(total),
+    skip: new Uint8Array(treeIndex.length),
   };
   let node = 0;
   let word = 0;
@@ -489,7 +504,9 @@ function fastShap(
 ): void {
   const { kind, feature, threshold, left, right, defaultLeft, aux, auxSize, bits, posBit, isNew, a } = ff;
   const { leafM, leafFeat, leafTable, pathFeature, pathRatio, tableT, start, treeIndex } = ff;
+  const skip = ff.skip;
   for (let ti = 0; ti < treeIndex.length; ti++) {
+    if (skip[ti] === 1) continue;
     const begin = start[ti];
     const end = start[ti + 1];
     const outK = treeOutput[treeIndex[ti]] * f1;
@@ -533,6 +550,243 @@ function fastShap(
           a[right[g]] = hot;
         }
       }
+    }
+  }
+}
+
+/**
+ * Oblivious trees (one split per level, every leaf at depth D): a row's path through the tree is
+ * fully given by its D level decisions, so the tree's SHAP values are a function of a D-bit number.
+ * They are tabulated once for all 2^D decision vectors (with the per-leaf kernel's walk), and a row
+ * then costs D comparisons plus one table row (CatBoost's trick, catboost/benchmarks shap_speed).
+ */
+interface ObliviousForest {
+  tree: Int32Array;
+  depth: Int32Array;
+  /** Offset of each tree's levels in the level arrays, and of its features/table. */
+  levelBase: Int32Array;
+  uBase: Int32Array;
+  uCount: Int32Array;
+  tableBase: Int32Array;
+  kind: Uint8Array;
+  feature: Int32Array;
+  threshold: Float32Array;
+  defaultLeft: Uint8Array;
+  bitsOff: Int32Array;
+  bitsSize: Int32Array;
+  bits: Uint32Array;
+  uFeature: Int32Array;
+  table: Float64Array;
+}
+
+/** The node of each level when `tree` is oblivious (complete, same split per level), else null. */
+function obliviousLevels(tree: TreeEnsemble["trees"][number]): Int32Array | null {
+  const reps: number[] = [];
+  let level = [0];
+  while (tree.kind[level[0]] !== NODE_LEAF) {
+    if (reps.length >= 16) return null;
+    const rep = level[0];
+    const next: number[] = [];
+    for (const node of level) {
+      if (tree.kind[node] !== tree.kind[rep] || tree.feature[node] !== tree.feature[rep]) return null;
+      if (tree.defaultLeft[node] !== tree.defaultLeft[rep]) return null;
+      if (!Object.is(tree.threshold[node], tree.threshold[rep])) return null;
+      const a = tree.categories[node];
+      const b = tree.categories[rep];
+      if (
+        (a === null) !== (b === null) ||
+        (a && b && (a.length !== b.length || a.some((v, i) => v !== b[i])))
+      ) {
+        return null;
+      }
+      next.push(tree.left[node], tree.right[node]);
+    }
+    reps.push(rep);
+    level = next;
+  }
+  for (const node of level) if (tree.kind[node] !== NODE_LEAF) return null;
+  return reps.length > 0 ? Int32Array.from(reps) : null;
+}
+
+function buildOblivious(
+  ensemble: TreeEnsemble,
+  ff: FastForest,
+  levelsOf: Map<number, Int32Array>,
+): ObliviousForest {
+  const trees: number[] = [];
+  const forestIndex: number[] = [];
+  let levels = 0;
+  let us = 0;
+  let tables = 0;
+  let words = 0;
+  const uniques = new Map<number, number[]>();
+  for (let fi = 0; fi < ff.treeIndex.length; fi++) {
+    const t = ff.treeIndex[fi];
+    const reps = levelsOf.get(t);
+    if (!reps) continue;
+    const tree = ensemble.trees[t];
+    const u: number[] = [];
+    for (const r of reps) {
+      if (!u.includes(tree.feature[r])) u.push(tree.feature[r]);
+      const set = tree.categories[r];
+      if (set && set.length > 0) words += (set[set.length - 1] >> 5) + 1;
+    }
+    uniques.set(t, u);
+    trees.push(t);
+    forestIndex.push(fi);
+    levels += reps.length;
+    us += u.length;
+    tables += 2 ** reps.length * u.length;
+  }
+  const o: ObliviousForest = {
+    tree: Int32Array.from(trees),
+    depth: new Int32Array(trees.length),
+    levelBase: new Int32Array(trees.length),
+    uBase: new Int32Array(trees.length),
+    uCount: new Int32Array(trees.length),
+    tableBase: new Int32Array(trees.length),
+    kind: new Uint8Array(levels),
+    feature: new Int32Array(levels),
+    threshold: new Float32Array(levels),
+    defaultLeft: new Uint8Array(levels),
+    bitsOff: new Int32Array(levels),
+    bitsSize: new Int32Array(levels),
+    bits: new Uint32Array(words),
+    uFeature: new Int32Array(us),
+    table: new Float64Array(tables),
+  };
+  let lb = 0;
+  let ub = 0;
+  let tb = 0;
+  let wb = 0;
+  const phi = new Float64Array(ensemble.numFeatures);
+  for (let i = 0; i < trees.length; i++) {
+    const t = trees[i];
+    const tree = ensemble.trees[t];
+    const reps = levelsOf.get(t)!;
+    const u = uniques.get(t)!;
+    const d = reps.length;
+    o.depth[i] = d;
+    o.levelBase[i] = lb;
+    o.uBase[i] = ub;
+    o.uCount[i] = u.length;
+    o.tableBase[i] = tb;
+    for (let l = 0; l < d; l++) {
+      const r = reps[l];
+      o.kind[lb + l] = tree.kind[r];
+      o.feature[lb + l] = tree.feature[r];
+      o.threshold[lb + l] = tree.threshold[r];
+      o.defaultLeft[lb + l] = tree.defaultLeft[r];
+      const set = tree.categories[r];
+      if (tree.kind[r] === NODE_CATEGORICAL && set && set.length > 0) {
+        const w = (set[set.length - 1] >> 5) + 1;
+        o.bitsOff[lb + l] = wb;
+        o.bitsSize[lb + l] = w * 32;
+        for (const c of set) o.bits[wb + (c >> 5)] |= 1 << (c & 31);
+        wb += w;
+      }
+    }
+    for (let j = 0; j < u.length; j++) o.uFeature[ub + j] = u[j];
+    for (let bitsD = 0; bitsD < 2 ** d; bitsD++) {
+      phi.fill(0);
+      decisionShap(ff, forestIndex[i], bitsD, phi);
+      for (let j = 0; j < u.length; j++) o.table[tb + bitsD * u.length + j] = phi[u[j]];
+    }
+    ff.skip[forestIndex[i]] = 1;
+    lb += d;
+    ub += u.length;
+    tb += 2 ** d * u.length;
+  }
+  return o;
+}
+
+/** The per-leaf kernel's walk for one tree of the forest with level decisions given as bits (1 = left). */
+function decisionShap(ff: FastForest, fi: number, decisions: number, phi: Float64Array): void {
+  const {
+    kind,
+    left,
+    right,
+    aux,
+    posBit,
+    isNew,
+    a,
+    leafM,
+    leafFeat,
+    leafTable,
+    pathFeature,
+    pathRatio,
+    tableT,
+  } = ff;
+  const begin = ff.start[fi];
+  const end = ff.start[fi + 1];
+  const level = new Int32Array(end - begin);
+  a[begin] = 0;
+  for (let g = begin; g < end; g++) {
+    const ag = a[g];
+    if (kind[g] === NODE_LEAF) {
+      const l = aux[g];
+      const m = leafM[l];
+      const tb = leafTable[l];
+      const fb = leafFeat[l];
+      for (let j = 0; j < m; j++) {
+        const bit = 1 << j;
+        if ((ag & bit) !== 0) phi[pathFeature[fb + j]] += pathRatio[fb + j] * tableT[tb + (ag ^ bit)];
+        else phi[pathFeature[fb + j]] -= tableT[tb + ag];
+      }
+      continue;
+    }
+    const goLeft = ((decisions >> level[g - begin]) & 1) === 1;
+    const bit = posBit[g];
+    const hot = isNew[g] === 1 ? ag | bit : ag;
+    const cold = ag & ~bit;
+    a[left[g]] = goLeft ? hot : cold;
+    a[right[g]] = goLeft ? cold : hot;
+    level[left[g] - begin] = level[g - begin] + 1;
+    level[right[g] - begin] = level[g - begin] + 1;
+  }
+}
+
+/** The oblivious kernel: D decisions → one table row per tree. */
+function obliviousShap(
+  o: ObliviousForest,
+  treeOutput: Int32Array,
+  x: ArrayLike<number>,
+  xOff0: number,
+  numFeatures: number,
+  rows: number,
+  phi: Float64Array,
+  outOff0: number,
+  rowSize: number,
+  f1: number,
+): void {
+  const { kind, feature, threshold, defaultLeft, bitsOff, bitsSize, bits, uFeature, table } = o;
+  for (let i = 0; i < o.tree.length; i++) {
+    const d = o.depth[i];
+    const lb = o.levelBase[i];
+    const ub = o.uBase[i];
+    const uc = o.uCount[i];
+    const tb = o.tableBase[i];
+    const outK = treeOutput[o.tree[i]] * f1;
+    for (let r = 0; r < rows; r++) {
+      const xOff = xOff0 + r * numFeatures;
+      let decisions = 0;
+      for (let l = 0; l < d; l++) {
+        const g = lb + l;
+        const v = x[xOff + feature[g]];
+        let goLeft: boolean;
+        if (Number.isNaN(v)) goLeft = defaultLeft[g] === 1;
+        else if (kind[g] === NODE_CATEGORICAL) {
+          goLeft =
+            v >= 0 &&
+            v < bitsSize[g] &&
+            (v | 0) === v &&
+            (bits[bitsOff[g] + (v >> 5)] & (1 << (v & 31))) !== 0;
+        } else goLeft = v <= threshold[g];
+        if (goLeft) decisions |= 1 << l;
+      }
+      const row = tb + decisions * uc;
+      const phiOff = outOff0 + r * rowSize + outK;
+      for (let j = 0; j < uc; j++) phi[phiOff + uFeature[ub + j]] += table[row + j];
     }
   }
 }

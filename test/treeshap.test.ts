@@ -64,7 +64,7 @@ const SETUPS = [
 
 describe("TreeSHAP", () => {
   for (const s of SETUPS) {
-    test(`${s.name}: fast and recursive equal brute-force Shapley values`, () => {
+    test(`${s.name}: fast, recursive and auto (oblivious tables) equal brute-force Shapley values`, () => {
       const e = randomEnsemble({
         seed: 21,
         numFeatures: s.f,
@@ -79,10 +79,14 @@ describe("TreeSHAP", () => {
       const x = randomRows(4, rows, s.f, s.cats, 0.2);
       const fast = new TreeExplainer(e, { algorithm: "fast" });
       const rec = new TreeExplainer(e, { algorithm: "recursive" });
+      const auto = new TreeExplainer(e);
       expect(fast.fastTrees).toBe(e.trees.length);
+      expect(fast.obliviousTrees).toBe(0);
       expect(rec.fastTrees).toBe(0);
+      expect(auto.obliviousTrees).toBe(s.oblivious ? e.trees.length : 0);
       const a = new Float64Array(fast.rowSize);
       const b = new Float64Array(rec.rowSize);
+      const c = auto.explainRows(x, rows);
       let maxErr = 0;
       for (let i = 0; i < rows; i++) {
         const row = x.subarray(i * s.f, (i + 1) * s.f);
@@ -90,7 +94,13 @@ describe("TreeSHAP", () => {
         fast.explainRow(x, a, i * s.f);
         rec.explainRow(row, b);
         for (let j = 0; j < want.length; j++) {
-          maxErr = Math.max(maxErr, Math.abs(a[j] - want[j]), Math.abs(b[j] - want[j]));
+          const cj = c[i * auto.rowSize + j];
+          maxErr = Math.max(
+            maxErr,
+            Math.abs(a[j] - want[j]),
+            Math.abs(b[j] - want[j]),
+            Math.abs(cj - want[j]),
+          );
         }
       }
       expect(maxErr).toBeLessThan(1e-9);
