@@ -21,7 +21,7 @@ import {
 } from "../shared/bundle.ts";
 import { arborError } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
-import { labelKey, versionFileKey, versionPrefix } from "../shared/paths.ts";
+import { labelKey, labelsPrefix, versionFileKey, versionPrefix } from "../shared/paths.ts";
 import { checkAgainstSourceManifest, copyToStore, inspectBundle, sha256Hex } from "./bundle-import.ts";
 import type { RegistryDatabase, RegistryTransaction as Tx } from "./db/client.ts";
 import {
@@ -119,6 +119,7 @@ export class ModelRegistry {
         .returning();
       const version = model.latestVersion;
       const at = { name, version };
+      await this.#refuseIfLabelled(name, version);
       try {
         await this.#clearVersionFiles(name, version);
         const copied: ManifestFile[] = [];
@@ -354,6 +355,25 @@ export class ModelRegistry {
         );
       }
       throw e;
+    }
+  }
+
+  /**
+   * Files under a version number the database has not handed out yet are leftovers of a dead
+   * registration and get replaced, unless a label pointer names that version: then the store holds
+   * a live bundle this database does not know (a reset or restored database), never clobbered.
+   */
+  async #refuseIfLabelled(name: string, version: number): Promise<void> {
+    for (const info of await this.#store.list(labelsPrefix(name))) {
+      const object = await readPointerObject(this.#store, info.key);
+      const pointer = object ? parsePointer(object.data) : null;
+      if (pointer?.version === version) {
+        throw arborError(
+          "CONFLICT",
+          `register: the store's label pointer ${info.key} names ${name} v${version}, which this database ` +
+            "has never registered; the database and the store do not match (check DATABASE_URL and ARBOR_STORE)",
+        );
+      }
     }
   }
 

@@ -301,6 +301,18 @@ for (const { kind, store } of VARIANTS) {
       expect(await reg.store.exists(versionFileKey(name, 2, "manifest.json"))).toBe(true);
     });
 
+    test("register refuses to overwrite a labelled bundle the database does not know", async () => {
+      // As after a database reset: the store already has a pointer to "orphan" v1.
+      const sha = "e".repeat(64);
+      const pointer = { model: "orphan", label: "production", version: 1, sha256: sha, updated_at: "x" };
+      await reg.store.put(labelKey("orphan", "production"), JSON.stringify(pointer));
+      await reg.store.put(versionFileKey("orphan", 1, "manifest.json"), "{}");
+      const dir = path.join(bundles, "b1");
+      expect(await codeOf(reg.models.register({ name: "orphan", bundleDir: dir }))).toBe("CONFLICT");
+      expect(await reg.store.exists(versionFileKey("orphan", 1, "manifest.json"))).toBe(true);
+      expect(await codeOf(reg.models.show("orphan"))).toBe("MODEL_NOT_FOUND");
+    });
+
     test("jobs: priority order, leases, retries, cancel, reaping dead workers", async () => {
       const low = await reg.jobs.enqueue({ kind: "study", payload: { n: 1 } });
       const high = await reg.jobs.enqueue({ kind: "study", payload: { n: 2 }, priority: 5, maxAttempts: 2 });
