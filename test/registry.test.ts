@@ -470,6 +470,20 @@ describe("arbor models commands (PGlite)", () => {
     expect(text).toContain("better");
   }, 60_000);
 
+  test("stale PGlite locks are taken over: a dead pid, or a reused pid with another start time", async () => {
+    const lock = path.join(tdb.home, "registry.lock");
+    for (const owner of [
+      { pid: 2 ** 22 + 17, start: null },
+      { pid: process.pid, start: "1" },
+      { pid: 1, start: "-5" },
+    ]) {
+      await Bun.write(lock, JSON.stringify(owner));
+      const r = await cli("models", "list", "--json");
+      expect(r.code).toBe(0);
+      expect(await Bun.file(lock).exists()).toBe(false);
+    }
+  }, 30_000);
+
   test("bad arguments exit non-zero with one line and a stable code", async () => {
     const badVersion = await cli("models", "promote", "cli", "x", "--label", "production");
     expect(badVersion.code).toBe(2);

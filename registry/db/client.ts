@@ -3,7 +3,7 @@
  * unset, a real Postgres through postgres.js otherwise. Migrations are applied on open, under a
  * Postgres advisory lock so that several processes starting at once apply them exactly once.
  */
-import { closeSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { PGlite } from "@electric-sql/pglite";
@@ -16,6 +16,7 @@ import postgres from "postgres";
 import type { ArborConfig } from "../../shared/config.ts";
 import { arborError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
+import { acquireDirLock } from "./dir-lock.ts";
 import * as schema from "./schema.ts";
 
 /** The drizzle handle both drivers share (queries, `transaction`, `.for("update")`). */
@@ -125,78 +126,6 @@ async function openPglite(dataDir: string, logger: Logger): Promise<RegistryClie
       }
     },
   };
-}
-
-/**
- * PGlite has no lock of its own and two processes writing one data directory corrupt it, so a
- * lock file holds the owner's pid; a lock whose pid is gone is stale and taken over.
- */
-function acquireDirLock(lockPath: string, dataDir: string): () => void {
-  for (let attempt = 0; attempt < 3; attempt++) {
-    try {
-      // Written aside and hard-linked into place, so the lock never exists without its pid.
-      const tmp = `${lockPath}.${process.pid}`;
-      const fd = openSync(tmp, "w");
-      writeSync(fd, String(process.pid));
-      closeSync(fd);
-      try {
-        linkSync(tmp, lockPath);
-      } finally {
-        unlinkSync(tmp);
-      }
-      let released = false;
-      return () => {
-        if (released) return;
-        released = true;
-        try {
-          unlinkSync(lockPath);
-        } catch {
-          // already gone
-        }
-      };
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") {
-        throw arborError("DB_UNAVAILABLE", `open registry: cannot create ${lockPath}: ${errorText(e)}`, {
-          cause: e,
-        });
-      }
-    }
-    const owner = readOwner(lockPath);
-    if (owner !== null && owner !== process.pid && isAlive(owner)) {
-      throw arborError(
-        "DB_LOCKED",
-        `open registry: the embedded database ${dataDir} is in use by process ${owner}`,
-        { details: { pid: owner, lock: lockPath } },
-      );
-    }
-    if (owner === process.pid) {
-      throw arborError("DB_LOCKED", `open registry: this process already has ${dataDir} open`);
-    }
-    try {
-      unlinkSync(lockPath);
-    } catch {
-      // someone else took it over first; retry
-    }
-  }
-  throw arborError("DB_LOCKED", `open registry: could not take the lock ${lockPath}`);
-}
-
-function readOwner(lockPath: string): number | null {
-  try {
-    const pid = Number.parseInt(readFileSync(lockPath, "utf8").trim(), 10);
-    return Number.isInteger(pid) && pid > 0 ? pid : null;
-  } catch {
-    return null;
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /** The Postgres SQLSTATE of an error or of one of its causes (drizzle wraps driver errors). */
