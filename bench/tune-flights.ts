@@ -1,3 +1,171 @@
-export async function flightsBench(_parts: string[]): Promise<Record<string, unknown>> {
-  return {};
+/**
+ * bench/tune.ts parts (2) and (3) on the flights data (vega-datasets flights-3m, a sample):
+ *  (2) best validation AUC after 10, 20 and 40 trials, TPE against random (no pruning, so both
+ *      samplers get the same budget of full fits);
+ *  (3) trials per minute with --parallel 1 and 2 (random sampler, same trials).
+ * Runs the real pipeline (split in the store, studies on an embedded PGlite, fits in worker threads).
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import pl from "nodejs-polars";
+import { openRegistry } from "../registry/index.ts";
+import { loadArborConfig } from "../shared/config.ts";
+import { createLogger } from "../shared/logger.ts";
+import { COMMANDS } from "../train/cli/commands.ts";
+import { runCli } from "../train/cli/dispatch.ts";
+import { runTune, type TuneOptions } from "../train/tune/pipeline.ts";
+import { StudyStorage } from "../train/tune/storage.ts";
+
+const ROOT = path.resolve(import.meta.dir, "..");
+
+/** Knobs (environment, so that `bun bench/tune.ts` stays flag-compatible). */
+const ROWS = Number(process.env["BENCH_TUNE_ROWS"] ?? 50_000);
+const ROUNDS = Number(process.env["BENCH_TUNE_ROUNDS"] ?? 100);
+const SEEDS = Number(process.env["BENCH_TUNE_SEEDS"] ?? 1);
+
+async function makeSplit(home: string): Promise<string> {
+  const file = path.join(home, "flights.parquet");
+  pl.readParquet(path.join(ROOT, "node_modules", "vega-datasets", "data", "flights-3m.parquet"))
+    .sample({ n: ROWS, seed: 7 })
+    .withColumns(
+      pl.col("date").dt.month().cast(pl.Int32).alias("month"),
+      pl.col("date").dt.weekday().cast(pl.Int32).alias("day_of_week"),
+      pl.col("date").dt.hour().cast(pl.Int32).alias("hour"),
+      pl.col("date").dt.minute().cast(pl.Int32).alias("minute"),
+      pl.col("delay").gt(15).alias("delayed"),
+    )
+    .select("month", "day_of_week", "hour", "minute", "distance", "origin", "destination", "delayed")
+    .writeParquet(file);
+  let out = "";
+  const code = await runCli(
+    COMMANDS,
+    [
+      "split",
+      "--data",
+      file,
+      "--target",
+      "delayed",
+      "--strategy",
+      "stratified",
+      "--seed",
+      "42",
+      "--json",
+      "--quiet",
+    ],
+    {
+      stdout: (t) => {
+        out += t;
+      },
+      stderr: () => {},
+      env: { ARBOR_HOME: home, ARBOR_LOG_LEVEL: "silent" },
+      cwd: home,
+    },
+  );
+  if (code !== 0) throw new Error(`split failed: ${out}`);
+  return JSON.parse(out).id as string;
+}
+
+/** Run bench parts "2" and/or "3"; returns their JSON. */
+export async function flightsBench(parts: string[]): Promise<Record<string, unknown>> {
+  const home = await mkdtemp(path.join(os.tmpdir(), "arbor-bench-tune-"));
+  const out: Record<string, unknown> = {};
+  try {
+    const splitId = await makeSplit(home);
+    const config = loadArborConfig({ ARBOR_HOME: home, ARBOR_LOG_LEVEL: "silent" }, {}, home);
+    const logger = createLogger({ name: "bench", level: "silent" });
+    const registry = await openRegistry(config, logger);
+    const storage = new StudyStorage(registry.db);
+    const base: TuneOptions = {
+      splitId,
+      target: "delayed",
+      task: "binary",
+      modelType: "lightgbm",
+      trials: 40,
+      sampler: "tpe",
+      pruner: "none",
+      parallel: 1,
+      seed: 0,
+      rounds: ROUNDS,
+      earlyStopping: 20,
+      force: false,
+      refitOn: "train",
+      staleSeconds: 60,
+    };
+    const signal = new AbortController().signal;
+    try {
+      if (parts.includes("2")) {
+        const lines = [
+          `Flights (${ROWS} rows, ${ROUNDS} rounds, lightgbm): best validation AUC after 10 / 20 / 40 trials (median of ${SEEDS} seed(s))`,
+        ];
+        const res: Record<string, number[][]> = {};
+        for (const sampler of ["tpe", "random"] as const) {
+          res[sampler] = [];
+          for (let seed = 0; seed < SEEDS; seed++) {
+            const t0 = performance.now();
+            const o = await runTune(
+              registry,
+              config,
+              { ...base, sampler, seed, study: `auc-${sampler}-${seed}` },
+              { logger, signal },
+            );
+            const rows = await storage.trials(o.study.id);
+            let best = Number.NEGATIVE_INFINITY;
+            const curve = rows.map((r) => {
+              if (r.state === "complete" && r.value !== null) best = Math.max(best, r.value);
+              return best;
+            });
+            res[sampler].push([curve[9], curve[19], curve[39]]);
+            process.stderr.write(
+              `  ${sampler} seed ${seed}: ${((performance.now() - t0) / 1000).toFixed(0)} s\n`,
+            );
+          }
+          const med = [0, 1, 2].map((i) => {
+            const v = res[sampler].map((r) => r[i]).sort((a, b) => a - b);
+            return v[Math.floor((v.length - 1) / 2)];
+          });
+          lines.push(`  ${sampler.padEnd(7)} ${med.map((v) => v.toFixed(4)).join(" / ")}`);
+        }
+        console.log(lines.join("\n"));
+        out["flightsAuc"] = { rows: ROWS, rounds: ROUNDS, checkpoints: [10, 20, 40], runs: res };
+      }
+      if (parts.includes("3")) {
+        const trials = 12;
+        const lines = [
+          `Trials per minute (${trials} trials, random sampler, no pruning, ${ROWS} rows, ${ROUNDS} rounds):`,
+        ];
+        const res: Record<string, number> = {};
+        for (const parallel of [1, 2]) {
+          const o = await runTune(
+            registry,
+            config,
+            { ...base, sampler: "random", trials, parallel, study: `throughput-${parallel}` },
+            { logger, signal },
+          );
+          // Wall time of the trials alone (first start to last finish), not the refit after them.
+          const rows = await storage.trials(o.study.id);
+          const first = Math.min(...rows.map((r) => r.startedAt!.getTime()));
+          const last = Math.max(...rows.map((r) => r.finishedAt!.getTime()));
+          const minutes = (last - first) / 60_000;
+          res[`parallel${parallel}`] = trials / minutes;
+          lines.push(
+            `  --parallel ${parallel}: ${(trials / minutes).toFixed(1)} trials/min (${(minutes * 60).toFixed(1)} s)`,
+          );
+        }
+        console.log(lines.join("\n"));
+        out["throughput"] = {
+          trials,
+          rows: ROWS,
+          rounds: ROUNDS,
+          cores: os.cpus().length,
+          trialsPerMinute: res,
+        };
+      }
+    } finally {
+      await registry.close();
+    }
+  } finally {
+    await rm(home, { recursive: true, force: true });
+  }
+  return out;
 }

@@ -230,6 +230,37 @@ describe("control-plane API on PGlite", () => {
     expect((await call("GET", "/v1/jobs/job_00000000000000000000")).body.error.code).toBe("JOB_NOT_FOUND");
   }, 120_000);
 
+  test("cancelling a running study stops its worker; the job ends cancelled", async () => {
+    const created = await call("POST", "/v1/studies", {
+      split: splitId,
+      task: "binary",
+      name: "long",
+      trials: 500,
+      rounds: 30,
+      pruner: "none",
+    });
+    expect(created.status).toBe(202);
+    const worker = runWorker({
+      registry,
+      config: db.config({ apiTokens: [TOKEN] }),
+      logger,
+      signal: new AbortController().signal,
+      exitWhenIdle: true,
+    });
+    for (let i = 0; i < 600; i++) {
+      const s = await call("GET", `/v1/studies/${created.body.study.id}`);
+      if (s.body.trials.filter((t: { state: string }) => t.state === "complete").length >= 2) break;
+      await Bun.sleep(50);
+    }
+    expect((await call("POST", `/v1/studies/${created.body.study.id}:cancel`)).status).toBe(202);
+    await worker;
+    const got = await call("GET", `/v1/studies/${created.body.study.id}`);
+    expect(got.body.study.status).toBe("cancelled");
+    expect(got.body.job.state).toBe("cancelled");
+    expect(got.body.trials.length).toBeLessThan(500);
+    expect(got.body.trials.some((t: { state: string }) => t.state === "running")).toBe(false);
+  }, 120_000);
+
   test("registry models: list, versions, labels, promote, rollback, archive", async () => {
     const list = await call("GET", "/v1/registry/models");
     expect(list.body.items.map((m: { name: string }) => m.name)).toEqual(["api-model"]);

@@ -51,7 +51,7 @@ async function cli(argv: string[], env: Record<string, string | undefined>) {
     env: { ...env, ARBOR_LOG_LEVEL: "silent" },
     cwd: dir,
   });
-  return { code, stdout, stderr, json: stdout.trim().startsWith("{") ? JSON.parse(stdout) : null };
+  return { code, stdout, stderr, json: /^[[{]/.test(stdout.trim()) ? JSON.parse(stdout) : null };
 }
 
 beforeAll(() => {
@@ -105,6 +105,20 @@ describe("arbor tune on PGlite", () => {
     const show = await cli(["models", "show", "m", "--json"], db.env);
     expect(show.code).toBe(0);
     expect(JSON.stringify(show.json)).toContain(r.json.study.id);
+    // The study report: history, importances, and the chart next to report.json.
+    const out = path.join(dir, "report-p1");
+    const report = await cli(["studies", "show", "p1", "--out", out, "--json"], db.env);
+    expect(report.code).toBe(0);
+    expect(report.json.history.length).toBe(12);
+    expect(report.json.best.number).toBe(r.json.best.number);
+    const shares = report.json.importances.map((i: { importance: number }) => i.importance);
+    expect(shares.reduce((a: number, b: number) => a + b, 0)).toBeCloseTo(1, 6);
+    const svg = await Bun.file(path.join(out, "history.svg")).text();
+    expect(svg.startsWith("<svg")).toBe(true);
+    expect(svg).toContain("parameter importance");
+    expect(await Bun.file(path.join(out, "report.json")).exists()).toBe(true);
+    const list = await cli(["studies", "list", "--json"], db.env);
+    expect(list.json.map((s: { name: string }) => s.name)).toContain("p1");
   }, 120_000);
 
   test("gates: --min-metric refuses (exit 4), a worse challenger is refused (exit 5) unless --force", async () => {

@@ -203,6 +203,19 @@ export const tuneCommand = defineCommand({
       trials: z.number().int().min(1, "must be 1 or more").max(100_000),
       timeout: z.number().positive("must be > 0").optional(),
       sampler: z.enum(SAMPLER_NAMES),
+      samplerOptions: z
+        .string()
+        .transform((s, c) => {
+          try {
+            const v: unknown = JSON.parse(s);
+            if (v !== null && typeof v === "object" && !Array.isArray(v)) return v as Record<string, unknown>;
+          } catch {
+            // reported below
+          }
+          c.addIssue({ code: "custom", message: "must be a JSON object" });
+          return z.NEVER;
+        })
+        .optional(),
       pruner: z.enum(PRUNER_NAMES),
       metric: z.enum(METRIC_NAMES).optional(),
       study: z
@@ -248,6 +261,7 @@ export const tuneCommand = defineCommand({
         trials: args.trials,
         timeoutSeconds: args.timeout,
         sampler: args.sampler,
+        samplerOptions: args.samplerOptions,
         pruner: args.pruner,
         metric: args.metric,
         study: args.study,

@@ -17,6 +17,7 @@ import { defaultMetric, higherIsBetter, type MetricName } from "../gbdt/metric.t
 import { GbdtExecutor } from "./gbdt-executor.ts";
 import type { FixedFitSettings } from "./gbdt-trial.ts";
 import { type RefitResult, refitBest } from "./refit.ts";
+import { parseSamplerOptions } from "./samplers/index.ts";
 import { ARBOR_TPE_DEFAULTS } from "./samplers/tpe.ts";
 import { applySpaceOverride, resolveSearchSpace } from "./spaces.ts";
 import { type StudyDefinition, type StudySettings, StudyStorage } from "./storage.ts";
@@ -31,6 +32,8 @@ export interface TuneOptions {
   trials: number;
   timeoutSeconds?: number | undefined;
   sampler: "tpe" | "random" | "grid";
+  /** Sampler settings over arbor's defaults (e.g. Optuna's TPE defaults). */
+  samplerOptions?: Record<string, unknown> | undefined;
   pruner: "median" | "asha" | "none";
   metric?: MetricName | undefined;
   study?: string | undefined;
@@ -111,8 +114,11 @@ export function buildStudyDefinition(
   if (options.task !== "binary" && metric === "auc") {
     throw arborError("INVALID_ARGUMENT", `tune: --metric auc needs --task binary, got ${options.task}`);
   }
-  const samplerOptions =
-    options.sampler === "tpe" ? { ...ARBOR_TPE_DEFAULTS, seed: options.seed } : { seed: options.seed };
+  const samplerOptions = {
+    ...(options.sampler === "tpe" ? ARBOR_TPE_DEFAULTS : {}),
+    ...parseSamplerOptions(options.sampler, options.samplerOptions, "samplerOptions"),
+    seed: options.seed,
+  };
   const fixed: FixedFitSettings = {
     task: options.task,
     modelType: options.modelType,

@@ -109,6 +109,8 @@ async function runJob(
     );
     clearInterval(timer);
     if (lost) return;
+    // The API marks the study cancelled at once; the run may end before a heartbeat sees the job's flag.
+    if (outcome.stoppedBy === "cancelled" || outcome.study.status === "cancelled") cancelled = true;
     if (cancelled) {
       await storage.setStatus(outcome.study.id, "cancelled");
       await queue.finish(job.id, workerId, {
