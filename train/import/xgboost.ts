@@ -203,7 +203,7 @@ function convertTree(x: XgbTree, t: number, numFeatures: number, maxCode: number
     if (order.length > n) unsupported(`tree ${t} is not a tree`);
   }
   const pos = new Map<number, number>();
-  order.forEach((node, i) => pos.set(node, i));
+  for (let i = 0; i < order.length; i++) pos.set(order[i], i);
   const tree = allocTree(order.length);
   for (let i = 0; i < order.length; i++) {
     const node = order[i];
