@@ -5,9 +5,11 @@
  *  (2) best validation AUC after 10, 20 and 40 trials on the flights data, TPE against random.
  *  (3) trials per minute with --parallel 1 and 2.
  *
- * Usage: bun bench/tune.ts [--part 1|2|3] [--seeds N] [--out FILE]. Prints tables, writes JSON.
+ * Usage: bun bench/tune.ts [--part 1|2|3] [--seeds N] [--out FILE] (default bench/results/tune.json).
+ * Parts 2-3 read BENCH_TUNE_ROWS (50000), BENCH_TUNE_ROUNDS (100), BENCH_TUNE_SEEDS (1).
  */
-import { writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
 import { parseArgs } from "node:util";
 import { bestSoFar, optimizeInMemory } from "../train/tune/optimize.ts";
 import { RandomSampler } from "../train/tune/samplers/random.ts";
@@ -20,7 +22,7 @@ const { values: flags } = parseArgs({
   options: {
     part: { type: "string" },
     seeds: { type: "string", default: "20" },
-    out: { type: "string", default: "bench/tune.json" },
+    out: { type: "string", default: "bench/results/tune.json" },
   },
 });
 
@@ -95,4 +97,5 @@ if (part === "2" || part === "3" || part === undefined) {
   const { flightsBench } = await import("./tune-flights.ts");
   Object.assign(out, await flightsBench(part === undefined ? ["2", "3"] : [part]));
 }
-writeFileSync(flags.out ?? "bench/tune.json", `${JSON.stringify(out, null, 2)}\n`);
+mkdirSync(path.dirname(flags.out ?? "bench/results/tune.json"), { recursive: true });
+writeFileSync(flags.out ?? "bench/results/tune.json", `${JSON.stringify(out, null, 2)}\n`);
