@@ -56,6 +56,7 @@ export async function showModel(db: RegistryDatabase, name: string, events: numb
     updatedAt: model.updatedAt,
     // Pointer columns are filled in by ModelRegistry.show, which has the store.
     labels: labels.map((l): LabelStatus => ({ ...l, pointerVersion: null, inSync: false })),
+    strayPointers: [],
     versionList: versions.map((v) => versionInfo(v, labels)),
     events: recent.map((e) => ({
       id: e.id,

@@ -111,6 +111,8 @@ export interface LabelEventInfo {
 /** `arbor models show NAME`. */
 export interface ModelDetails extends Omit<ModelSummary, "labels"> {
   labels: LabelStatus[];
+  /** Pointer files in the store for labels the database does not have (a first promotion that died before its commit). */
+  strayPointers: { label: string; version: number }[];
   versionList: VersionInfo[];
   events: LabelEventInfo[];
 }

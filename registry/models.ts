@@ -264,6 +264,13 @@ export class ModelRegistry {
       label.pointerVersion = pointer?.version ?? null;
       label.inSync = pointer?.version === label.version && pointer.sha256 === label.manifestSha256;
     }
+    for (const info of await this.#store.list(labelsPrefix(name))) {
+      const label = info.key.slice(labelsPrefix(name).length).replace(/\.json$/, "");
+      if (details.labels.some((l) => l.label === label)) continue;
+      const object = await readPointerObject(this.#store, info.key);
+      const pointer = object ? parsePointer(object.data) : null;
+      if (pointer) details.strayPointers.push({ label, version: pointer.version });
+    }
     return details;
   }
 

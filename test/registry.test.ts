@@ -397,6 +397,12 @@ for (const { kind, store } of VARIANTS) {
       // A first promotion that fails leaves no pointer at all.
       expect(await codeOf(m3.promote(name, 2, "canary", actor))).toBe("DB_UNAVAILABLE");
       expect(await reg.store.exists(labelKey(name, "canary"))).toBe(false);
+      // A pointer the database does not know (a first promotion killed before its commit) is shown.
+      const stray = { model: name, label: "shadow", version: 2, sha256: "a".repeat(64), updated_at: "x" };
+      await reg.store.put(labelKey(name, "shadow"), JSON.stringify(stray));
+      expect((await reg.models.show(name)).strayPointers).toEqual([{ label: "shadow", version: 2 }]);
+      await reg.models.promote(name, 2, "shadow", actor);
+      expect((await reg.models.show(name)).strayPointers).toEqual([]);
     });
   });
 }

@@ -178,6 +178,13 @@ export const modelsListCommand = defineCommand({
 
 function showText(d: ModelDetails): string {
   const lines = [`${d.name}${d.description ? ` — ${d.description}` : ""}`, ""];
+  for (const p of d.strayPointers) {
+    lines.push(
+      `warning: the store has a pointer for label ${p.label} (v${p.version}) that the database does not know; ` +
+        `promote the label to repair it`,
+      "",
+    );
+  }
   for (const l of d.labels) {
     if (!l.inSync) {
       const file = l.pointerVersion === null ? "missing" : `v${l.pointerVersion}`;
