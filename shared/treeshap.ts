@@ -27,6 +27,8 @@ export type TreeShapAlgorithm = "auto" | "fast" | "recursive";
 const MAX_FAST_DEPTH = 12;
 /** Budget of table entries per tree before a tree falls back to the recursive algorithm. */
 const MAX_TABLE_PER_TREE = 1 << 16;
+/** Budget of table entries over the whole ensemble (8 Mi doubles = 64 MiB); later trees fall back. */
+const MAX_TABLE_TOTAL = 1 << 23;
 /** Rows explained together tree by tree in explainRows (tables stay in cache across the block). */
 const BLOCK_ROWS = 64;
 
@@ -72,6 +74,7 @@ export class TreeExplainer {
     let maxDepth = 0;
     const infos: (PathInfo | null)[] = [];
     const obliviousLevelsOf = new Map<number, Int32Array>();
+    let tableTotal = 0;
     for (let t = 0; t < trees.length; t++) {
       const tree = trees[t];
       this.expectedValue[ensemble.treeOutput[t]] += nodeMeans(tree)[0];
@@ -82,7 +85,11 @@ export class TreeExplainer {
       const fast =
         info.minZero > 0 &&
         (algorithm === "fast" ||
-          (algorithm === "auto" && info.maxUnique <= MAX_FAST_DEPTH && treeTable <= MAX_TABLE_PER_TREE));
+          (algorithm === "auto" &&
+            info.maxUnique <= MAX_FAST_DEPTH &&
+            treeTable <= MAX_TABLE_PER_TREE &&
+            tableTotal + treeTable <= MAX_TABLE_TOTAL));
+      if (fast) tableTotal += treeTable;
       if (fast && info.maxUnique > 24) {
         throw arborError(
           "INVALID_ARGUMENT",
