@@ -19,12 +19,14 @@ import { StudyStorage } from "../train/tune/storage.ts";
 
 const ROOT = path.resolve(import.meta.dir, "..");
 
-/** Knobs (environment, so that `bun bench/tune.ts` stays flag-compatible). */
-const ROWS = Number(process.env["BENCH_TUNE_ROWS"] ?? 50_000);
-const ROUNDS = Number(process.env["BENCH_TUNE_ROUNDS"] ?? 100);
-const SEEDS = Number(process.env["BENCH_TUNE_SEEDS"] ?? 1);
+/** Size of the flights runs (bench/tune.ts flags --rows, --rounds, --flight-seeds). */
+export interface FlightsBenchOptions {
+  rows: number;
+  rounds: number;
+  seeds: number;
+}
 
-async function makeSplit(home: string): Promise<string> {
+async function makeSplit(home: string, ROWS: number): Promise<string> {
   const file = path.join(home, "flights.parquet");
   pl.readParquet(path.join(ROOT, "node_modules", "vega-datasets", "data", "flights-3m.parquet"))
     .sample({ n: ROWS, seed: 7 })
@@ -67,11 +69,15 @@ async function makeSplit(home: string): Promise<string> {
 }
 
 /** Run bench parts "2" and/or "3"; returns their JSON. */
-export async function flightsBench(parts: string[]): Promise<Record<string, unknown>> {
+export async function flightsBench(
+  parts: string[],
+  o: FlightsBenchOptions,
+): Promise<Record<string, unknown>> {
+  const { rows: ROWS, rounds: ROUNDS, seeds: SEEDS } = o;
   const home = await mkdtemp(path.join(os.tmpdir(), "arbor-bench-tune-"));
   const out: Record<string, unknown> = {};
   try {
-    const splitId = await makeSplit(home);
+    const splitId = await makeSplit(home, ROWS);
     const config = loadArborConfig({ ARBOR_HOME: home, ARBOR_LOG_LEVEL: "silent" }, {}, home);
     const logger = createLogger({ name: "bench", level: "silent" });
     const registry = await openRegistry(config, logger);

@@ -6,7 +6,7 @@
  *  (3) trials per minute with --parallel 1 and 2.
  *
  * Usage: bun bench/tune.ts [--part 1|2|3] [--seeds N] [--out FILE] (default bench/results/tune.json).
- * Parts 2-3 read BENCH_TUNE_ROWS (50000), BENCH_TUNE_ROUNDS (100), BENCH_TUNE_SEEDS (1).
+ * Parts 2-3: [--rows 50000] [--rounds 100] [--flight-seeds 1].
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -22,6 +22,9 @@ const { values: flags } = parseArgs({
   options: {
     part: { type: "string" },
     seeds: { type: "string", default: "20" },
+    rows: { type: "string", default: "50000" },
+    rounds: { type: "string", default: "100" },
+    "flight-seeds": { type: "string", default: "1" },
     out: { type: "string", default: "bench/results/tune.json" },
   },
 });
@@ -95,7 +98,14 @@ const part = flags.part;
 if (part === undefined || part === "1") out["samplers"] = samplerEfficiency(Number(flags.seeds));
 if (part === "2" || part === "3" || part === undefined) {
   const { flightsBench } = await import("./tune-flights.ts");
-  Object.assign(out, await flightsBench(part === undefined ? ["2", "3"] : [part]));
+  Object.assign(
+    out,
+    await flightsBench(part === undefined ? ["2", "3"] : [part], {
+      rows: Number(flags.rows),
+      rounds: Number(flags.rounds),
+      seeds: Number(flags["flight-seeds"]),
+    }),
+  );
 }
 mkdirSync(path.dirname(flags.out ?? "bench/results/tune.json"), { recursive: true });
 writeFileSync(flags.out ?? "bench/results/tune.json", `${JSON.stringify(out, null, 2)}\n`);
