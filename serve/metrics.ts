@@ -22,6 +22,7 @@ export interface ServeMetrics {
   cacheBytes: Gauge<never>;
   cacheEntries: Gauge<never>;
   wsConnections: Gauge<never>;
+  wsParked: Gauge<never>;
   wsMessages: Counter<"op" | "status">;
 }
 
@@ -59,6 +60,11 @@ export function createServeMetrics(labels: Record<string, string> = {}): ServeMe
     cacheBytes: gauge(registry, "arbor_serve_cache_bytes", "bytes of bundles held by the model cache"),
     cacheEntries: gauge(registry, "arbor_serve_cache_entries", "model versions held by the model cache"),
     wsConnections: gauge(registry, "arbor_serve_ws_connections", "open WebSocket connections"),
+    wsParked: gauge(
+      registry,
+      "arbor_serve_ws_parked_messages",
+      "WebSocket messages held back by send-buffer backpressure",
+    ),
     wsMessages: counter(registry, "arbor_serve_ws_messages_total", "WebSocket messages by op and status", [
       "op",
       "status",

@@ -1,11 +1,13 @@
 /**
  * `WS /v1/stream`: pipelined predict/explain messages `{id, model, version?|label?, op, instances}`
  * as JSON text or msgpack binary frames; each reply carries the id and uses the frame type of its
- * request. Many messages may be in flight per connection. Backpressure: uWS cannot stop reading a
+ * request. Many messages may be in flight per connection (up to RUNNING_PER_CONNECTION scored at
+ * once, so concurrent requests share micro-batches). Backpressure: uWS cannot stop reading a
  * WebSocket in this build (no ws.pause), so once the send buffer passes `wsMaxBackpressureBytes`
  * new messages are parked unprocessed and resumed on `drain`; past `wsMaxInFlight` parked plus
- * running messages the connection is closed (1008), and uWS itself closes a socket whose buffer
- * reaches 4× the bound (closeOnBackpressureLimit). Errors are per message, never per connection.
+ * running messages the connection is closed (1008). The buffer can therefore exceed the bound by
+ * at most the replies of the running messages; uWS's own hard limit (which would drop or close) is
+ * set far above that and is only a last resort. Errors are per message, never per connection.
  */
 import type { TemplatedApp, WebSocket } from "uWebSockets.js";
 import { arborError, toArborError } from "../../shared/errors.ts";
@@ -26,6 +28,11 @@ interface Conn {
   running: number;
   parked: Parked[];
 }
+
+/** Messages scored at once per connection; more are parked until one finishes. */
+const RUNNING_PER_CONNECTION = 32;
+/** uWS's hard send-buffer limit (closes the socket when exceeded): a last resort only. */
+const HARD_BACKPRESSURE_BYTES = 256 * 1024 * 1024;
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 
@@ -57,6 +64,7 @@ export function attachStream(
 ): { closeAll(): void; count(): number } {
   const cfg = core.config;
   const sockets = new Set<WebSocket<Conn>>();
+  let parked = 0;
   const logger = core.logger;
   const gauge = core.metrics.wsConnections;
   const counter = core.metrics.wsMessages;
@@ -72,8 +80,15 @@ export function attachStream(
 
   const pump = (ws: WebSocket<Conn>): void => {
     const conn = ws.getUserData();
-    while (conn.open && conn.parked.length > 0 && ws.getBufferedAmount() < cfg.wsMaxBackpressureBytes) {
+    while (
+      conn.open &&
+      conn.parked.length > 0 &&
+      conn.running < RUNNING_PER_CONNECTION &&
+      ws.getBufferedAmount() < cfg.wsMaxBackpressureBytes
+    ) {
       const p = conn.parked.shift()!;
+      parked--;
+      core.metrics.wsParked.set(parked);
       run(ws, p.data, p.binary);
     }
   };
@@ -122,7 +137,7 @@ export function attachStream(
 
   app.ws<Conn>("/v1/stream", {
     maxPayloadLength: cfg.wsMaxPayloadBytes,
-    maxBackpressure: cfg.wsMaxBackpressureBytes * 4,
+    maxBackpressure: Math.max(HARD_BACKPRESSURE_BYTES, cfg.wsMaxBackpressureBytes * 4),
     closeOnBackpressureLimit: 1,
     idleTimeout: 120,
     sendPingsAutomatically: true,
@@ -162,8 +177,14 @@ export function attachStream(
         ws.end(1008, "too many messages in flight");
         return;
       }
-      if (conn.parked.length > 0 || ws.getBufferedAmount() >= cfg.wsMaxBackpressureBytes) {
+      if (
+        conn.parked.length > 0 ||
+        conn.running >= RUNNING_PER_CONNECTION ||
+        ws.getBufferedAmount() >= cfg.wsMaxBackpressureBytes
+      ) {
         conn.parked.push({ data, binary: isBinary });
+        parked++;
+        core.metrics.wsParked.set(parked);
         return;
       }
       run(ws, data, isBinary);
@@ -172,6 +193,8 @@ export function attachStream(
     close: (ws) => {
       const conn = ws.getUserData();
       conn.open = false;
+      parked -= conn.parked.length;
+      core.metrics.wsParked.set(parked);
       conn.parked.length = 0;
       sockets.delete(ws);
       gauge.set(sockets.size);

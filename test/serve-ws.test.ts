@@ -1,0 +1,177 @@
+/**
+ * WebSocket limits against a real node server: a raw TCP client (node:net, so it can stop reading)
+ * shows that when the client does not read, the server parks new messages instead of buffering
+ * unbounded replies, and resumes on drain; too many messages in flight close the socket with 1008;
+ * the connection limit answers 503.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+import type { ArtifactStore } from "../registry/store/artifact-store.ts";
+import { openArtifactStore } from "../registry/store/open.ts";
+import { pointLabel, publishFixture, type ServeProcess, startServe } from "./serve-fixtures.ts";
+
+let dir: string;
+let store: ArtifactStore;
+let server: ServeProcess;
+
+beforeAll(async () => {
+  dir = mkdtempSync(path.join(tmpdir(), "arbor-serve-ws-"));
+  store = await openArtifactStore(pathToFileURL(dir).href);
+  const f = await publishFixture(store, {
+    name: "w",
+    version: 1,
+    task: "regression",
+    numFeatures: 4,
+    numTrees: 3,
+    depth: 2,
+    seed: 9,
+  });
+  await pointLabel(store, "w", "production", 1, f.manifestSha256);
+  server = await startServe(["--store", pathToFileURL(dir).href], {
+    ARBOR_SERVE_WS_MAX_BACKPRESSURE_BYTES: "65536",
+    ARBOR_SERVE_WS_MAX_IN_FLIGHT: "400",
+    ARBOR_SERVE_WS_MAX_CONNECTIONS: "3",
+  });
+});
+
+afterAll(async () => {
+  expect(await server?.stop()).toBe(0);
+  await store?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** A minimal RFC 6455 client: masked text frames out, unmasked frames in, pausable. */
+async function rawClient(port: number) {
+  const socket = net.connect(port, "127.0.0.1");
+  await new Promise<void>((resolve, reject) => {
+    socket.once("connect", resolve);
+    socket.once("error", reject);
+  });
+  socket.write(
+    "GET /v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+  );
+  let buf = Buffer.alloc(0);
+  let upgraded = false;
+  const frames: { opcode: number; payload: Buffer }[] = [];
+  let status = "";
+  socket.on("data", (d: Buffer) => {
+    buf = Buffer.concat([buf, d]);
+    if (!upgraded) {
+      const end = buf.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      status = buf.subarray(0, buf.indexOf("\r\n")).toString();
+      upgraded = true;
+      buf = buf.subarray(end + 4);
+    }
+    for (;;) {
+      if (buf.length < 2) return;
+      let len = buf[1] & 0x7f;
+      let at = 2;
+      if (len === 126) {
+        if (buf.length < 4) return;
+        len = buf.readUInt16BE(2);
+        at = 4;
+      } else if (len === 127) {
+        if (buf.length < 10) return;
+        len = Number(buf.readBigUInt64BE(2));
+        at = 10;
+      }
+      if (buf.length < at + len) return;
+      frames.push({ opcode: buf[0] & 0x0f, payload: buf.subarray(at, at + len) });
+      buf = buf.subarray(at + len);
+    }
+  });
+  const send = (text: string) => {
+    const payload = Buffer.from(text);
+    const mask = Buffer.from([1, 2, 3, 4]);
+    const head =
+      payload.length < 126
+        ? Buffer.from([0x81, 0x80 | payload.length])
+        : Buffer.from([0x81, 0x80 | 126, payload.length >> 8, payload.length & 0xff]);
+    const masked = Buffer.alloc(payload.length);
+    for (let i = 0; i < payload.length; i++) masked[i] = payload[i] ^ mask[i & 3];
+    socket.write(Buffer.concat([head, mask, masked]));
+  };
+  const until = async (cond: () => boolean, ms = 15_000) => {
+    const end = Date.now() + ms;
+    while (!cond()) {
+      if (Date.now() > end) throw new Error("timed out");
+      await Bun.sleep(10);
+    }
+  };
+  return { socket, frames, send, until, status: () => status };
+}
+
+async function metric(name: string): Promise<number> {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  const m = new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, "m").exec(text);
+  return m ? Number(m[1]) : Number.NaN;
+}
+
+test("a client that stops reading gets its messages parked, then every reply after it reads again", async () => {
+  const c = await rawClient(server.port);
+  await c.until(() => c.status() !== "");
+  expect(c.status()).toContain("101");
+  c.socket.pause();
+  // 150 explain messages of 1000 rows, each reply ~150 KB: ~22 MB, far more than the 64 KB bound
+  // plus what the kernel's socket buffers absorb.
+  const row = [0.1, 0.2, 0.3, 0.4];
+  const msg = (id: number) =>
+    JSON.stringify({ id, model: "w", op: "explain", instances: Array.from({ length: 1000 }, () => row) });
+  for (let i = 0; i < 150; i++) c.send(msg(i));
+  const end = Date.now() + 30_000;
+  let parked = 0;
+  while (parked === 0 && Date.now() < end) {
+    await Bun.sleep(50);
+    parked = await metric("arbor_serve_ws_parked_messages");
+  }
+  expect(parked).toBeGreaterThan(0);
+  c.socket.resume();
+  await c.until(() => c.frames.filter((f) => f.opcode === 1).length === 150);
+  const ids = c.frames.map((f) => JSON.parse(f.payload.toString()).id as number).sort((a, b) => a - b);
+  expect(ids).toEqual(Array.from({ length: 150 }, (_, i) => i));
+  expect(await metric("arbor_serve_ws_parked_messages")).toBe(0);
+  c.socket.destroy();
+}, 60_000);
+
+test("the connection limit answers 503; too many messages in flight close with 1008", async () => {
+  const open: WebSocket[] = [];
+  for (let i = 0; i < 3; i++) {
+    const ws = new WebSocket(`ws://127.0.0.1:${server.port}/v1/stream`);
+    await new Promise((resolve, reject) => {
+      ws.onopen = resolve;
+      ws.onerror = reject;
+    });
+    open.push(ws);
+  }
+  const c = await rawClient(server.port);
+  await c.until(() => c.status() !== "");
+  expect(c.status()).toContain("503");
+  c.socket.destroy();
+  for (const ws of open) ws.close();
+  await Bun.sleep(100);
+
+  const flood = await rawClient(server.port);
+  await flood.until(() => flood.status() !== "");
+  flood.socket.pause();
+  const big = JSON.stringify({
+    id: 1,
+    model: "w",
+    op: "predict",
+    instances: Array.from({ length: 500 }, () => [1, 2, 3, 4]),
+  });
+  for (let i = 0; i < 1000; i++) flood.send(big);
+  // Still not reading: replies back up, messages park, and the in-flight limit (400) is reached.
+  const end = Date.now() + 10_000;
+  while ((await metric("arbor_serve_ws_parked_messages")) === 0 && Date.now() < end) await Bun.sleep(50);
+  flood.socket.resume();
+  await flood.until(() => flood.frames.some((f) => f.opcode === 8));
+  const close = flood.frames.find((f) => f.opcode === 8)!;
+  expect(close.payload.readUInt16BE(0)).toBe(1008);
+  flood.socket.destroy();
+}, 60_000);
