@@ -148,6 +148,13 @@ describe("serve: LRU cache", () => {
       ARBOR_SERVE_CACHE_MAX_BYTES: String(Math.floor(size * 1.5)),
     });
     try {
+      // Ten concurrent requests for a version not in the cache share one load.
+      const first = await Promise.all(
+        Array.from({ length: 10 }, () => predict(server.url, "/v1/models/m/versions/1:predict")),
+      );
+      expect(first.every((r) => r.status === 200 && r.body.version === 1)).toBe(true);
+      const loads = await (await fetch(`${server.url}/metrics`)).text();
+      expect(loads).toMatch(/arbor_serve_model_loads_total\{model="m",result="ok"[^}]*\} 1\n/);
       const a = await predict(server.url, "/v1/models/m/versions/1:predict");
       const b = await predict(server.url, "/v1/models/m/versions/2:predict");
       const a2 = await predict(server.url, "/v1/models/m/versions/1:predict");

@@ -174,6 +174,18 @@ describe("serve: health, metadata, metrics", () => {
     expect(Array.isArray(meta.extensions)).toBe(true);
   });
 
+  test("/metrics has request counts and latency by route, model, version and status; batch sizes; cache", async () => {
+    await post("/v1/models/house:predict", { instances: [[1, 2, 3, 4, 5, 6]] });
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    expect(text).toMatch(
+      /arbor_serve_requests_total\{route="\/v1\/models\/:name:predict",model="house",version="1",status="200"[^}]*\} [1-9]/,
+    );
+    expect(text).toContain("arbor_serve_request_duration_seconds_bucket");
+    expect(text).toMatch(/arbor_serve_batch_rows_count\{[^}]*\} [1-9]/);
+    expect(text).toMatch(/arbor_serve_cache_bytes\{[^}]*\} [1-9]/);
+    expect(text).toMatch(/arbor_serve_model_loads_total\{model="flights",result="ok"/);
+  });
+
   test("GET /v1/models and /v1/models/{name} show labels, versions and the signature", async () => {
     const list = await getJson(`/v1/models`);
     const names = list.models.map((m: { name: string }) => m.name).sort();
