@@ -120,6 +120,31 @@ for (const kind of databaseKinds()) {
       expect(rows[0].workerId).toBe(summary.workerId);
     }, 60_000);
 
+    test("--timeout stops starting trials; the study closes with the trials it has", async () => {
+      const storage = new StudyStorage(registry.db);
+      const { study } = await storage.createOrLoad(definition("timed", 1000));
+      const slow: TrialExecutor = {
+        async run(input) {
+          await Bun.sleep(100);
+          return { state: "complete", value: branin(input.params), intermediateValues: {} };
+        },
+        async close() {},
+      };
+      const summary = await runStudy({
+        storage,
+        study,
+        parallel: 1,
+        timeoutSeconds: 0.5,
+        makeExecutor: () => slow,
+        logger,
+      });
+      expect(summary.stoppedBy).toBe("timeout");
+      const rows = await storage.trials(study.id);
+      expect(rows.length).toBeGreaterThan(0);
+      expect(rows.length).toBeLessThan(1000);
+      expect(summary.closed?.status).toBe("complete");
+    }, 60_000);
+
     test("the median pruner stops bad trials and they are recorded as pruned", async () => {
       const storage = new StudyStorage(registry.db);
       const { study } = await storage.createOrLoad(

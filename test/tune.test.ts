@@ -1,10 +1,11 @@
 import { describe, expect, test } from "bun:test";
 import { bestSoFar, optimizeInMemory } from "../train/tune/optimize.ts";
+import { AshaPruner, MedianPruner } from "../train/tune/pruners/index.ts";
 import { createSampler } from "../train/tune/samplers/index.ts";
 import { defaultWeights } from "../train/tune/samplers/parzen.ts";
 import { RandomSampler } from "../train/tune/samplers/random.ts";
 import { ARBOR_TPE_DEFAULTS, defaultGamma, TpeSampler } from "../train/tune/samplers/tpe.ts";
-import { contains, type SearchSpace } from "../train/tune/space.ts";
+import { contains, type FrozenTrial, type SearchSpace } from "../train/tune/space.ts";
 import { BRANIN_SPACE, branin, HARTMANN6_SPACE, hartmann6 } from "../train/tune/test-functions.ts";
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -82,5 +83,86 @@ describe("samplers", () => {
     const trials = optimizeInMemory(() => 0, space, sampler, 6);
     expect(new Set(trials.map((t) => JSON.stringify(t.params))).size).toBe(6);
     expect(sampler.isExhausted?.(space, trials)).toBe(true);
+  });
+});
+
+/** A trial whose value at step s is `f(s)`, reported up to `steps`. */
+function trial(
+  number: number,
+  state: FrozenTrial["state"],
+  steps: number,
+  f: (s: number) => number,
+): FrozenTrial {
+  const iv: Record<string, number> = {};
+  for (let s = 1; s <= steps; s++) iv[String(s)] = f(s);
+  return { number, state, params: {}, value: state === "complete" ? f(steps) : null, intermediateValues: iv };
+}
+
+describe("pruners", () => {
+  test("median: waits for startup trials and warm-up, then prunes a trial worse than the median", () => {
+    const done = [1, 2, 3, 4, 5].map((k) => trial(k, "complete", 10, (s) => k + 10 / s));
+    const bad = trial(9, "running", 3, (s) => 20 + 10 / s);
+    const good = trial(10, "running", 3, (s) => 0.5 + 10 / s);
+    const p = new MedianPruner({ nWarmupSteps: 2 });
+    expect(p.prune(bad, done.slice(0, 4), 3, "minimize")).toBe(false); // 4 < 5 startup trials
+    expect(p.prune(bad, done, 2, "minimize")).toBe(false); // warm-up
+    expect(p.prune(bad, done, 3, "minimize")).toBe(true);
+    expect(p.prune(good, done, 3, "minimize")).toBe(false);
+    // Maximising flips the comparison (the trial's best so far is its maximum).
+    expect(
+      p.prune(
+        trial(11, "running", 3, () => -5),
+        done,
+        3,
+        "maximize",
+      ),
+    ).toBe(true);
+    expect(p.prune(bad, done, 3, "maximize")).toBe(false);
+  });
+
+  test("ASHA: only at rungs (1, 4, 16, … with η = 4), keeps the top 1/η of trials that reached the rung", () => {
+    const p = new AshaPruner({ minResource: 1, reductionFactor: 4 });
+    const others = [1, 2, 3, 4, 5, 6, 7, 8].map((k) => trial(k, "complete", 20, () => k));
+    expect(
+      p.prune(
+        trial(20, "running", 3, () => 100),
+        others,
+        3,
+        "minimize",
+      ),
+    ).toBe(false); // 3 is not a rung
+    expect(
+      p.prune(
+        trial(20, "running", 4, () => 100),
+        others,
+        4,
+        "minimize",
+      ),
+    ).toBe(true);
+    expect(
+      p.prune(
+        trial(21, "running", 4, () => 1.5),
+        others,
+        4,
+        "minimize",
+      ),
+    ).toBe(false); // top 9/4 → 2 kept
+    expect(
+      p.prune(
+        trial(22, "running", 4, () => 2.5),
+        others,
+        4,
+        "minimize",
+      ),
+    ).toBe(true);
+    // Before the first rung has ≥ η entries, only the best so far continues.
+    expect(
+      p.prune(
+        trial(23, "running", 1, () => 0.5),
+        [],
+        1,
+        "minimize",
+      ),
+    ).toBe(false);
   });
 });
