@@ -5,6 +5,7 @@
  */
 import { arborError, type ErrorCode } from "../../shared/errors.ts";
 import type { FixedFitSettings } from "./gbdt-trial.ts";
+import type { RefitResult, refitBest } from "./refit.ts";
 import type { TrialExecutor, TrialInput, TrialOutcome } from "./study.ts";
 
 /** Messages to the worker. */
@@ -21,6 +22,14 @@ export type WorkerRequest =
       logLevel: string;
     }
   | {
+      type: "refit";
+      storeUri: string;
+      gcsEndpoint?: string | undefined;
+      gcsProject?: string | undefined;
+      logLevel: string;
+      input: Omit<Parameters<typeof refitBest>[1], "logger">;
+    }
+  | {
       type: "trial";
       input: TrialInput;
       fixed: FixedFitSettings;
@@ -32,6 +41,7 @@ export type WorkerReply =
   | { type: "ready" }
   | { type: "values"; values: Record<string, number> }
   | { type: "done"; outcome: TrialOutcome }
+  | { type: "refitted"; result: RefitResult }
   | { type: "error"; code: ErrorCode; message: string };
 
 /** Everything the executor needs to start its worker. */
@@ -114,4 +124,17 @@ export class GbdtExecutor implements TrialExecutor {
   async close(): Promise<void> {
     this.#stop();
   }
+}
+
+/** Run {@link refitBest} in a worker thread of its own (the caller's event loop stays free). */
+export function refitInWorker(request: Extract<WorkerRequest, { type: "refit" }>): Promise<RefitResult> {
+  const worker = new Worker(new URL("./trial-worker.ts", import.meta.url).href);
+  return new Promise<RefitResult>((resolve, reject) => {
+    worker.onmessage = (e: MessageEvent<WorkerReply>) => {
+      if (e.data.type === "refitted") resolve(e.data.result);
+      else if (e.data.type === "error") reject(arborError(e.data.code, e.data.message));
+    };
+    worker.onerror = (e) => reject(arborError("INTERNAL", `refit worker: ${e.message}`));
+    worker.postMessage(request);
+  }).finally(() => worker.terminate());
 }

@@ -14,9 +14,9 @@ import type { ArborConfig } from "../../shared/config.ts";
 import { arborError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { defaultMetric, higherIsBetter, type MetricName } from "../gbdt/metric.ts";
-import { GbdtExecutor } from "./gbdt-executor.ts";
+import { GbdtExecutor, refitInWorker } from "./gbdt-executor.ts";
 import type { FixedFitSettings } from "./gbdt-trial.ts";
-import { type RefitResult, refitBest } from "./refit.ts";
+import type { RefitResult } from "./refit.ts";
 import { parseSamplerOptions } from "./samplers/index.ts";
 import { ARBOR_TPE_DEFAULTS } from "./samplers/tpe.ts";
 import { applySpaceOverride, resolveSearchSpace } from "./spaces.ts";
@@ -249,15 +249,21 @@ export async function runTune(
   const workDir = await mkdtemp(path.join(os.tmpdir(), "arbor-refit-"));
   try {
     io.say?.(`refitting trial ${bestRow.number} on ${options.refitOn} and evaluating on test`);
-    const refit = await refitBest(registry, {
-      split,
-      study: finalStudy,
-      trial: bestRow,
-      fixed: studyFixed,
-      categorical: ((study.settings as StudySettings)["categorical"] as string[] | null) ?? undefined,
-      refitOn: options.refitOn,
-      bundleDir: options.register ? path.join(workDir, "bundle") : null,
-      logger: io.logger,
+    const refit = await refitInWorker({
+      type: "refit",
+      storeUri: config.store,
+      gcsEndpoint: config.gcsEndpoint,
+      gcsProject: config.gcsProject,
+      logLevel: config.logLevel,
+      input: {
+        split,
+        study: finalStudy,
+        trial: bestRow,
+        fixed: studyFixed,
+        categorical: ((study.settings as StudySettings)["categorical"] as string[] | null) ?? undefined,
+        refitOn: options.refitOn,
+        bundleDir: options.register ? path.join(workDir, "bundle") : null,
+      },
     });
     outcome.refit = refit;
     await storage.annotate(study.id, {

@@ -3,8 +3,8 @@
  * it on the test part, and write the bundle (train/export/bundle.ts) with its lineage.
  */
 import type { StudyRow, TrialRow } from "../../registry/db/schema.ts";
-import type { Registry } from "../../registry/index.ts";
 import type { SplitRecord } from "../../registry/splits.ts";
+import type { ArtifactStore } from "../../registry/store/artifact-store.ts";
 import type { Lineage, Signature } from "../../shared/bundle.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { writeBundle } from "../export/bundle.ts";
@@ -62,7 +62,7 @@ export function signatureOf(result: TrainResult, target: string): Signature {
 
 /** Refit, evaluate, and (when `bundleDir` is set) write the bundle. */
 export async function refitBest(
-  registry: Registry,
+  store: ArtifactStore,
   o: {
     split: SplitRecord;
     study: StudyRow;
@@ -75,7 +75,7 @@ export async function refitBest(
   },
 ): Promise<RefitResult> {
   const data = await loadSplitData(
-    registry.store,
+    store,
     o.split.id,
     { target: o.study.target, task: o.fixed.task, categorical: o.categorical },
     o.logger,

@@ -9,6 +9,7 @@ import type { Dataset } from "../gbdt/dataset.ts";
 import type { WorkerReply, WorkerRequest } from "./gbdt-executor.ts";
 import { runGbdtTrial } from "./gbdt-trial.ts";
 import { createPruner } from "./pruners/index.ts";
+import { refitBest } from "./refit.ts";
 import { loadSplitData } from "./split-data.ts";
 
 declare const self: Worker;
@@ -37,6 +38,20 @@ self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
         await store.close();
       }
       post({ type: "ready" });
+      return;
+    }
+    if (msg.type === "refit") {
+      // Refits run here too, so the main thread keeps heartbeating (jobs) while the model trains.
+      const logger = createLogger({ name: "arbor-refit", level: msg.logLevel });
+      const store = await openArtifactStore(msg.storeUri, {
+        gcsEndpoint: msg.gcsEndpoint,
+        gcsProject: msg.gcsProject,
+      });
+      try {
+        post({ type: "refitted", result: await refitBest(store, { ...msg.input, logger }) });
+      } finally {
+        await store.close();
+      }
       return;
     }
     if (data === null) throw new Error("trial worker: trial before init");
