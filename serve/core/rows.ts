@@ -21,33 +21,42 @@ function typeName(v: unknown): string {
   return typeof v;
 }
 
-/** Convert one value of feature `f`; throws with row and feature named. */
-function cell(plan: FeaturePlan, f: number, v: unknown, row: number): number {
-  if (typeof v === "number") {
-    if (Number.isNaN(v) || v > FLOAT32_MAX || v < -FLOAT32_MAX) {
-      throw arborError(
-        "NON_FINITE_VALUE",
-        `validate rows: row ${row}, feature '${plan.names[f]}': ${v} is not a finite float32; send null for missing`,
-        { details: { row, feature: plan.names[f] } },
-      );
-    }
-    if (plan.categorical[f] === 1) {
-      // A categorical sent as a number matches the category whose string form it is ("3" ↔ 3).
-      const code = plan.codes[f]!.get(String(v));
-      return code === undefined ? Number.NaN : code;
-    }
-    return v;
-  }
-  if (v === null) return Number.NaN;
-  if (typeof v === "string" && plan.categorical[f] === 1) {
-    const code = plan.codes[f]!.get(v);
-    return code === undefined ? Number.NaN : code;
-  }
-  throw arborError(
+// The error builders live outside `cell` so that `cell` stays small enough for V8 to inline into
+// the row loops (measured: 3.1 µs → see the commit message for a 28-feature row).
+function nonFinite(plan: FeaturePlan, f: number, v: number, row: number): Error {
+  return arborError(
+    "NON_FINITE_VALUE",
+    `validate rows: row ${row}, feature '${plan.names[f]}': ${v} is not a finite float32; send null for missing`,
+    { details: { row, feature: plan.names[f] } },
+  );
+}
+
+function badType(plan: FeaturePlan, f: number, v: unknown, row: number): Error {
+  return arborError(
     "PREDICT_BAD_FEATURE_TYPE",
     `validate rows: row ${row}, feature '${plan.names[f]}' (${plan.categorical[f] === 1 ? "categorical" : "numeric"}): got ${typeName(v)}`,
     { details: { row, feature: plan.names[f], got: typeName(v) } },
   );
+}
+
+function categoryCode(plan: FeaturePlan, f: number, key: string): number {
+  const code = plan.codes[f]!.get(key);
+  return code === undefined ? Number.NaN : code;
+}
+
+/** Convert one value of feature `f`; throws with row and feature named. */
+function cell(plan: FeaturePlan, f: number, v: unknown, row: number): number {
+  if (typeof v === "number") {
+    // NaN fails both comparisons; ±Infinity and values beyond float32 fail one.
+    if (v <= FLOAT32_MAX && v >= -FLOAT32_MAX) {
+      // A categorical sent as a number matches the category whose string form it is ("3" ↔ 3).
+      return plan.categorical[f] === 0 ? v : categoryCode(plan, f, String(v));
+    }
+    throw nonFinite(plan, f, v, row);
+  }
+  if (v === null) return Number.NaN;
+  if (typeof v === "string" && plan.categorical[f] === 1) return categoryCode(plan, f, v);
+  throw badType(plan, f, v, row);
 }
 
 function missingFeatures(plan: FeaturePlan, seen: Uint8Array): string[] {
@@ -71,7 +80,7 @@ export function rowsFromInstances(plan: FeaturePlan, instances: unknown[], maxRo
   checkRowCount(n, maxRows, "instances");
   const width = plan.width;
   const data = new Float32Array(n * width);
-  const seen = new Uint8Array(width);
+  let seen: Uint8Array | null = null;
   for (let r = 0; r < n; r++) {
     const inst = instances[r];
     const base = r * width;
@@ -85,7 +94,8 @@ export function rowsFromInstances(plan: FeaturePlan, instances: unknown[], maxRo
       }
       for (let f = 0; f < width; f++) data[base + f] = cell(plan, f, inst[f], r);
     } else if (inst !== null && typeof inst === "object") {
-      seen.fill(0);
+      if (seen === null) seen = new Uint8Array(width);
+      else seen.fill(0);
       let count = 0;
       const obj = inst as Record<string, unknown>;
       for (const key in obj) {
