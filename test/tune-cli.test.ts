@@ -117,6 +117,9 @@ describe("arbor tune on PGlite", () => {
     expect(svg.startsWith("<svg")).toBe(true);
     expect(svg).toContain("parameter importance");
     expect(await Bun.file(path.join(out, "report.json")).exists()).toBe(true);
+    // Each trial's record sits in the store (DESIGN.md layout).
+    const record = path.join(db.home, "store", "studies", r.json.study.id, "trials", "0", "metrics.json");
+    expect(JSON.parse(await Bun.file(record).text())).toMatchObject({ number: 0, study: r.json.study.id });
     const list = await cli(["studies", "list", "--json"], db.env);
     expect(list.json.map((s: { name: string }) => s.name)).toContain("p1");
   }, 120_000);

@@ -196,6 +196,7 @@ export async function runTune(
     signal: io.signal,
     logger: io.logger,
     onProgress: io.onProgress,
+    store: registry.store,
     makeExecutor: () =>
       new GbdtExecutor({
         init: {

@@ -5,7 +5,9 @@
  */
 import { hostname } from "node:os";
 import type { StudyRow, TrialRow } from "../../registry/db/schema.ts";
+import type { ArtifactStore } from "../../registry/store/artifact-store.ts";
 import type { Logger } from "../../shared/logger.ts";
+import { trialMetricsKey } from "../../shared/paths.ts";
 import { createSampler } from "./samplers/index.ts";
 import type { Direction, FrozenTrial, ParamValue, SearchSpace } from "./space.ts";
 import { bestOf, type StudySettings, type StudyStorage, toFrozen } from "./storage.ts";
@@ -63,6 +65,8 @@ export interface RunStudyOptions {
   signal?: AbortSignal;
   onProgress?: (p: StudyProgress) => void;
   logger: Logger;
+  /** When given, each finished trial's record goes to `studies/{id}/trials/{n}/metrics.json`. */
+  store?: ArtifactStore;
 }
 
 /** What this process did. */
@@ -224,6 +228,23 @@ export async function runStudy(o: RunStudyOptions): Promise<RunStudySummary> {
       return null;
     }
     durations.push(ms / 1000);
+    if (o.store) {
+      const record = {
+        study: study.id,
+        number: trial.number,
+        params: trial.params,
+        ...outcome,
+        durationMs: ms,
+        worker: workerId,
+      };
+      await o.store
+        .put(trialMetricsKey(study.id, trial.number), `${JSON.stringify(record, null, 2)}\n`, {
+          contentType: "application/json",
+        })
+        .catch((e: unknown) =>
+          log.warn({ err: e, trial: trial.number }, "could not write the trial's metrics.json"),
+        );
+    }
     log.info(
       { trial: trial.number, state: outcome.state, value: outcome.value, seconds: ms / 1000 },
       "trial finished",
