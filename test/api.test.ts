@@ -106,6 +106,7 @@ describe("control-plane API on PGlite", () => {
     expect([na.status, na.body.error.code]).toEqual([405, "METHOD_NOT_ALLOWED"]);
     const metrics = await call("GET", "/metrics");
     expect(metrics.body).toContain('arbor_api_requests_total{route="healthz",method="GET",status="200"}');
+    expect(metrics.body).toContain("# TYPE arbor_jobs gauge");
   });
 
   test("mutating routes refuse missing and wrong tokens; reads need none", async () => {
@@ -227,6 +228,7 @@ describe("control-plane API on PGlite", () => {
       (await call("GET", "/v1/studies?status=complete")).body.items.map((s: { name: string }) => s.name),
     ).toEqual(["s-run"]);
     expect((await call("GET", `/v1/jobs/${created.body.job.id}`)).body.state).toBe("succeeded");
+    expect((await call("GET", "/metrics")).body).toContain('arbor_studies{status="complete"} 1');
     expect((await call("GET", "/v1/jobs/job_00000000000000000000")).body.error.code).toBe("JOB_NOT_FOUND");
   }, 120_000);
 

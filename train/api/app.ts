@@ -3,8 +3,9 @@
  * readiness, Prometheus metrics and the OpenAPI document. `app.fetch(Request)` handles a request
  * without sockets (tests call it directly); `server.ts` puts it on Bun.serve.
  */
-import { sql } from "drizzle-orm";
+import { count, sql } from "drizzle-orm";
 import { z } from "zod";
+import { jobs, studies } from "../../registry/db/schema.ts";
 import { newId } from "../../registry/ids.ts";
 import type { Registry } from "../../registry/index.ts";
 import type { ArborConfig } from "../../shared/config.ts";
@@ -13,6 +14,7 @@ import { type Logger, requestIdFrom } from "../../shared/logger.ts";
 import {
   counter,
   createMetricsRegistry,
+  Gauge,
   histogram,
   type Registry as MetricsRegistry,
 } from "../../shared/metrics.ts";
@@ -84,6 +86,32 @@ export function createApiApp(o: {
   ]);
   const storage = new StudyStorage(registry.db);
   const queue = new JobQueue(registry.db);
+  // Queue depth and study states, read from the database at scrape time.
+  new Gauge({
+    name: "arbor_jobs",
+    help: "jobs by state",
+    labelNames: ["state"],
+    registers: [metrics],
+    async collect() {
+      const rows = await registry.db.select({ state: jobs.state, n: count() }).from(jobs).groupBy(jobs.state);
+      this.reset();
+      for (const r of rows) this.set({ state: r.state }, r.n);
+    },
+  });
+  new Gauge({
+    name: "arbor_studies",
+    help: "studies by status",
+    labelNames: ["status"],
+    registers: [metrics],
+    async collect() {
+      const rows = await registry.db
+        .select({ status: studies.status, n: count() })
+        .from(studies)
+        .groupBy(studies.status);
+      this.reset();
+      for (const r of rows) this.set({ status: r.status }, r.n);
+    },
+  });
   const router = new Router();
   const log = o.logger.child({ component: "api" });
   if (config.apiTokens.length === 0)

@@ -1,6 +1,7 @@
 /** `arbor api`: the control-plane REST API (Bun.serve) over the registry and the store. */
 import { z } from "zod";
 import { openRegistry } from "../../registry/index.ts";
+import { createMetricsRegistry } from "../../shared/metrics.ts";
 import { createApiApp } from "../api/app.ts";
 import { startApiServer } from "../api/server.ts";
 import { defineCommand } from "../cli/command.ts";
@@ -44,10 +45,18 @@ export const apiCommand = defineCommand({
   async run(ctx, args) {
     const registry = await openRegistry(ctx.config, ctx.logger);
     ctx.onClose(() => registry.close());
-    const app = createApiApp({ registry, config: ctx.config, logger: ctx.logger });
+    const app = createApiApp({
+      registry,
+      config: ctx.config,
+      logger: ctx.logger,
+      metrics: createMetricsRegistry(),
+    });
     const server = startApiServer(app, { port: args.port, hostname: args.host });
     ctx.onClose(() => server.stop());
     ctx.say(`arbor api listening on ${server.url} (${registry.kind} database, store ${registry.store.uri})`);
+    if (registry.kind === "pglite" && !args.worker) {
+      ctx.say("embedded database: no other process can open it, so queued studies need `arbor api --worker`");
+    }
     // Machine-readable line for scripts and tests that start the API on port 0.
     process.stderr.write(`${JSON.stringify({ listening: server.url, port: server.port })}\n`);
     const worker = args.worker
