@@ -322,11 +322,14 @@ async function scenarioSet(label: string, extraArgs: string[], only?: string[]):
           hello_rps: Math.round(base.rps),
           ratio_to_hello: Number((load.rps / base.rps).toFixed(3)),
           ort_inprocess_us: Number(ort[model][rows].toFixed(1)),
+          // Latency view: p50 minus the in-process run (includes queueing behind CONNS clients).
           server_overhead_us: Math.round(load.p50 - ort[model][rows]),
+          // CPU view: server CPU per request minus the in-process ORT run for the same rows.
+          server_cpu_overhead_us: load.cpuUs === undefined ? null : Math.round(load.cpuUs - ort[model][rows]),
         };
         results.push(r);
         console.log(
-          `${label.padEnd(14)} ${model.padEnd(8)} ${name.padEnd(58)} ${String(r.rps).padStart(7)} req/s  p50 ${String(r.p50_us).padStart(6)} µs  p99 ${String(r.p99_us).padStart(6)} µs  p99.9 ${String(r.p999_us).padStart(6)} µs  errors ${r.errors}  cpu ${r.server_cpu_us_per_request} µs/req (hello ${r.hello_cpu_us_per_request})  hello ${String(r.hello_rps).padStart(7)} (x${r.ratio_to_hello})  ORT ${r.ort_inprocess_us} µs  overhead ${r.server_overhead_us} µs`,
+          `${label.padEnd(14)} ${model.padEnd(8)} ${name.padEnd(58)} ${String(r.rps).padStart(7)} req/s  p50 ${String(r.p50_us).padStart(6)} µs  p99 ${String(r.p99_us).padStart(6)} µs  p99.9 ${String(r.p999_us).padStart(6)} µs  errors ${r.errors}  cpu ${r.server_cpu_us_per_request} µs/req (hello ${r.hello_cpu_us_per_request})  hello ${String(r.hello_rps).padStart(7)} (x${r.ratio_to_hello})  ORT ${r.ort_inprocess_us} µs  overhead p50 ${r.server_overhead_us} µs, cpu ${r.server_cpu_overhead_us} µs`,
         );
       }
     }
