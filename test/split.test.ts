@@ -250,6 +250,39 @@ describe("strategies", () => {
     }
   });
 
+  test("time: ISO-8601 text (as CSV gives dates) is ordered as time, UTC offsets applied", () => {
+    const y = [1, 2, 3, 4, 5, 6];
+    const opts = { target: "y", strategy: "time", timeColumn: "t", ratios: [0.5, 0.25, 0.25] } as const;
+    const texts = [
+      ["2024-01-03", "2024-01-01", "2024-01-02", "2024-01-05", "2024-01-04", "2024-01-06"],
+      ["2024-01-01 03:00:00", "2024-01-01 01:00:00", "2024-01-01 02:00:00.5", "2024-01-01 05:00:00"],
+      // 04:00+02:00 is 02:00 UTC: before 03:00Z, although it sorts after it as text.
+      [
+        "2024-01-01T03:00:00+00:00",
+        "2024-01-01T01:00:00+00:00",
+        "2024-01-01T04:00:00+02:00",
+        "2024-01-01T05:00:00+00:00",
+      ],
+    ];
+    const expected = [
+      [[1, 2, 0], [4, 3], [5]],
+      [[1, 2], [0], [3]],
+      [[1, 2], [0], [3]],
+    ];
+    texts.forEach((t, k) => {
+      const df = pl.DataFrame({ t, y: y.slice(0, t.length) });
+      expect(plan(df, opts).parts.map((p) => Array.from(p))).toEqual(expected[k]);
+    });
+    // Text that is not ISO time (or mixes shapes) is still refused.
+    for (const t of [
+      ["2024-13-45", "2024-01-02", "2024-01-03", "2024-01-04"],
+      ["2024-01-01", "2024-01-02T01:00:00", "b", "c"],
+    ]) {
+      const df = pl.DataFrame({ t, y: [1, 2, 3, 4] });
+      expect(codeOf(() => plan(df, opts))).toBe("DATA_BAD_COLUMN_TYPE");
+    }
+  });
+
   test("group: no group in two parts; sizes near the ratios; deterministic", () => {
     const g = column<string>(df, "g");
     const p = plan(df, { strategy: "group", groupColumn: "g" });

@@ -283,16 +283,25 @@ export function stratifiedSizes(classSizes: readonly number[], ratios: readonly 
 
 /** Time strategy: stable order by dense time codes, cut at the sizes, cuts moved off ties. */
 function timeParts(
-  frame: pl.DataFrame,
+  input: pl.DataFrame,
   column: string,
   ratios: readonly number[],
   logger: Logger,
 ): { parts: [Uint32Array, Uint32Array, Uint32Array]; tieMoves: number } {
-  const variant = frame.schema[column].variant;
+  let frame = input;
+  let variant = frame.schema[column].variant;
+  if (/^(String|Utf8)$/.test(variant)) {
+    // CSV and NDJSON readers leave dates as text; ISO-8601 text is parsed here, for ordering only.
+    const parsed = parseIsoTimes(frame, column, logger);
+    if (parsed) {
+      frame = parsed;
+      variant = frame.schema[column].variant;
+    }
+  }
   if (!/^(U?Int(8|16|32|64|128)|Float(32|64)|Date|Datetime)$/.test(variant)) {
     throw arborError(
       "DATA_BAD_COLUMN_TYPE",
-      `--time-column: "${column}" is ${variant}; the time strategy needs a date, datetime or numeric column`,
+      `--time-column: "${column}" is ${variant}; the time strategy needs a date, datetime or numeric column, or ISO-8601 text (2024-01-31, 2024-01-31T12:00:00[.fff][Z|+01:00])`,
     );
   }
   const missing = variant.startsWith("Float")
@@ -323,6 +332,35 @@ function timeParts(
   const b1 = cut(sizes[0]);
   const b2 = Math.max(b1, cut(sizes[0] + sizes[1]));
   return { parts: [order.slice(0, b1), order.slice(b1, b2), order.slice(b2)], tieMoves };
+}
+
+/** ISO-8601 text shapes the time strategy accepts, each with the strptime format that reads it. */
+const ISO_TIME_FORMATS: readonly (readonly [string, string])[] = [
+  ["^\\d{4}-\\d{2}-\\d{2}$", "%Y-%m-%d"],
+  ["^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d{1,9})?$", "%Y-%m-%dT%H:%M:%S%.f"],
+  ["^\\d{4}-\\d{2}-\\d{2} \\d{2}:\\d{2}:\\d{2}(\\.\\d{1,9})?$", "%Y-%m-%d %H:%M:%S%.f"],
+  ["^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d{1,9})?Z$", "%Y-%m-%dT%H:%M:%S%.fZ"],
+  ["^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d{1,9})?[+-]\\d{2}:\\d{2}$", "%Y-%m-%dT%H:%M:%S%.f%z"],
+];
+
+/**
+ * A text time column as Datetime, when every non-null value has one of the ISO shapes above and
+ * parses (Polars' strptime is lenient about trailing text, so the shape is checked first by regex).
+ * Returns null when the text is not ISO time. Nulls stay nulls (refused later as missing times).
+ */
+function parseIsoTimes(frame: pl.DataFrame, column: string, logger: Logger): pl.DataFrame | null {
+  const text = pl.col(column);
+  const count = (expr: pl.Expr, what: string): number =>
+    Number(scalar(logger, what, frame, expr.cast(pl.UInt32).sum()));
+  for (const [pattern, format] of ISO_TIME_FORMATS) {
+    if (count(text.isNotNull().and(text.str.contains(pattern).not()), "split: time text shape") > 0) continue;
+    const parsed = frame.withColumns(text.str.strptime(pl.Datetime, format).alias(column));
+    const lost = Number(
+      scalar(logger, "split: unparsed time text", parsed, pl.col(column).isNull().cast(pl.UInt32).sum()),
+    );
+    if (lost === count(text.isNull(), "split: missing time text")) return parsed;
+  }
+  return null;
 }
 
 /**
