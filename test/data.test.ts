@@ -1,6 +1,14 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -158,6 +166,13 @@ describe("readDataset", () => {
     expect(await code(readDataset(file("empty.csv", ""), { logger }))).toBe("DATA_EMPTY");
     expect(await code(readDataset(file("header.csv", "a,b\n"), { logger }))).toBe("DATA_EMPTY");
     expect(await code(readDataset("http://example.com/a.csv", { logger }))).toBe("INVALID_ARGUMENT");
+  });
+
+  test("a file that exists but cannot be read → DATA_UNREADABLE, not an internal error", async () => {
+    // chmod 000 does not stop root (CI); /proc/self/mem stats as a regular file and fails with EIO.
+    const unreadable = path.join(dir, "unreadable.csv");
+    symlinkSync("/proc/self/mem", unreadable);
+    expect(await code(readDataset(unreadable, { logger }))).toBe("DATA_UNREADABLE");
   });
 
   test("the parser's reason is in the DATA_UNREADABLE message", async () => {

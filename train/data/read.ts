@@ -114,7 +114,10 @@ export async function readDataset(uri: string, options: ReadOptions): Promise<Da
   });
   if (!info.isFile()) throw arborError("DATA_NOT_FOUND", `read data: "${file}" is not a file`);
   const sourceUri = `file://${file}`;
-  const fingerprint = await sha256File(file);
+  const fingerprint = await sha256File(file).catch((e: unknown) => {
+    const reason = e instanceof Error ? e.message.split("\n")[0] : String(e);
+    throw arborError("DATA_UNREADABLE", `read data: cannot read "${file}": ${reason}`, { cause: e });
+  });
   return readLocal(file, format, sourceUri, fingerprint, info.size, options.logger);
 }
 
