@@ -3,6 +3,8 @@
  * override > environment > default, every problem reported together, the result frozen.
  * Nothing else in arbor reads `process.env`.
  */
+import { readFileSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { z } from "zod";
@@ -71,6 +73,27 @@ export function parseConfigObject<S extends z.ZodType>(
   });
 }
 
+/** The OS account name, for the audit trail where $USER is unset (containers, CI, cron). */
+function osUser(): string | undefined {
+  try {
+    const name = os.userInfo().username;
+    if (name && name !== "unknown") return name;
+  } catch {
+    // no passwd entry for the uid
+  }
+  // Bun's os.userInfo() answers "unknown" without $USER; the passwd file still knows the uid.
+  const uid = process.getuid?.();
+  if (uid === undefined) return undefined;
+  try {
+    const line = readFileSync("/etc/passwd", "utf8")
+      .split("\n")
+      .find((l) => l.split(":")[2] === String(uid));
+    return line?.split(":")[0] || `uid:${uid}`;
+  } catch {
+    return `uid:${uid}`;
+  }
+}
+
 /** Load the shared configuration. */
 export function loadArborConfig(
   env: Record<string, string | undefined>,
@@ -92,7 +115,7 @@ export function loadArborConfig(
     gcsEndpoint: overrides.gcsEndpoint ?? pick("gcsEndpoint"),
     gcsProject: overrides.gcsProject ?? pick("gcsProject"),
     apiTokens: tokens,
-    user: overrides.user ?? pick("user") ?? env["USER"] ?? "unknown",
+    user: overrides.user ?? pick("user") ?? env["USER"] ?? osUser() ?? "unknown",
   };
   return Object.freeze(parseConfigObject(configSchema, raw, ENV_NAMES));
 }

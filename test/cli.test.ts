@@ -48,4 +48,14 @@ describe("cli", () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain("DATABASE_URL");
   });
+
+  test("config: the audit trail's user is ARBOR_USER, then USER, then the OS account (never unknown)", async () => {
+    const user = async (env: Record<string, string>) =>
+      JSON.parse((await cli(["config", "--json"], env)).stdout).user;
+    expect(await user({ ARBOR_USER: "bob", USER: "alice" })).toBe("bob");
+    expect(await user({ USER: "alice" })).toBe("alice");
+    const os = await user({});
+    expect(typeof os).toBe("string");
+    expect(os).not.toBe("unknown");
+  });
 });

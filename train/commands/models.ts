@@ -13,7 +13,10 @@ async function registry(ctx: CommandContext): Promise<Registry> {
   return reg;
 }
 
-const positiveInt = z.coerce.number().int("must be a whole number").positive("must be 1 or more");
+const positiveInt = z.coerce
+  .number({ error: "must be a version number (1, 2, …)" })
+  .int("must be a whole number")
+  .positive("must be 1 or more");
 
 /** `arbor models register`. */
 export const modelsRegisterCommand = defineCommand({
