@@ -6,6 +6,7 @@
 import { hostname } from "node:os";
 import type { StudyRow, TrialRow } from "../../registry/db/schema.ts";
 import type { ArtifactStore } from "../../registry/store/artifact-store.ts";
+import { type ArborError, isArborError, toArborError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { trialMetricsKey } from "../../shared/paths.ts";
 import { createSampler } from "./samplers/index.ts";
@@ -78,6 +79,14 @@ export interface RunStudySummary {
   stoppedBy: "budget" | "timeout" | "cancelled" | "signal" | "exhausted";
 }
 
+/** Errors that no other parameters would avoid: the data, the target or the split is wrong. */
+const FATAL = /^(DATA_|SPLIT_|STORE_NOT_FOUND|FIT_BAD_TARGET|PREDICT_|INVALID_ARGUMENT)/;
+
+/** Whether a trial's error should stop the whole study. */
+export function isFatal(e: unknown): boolean {
+  return isArborError(e) && FATAL.test(e.code);
+}
+
 /** A worker id that names the machine and the process. */
 export function defaultWorkerId(): string {
   return `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`;
@@ -114,6 +123,7 @@ export async function runStudy(o: RunStudyOptions): Promise<RunStudySummary> {
   let ran = 0;
   let stoppedBy: RunStudySummary["stoppedBy"] = "budget";
   const durations: number[] = [];
+  let fatal: ArborError | null = null;
 
   const propose = (all: readonly FrozenTrial[], number: number) => {
     if (sampler.isExhausted?.(space, all)) return null;
@@ -143,6 +153,7 @@ export async function runStudy(o: RunStudyOptions): Promise<RunStudySummary> {
     const executor = o.makeExecutor(index);
     try {
       for (;;) {
+        if (fatal) return;
         if (o.signal?.aborted) {
           stoppedBy = "signal";
           return;
@@ -205,6 +216,7 @@ export async function runStudy(o: RunStudyOptions): Promise<RunStudySummary> {
         controller.signal,
       );
     } catch (e) {
+      if (isFatal(e)) fatal ??= toArborError(e);
       outcome = {
         state: "failed",
         value: null,
@@ -254,6 +266,11 @@ export async function runStudy(o: RunStudyOptions): Promise<RunStudySummary> {
   };
 
   await Promise.all(Array.from({ length: Math.max(1, o.parallel) }, (_, i) => slot(i)));
+  if (fatal) {
+    // Every other trial would fail the same way: stop the study instead of burning its budget.
+    await storage.setStatus(study.id, "failed", ["queued", "running"]);
+    throw fatal;
+  }
   const closed = o.signal?.aborted ? null : await storage.finalize(study.id);
   return { workerId, ran, closed, stoppedBy };
 }
