@@ -58,7 +58,7 @@ export const SERVE_DEFAULTS = {
   wsMaxPayloadBytes: 4 * 1024 * 1024,
   wsMaxBackpressureBytes: 1024 * 1024,
   wsMaxConnections: 10_000,
-  wsMaxInFlight: 256,
+  wsMaxInFlight: 4096,
   shutdownTimeoutMs: 10_000,
 } as const;
 

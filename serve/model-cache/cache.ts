@@ -36,6 +36,7 @@ interface VersionFailure {
 }
 
 const RETRY_FAILED_MS = 30_000;
+const MAX_FAILURES = 1000;
 
 /** Cache of loaded versions plus the label pointers the server follows. */
 export class ModelCache {
@@ -151,6 +152,8 @@ export class ModelCache {
       } catch (e) {
         this.#metrics.loads.inc({ model: name, result: "failed" });
         const err = isArborError(e) ? e : arborError("MODEL_LOAD_FAILED", String(e), { cause: e });
+        // Bounded: requests for random versions must not grow memory without limit.
+        if (this.#failures.size >= MAX_FAILURES) this.#failures.delete(this.#failures.keys().next().value!);
         this.#failures.set(key, { code: err.code, message: err.message, at: new Date().toISOString() });
         this.#logger.error(
           { model: name, version, code: err.code, err: err.message },
@@ -226,9 +229,13 @@ export class ModelCache {
     return [...names].sort();
   }
 
-  /** Check every followed label once (store listing + pointer generations) and load what moved. */
-  async refresh(): Promise<void> {
-    const names = await this.#modelNames();
+  /**
+   * Check every followed label once (pointer generations) and load what moved. With `discover`,
+   * first list the store for models that gained a label pointer (a listing of `models/` is far
+   * costlier than a stat per pointer on gs://, so the follower asks for it less often).
+   */
+  async refresh(discover = true): Promise<void> {
+    const names = discover || this.#labels.size === 0 ? await this.#modelNames() : [...this.#labels.keys()];
     const work: Promise<void>[] = [];
     for (const name of names) {
       let labels = this.#labels.get(name);

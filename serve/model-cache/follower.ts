@@ -10,6 +10,9 @@ import { fileURLToPath } from "node:url";
 import type { Logger } from "../../shared/logger.ts";
 import type { ModelCache } from "./cache.ts";
 
+/** Ticks between store listings that discover new models. */
+const DISCOVER_EVERY = 5;
+
 /** Runs {@link ModelCache.refresh} on a timer and on file events; never two at once. */
 export class LabelFollower {
   readonly #cache: ModelCache;
@@ -18,6 +21,7 @@ export class LabelFollower {
   #watcher: FSWatcher | null = null;
   #running: Promise<void> | null = null;
   #again = false;
+  #discover = false;
   #stopped = false;
 
   constructor(cache: ModelCache, logger: Logger) {
@@ -28,7 +32,10 @@ export class LabelFollower {
   /** First refresh (awaited), then the timer and the watcher. */
   async start(storeUri: string, pollIntervalMs: number, useWatch: boolean): Promise<void> {
     await this.trigger();
-    this.#timer = setInterval(() => void this.trigger(), pollIntervalMs);
+    // Every tick stats the known pointers; every DISCOVER_EVERY-th tick also lists the store for
+    // new models. File events always rediscover (a local listing is cheap).
+    let tick = 0;
+    this.#timer = setInterval(() => void this.trigger(++tick % DISCOVER_EVERY === 0), pollIntervalMs);
     this.#timer.unref();
     if (useWatch && storeUri.startsWith("file://")) this.#watch(path.join(fileURLToPath(storeUri), "models"));
   }
@@ -36,7 +43,7 @@ export class LabelFollower {
   #watch(dir: string): void {
     try {
       this.#watcher = watch(dir, { recursive: true, persistent: false }, (_event, file) => {
-        if (file === null || String(file).includes("labels")) void this.trigger();
+        if (file === null || String(file).includes("labels")) void this.trigger(true);
       });
       this.#watcher.on("error", (e) => {
         this.#logger.warn({ err: e.message, dir }, "file watch failed; polling only");
@@ -50,8 +57,9 @@ export class LabelFollower {
   }
 
   /** Refresh now; if a refresh is running, run one more after it. */
-  trigger(): Promise<void> {
+  trigger(discover = true): Promise<void> {
     if (this.#stopped) return Promise.resolve();
+    this.#discover ||= discover;
     if (this.#running !== null) {
       this.#again = true;
       return this.#running;
@@ -60,7 +68,9 @@ export class LabelFollower {
       do {
         this.#again = false;
         try {
-          await this.#cache.refresh();
+          const discover = this.#discover;
+          this.#discover = false;
+          await this.#cache.refresh(discover);
         } catch (e) {
           this.#logger.warn({ err: (e as Error).message }, "label refresh failed; will retry");
         }
