@@ -481,6 +481,12 @@ for (const kind of databaseKinds()) {
         report: SplitReport;
       };
       expect(shown.report.parts.test.rows).toBe(report.parts.test.rows);
+      // The schema keeps the file's column order, though the registry stores the report as jsonb.
+      const columns = Object.keys(report.source.schema);
+      expect(shown.report.source.column_names).toEqual(columns);
+      expect(show.stdout).toContain(
+        `schema    ${columns.map((c) => `${c} ${report.source.schema[c]}`).join(", ")}`,
+      );
 
       expect((await cli(["splits", "delete", id1])).code).toBe(0);
       expect((await cli(["splits", "list"])).stdout).not.toContain(id1);

@@ -5,10 +5,12 @@ import { studies } from "../../registry/db/schema.ts";
 import { openRegistry, type Registry } from "../../registry/index.ts";
 import type { LabelChange, ModelDetails, ModelSummary } from "../../registry/models.ts";
 import { arborError } from "../../shared/errors.ts";
+import { operationLogger } from "../../shared/logger.ts";
 import { type CommandContext, defineCommand } from "../cli/command.ts";
 
-async function registry(ctx: CommandContext): Promise<Registry> {
-  const reg = await openRegistry(ctx.config, ctx.logger);
+/** The registry, logging under an `op_id` for this command (one id per CLI invocation). */
+async function registry(ctx: CommandContext, op: string): Promise<Registry> {
+  const reg = await openRegistry(ctx.config, operationLogger(ctx.logger, op));
   ctx.onClose(() => reg.close());
   return reg;
 }
@@ -41,7 +43,7 @@ export const modelsRegisterCommand = defineCommand({
   }),
   examples: ["arbor models register --bundle ./out/bundle --name flights --split spl_01jc…"],
   async run(ctx, args) {
-    const reg = await registry(ctx);
+    const reg = await registry(ctx, "models register");
     let studyId: string | undefined;
     if (args.study !== undefined) {
       const [byId] = await reg.db.select().from(studies).where(eq(studies.id, args.study)).limit(1);
@@ -100,7 +102,7 @@ export const modelsPromoteCommand = defineCommand({
   }),
   examples: ["arbor models promote flights 3 --label production --reason 'better AUC'"],
   async run(ctx, args) {
-    const reg = await registry(ctx);
+    const reg = await registry(ctx, "models promote");
     const [name, version] = args._;
     const change = await reg.models.promote(name, version, args.label, {
       actor: ctx.config.user,
@@ -127,7 +129,7 @@ export const modelsRollbackCommand = defineCommand({
   ],
   schema: z.object({ _: z.tuple([z.string()]), label: z.string().min(1), reason: z.string().optional() }),
   async run(ctx, args) {
-    const reg = await registry(ctx);
+    const reg = await registry(ctx, "models rollback");
     const change = await reg.models.rollback(args._[0], args.label, {
       actor: ctx.config.user,
       reason: args.reason,
@@ -147,7 +149,7 @@ export const modelsArchiveCommand = defineCommand({
   flags: [],
   schema: z.object({ _: z.tuple([z.string(), positiveInt]) }),
   async run(ctx, args) {
-    const reg = await registry(ctx);
+    const reg = await registry(ctx, "models archive");
     const result = await reg.models.archive(args._[0], args._[1]);
     return { json: result, text: `archived ${result.name} v${result.version}` };
   },
@@ -173,7 +175,7 @@ export const modelsListCommand = defineCommand({
   flags: [],
   schema: z.object({ _: z.array(z.string()) }),
   async run(ctx) {
-    const reg = await registry(ctx);
+    const reg = await registry(ctx, "models list");
     const models = await reg.models.list();
     return { json: { models }, text: listText(models) };
   },
@@ -239,7 +241,7 @@ export const modelsShowCommand = defineCommand({
   flags: [],
   schema: z.object({ _: z.tuple([z.string()]) }),
   async run(ctx, args) {
-    const reg = await registry(ctx);
+    const reg = await registry(ctx, "models show");
     const details = await reg.models.show(args._[0]);
     return { json: details, text: showText(details) };
   },

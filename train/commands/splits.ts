@@ -1,12 +1,14 @@
 /** `arbor splits list|show|delete`: the splits the registry knows. */
 import { z } from "zod";
 import { openRegistry, type Registry, type SplitRecord } from "../../registry/index.ts";
+import { operationLogger } from "../../shared/logger.ts";
 import { type CommandContext, defineCommand } from "../cli/command.ts";
 import type { SplitReport } from "../data/report.ts";
 import { PARTS } from "../data/split.ts";
 
-async function open(ctx: CommandContext): Promise<Registry> {
-  const registry = await openRegistry(ctx.config, ctx.logger);
+/** The registry, logging under an `op_id` for this command. */
+async function open(ctx: CommandContext, op: string): Promise<Registry> {
+  const registry = await openRegistry(ctx.config, operationLogger(ctx.logger, op));
   ctx.onClose(() => registry.close());
   return registry;
 }
@@ -51,7 +53,7 @@ export const splitsListCommand = defineCommand({
     all: z.boolean().optional(),
   }),
   async run(ctx, args) {
-    const registry = await open(ctx);
+    const registry = await open(ctx, "splits list");
     const rows = await registry.splits.list({
       name: args.name,
       includeDeleted: args.all === true,
@@ -85,7 +87,7 @@ export const splitsShowCommand = defineCommand({
   positionals: [{ name: "ID", description: "split id (spl_…)" }],
   schema: z.object({ _: z.tuple([z.string().min(1)]) }),
   async run(ctx, args) {
-    const registry = await open(ctx);
+    const registry = await open(ctx, "splits show");
     const row = await registry.splits.get(args._[0], { includeDeleted: true });
     const report = row.report as unknown as SplitReport;
     return { json: { ...summary(row), report }, text: formatReport(report, row.deletedAt) };
@@ -100,7 +102,7 @@ export const splitsDeleteCommand = defineCommand({
   positionals: [{ name: "ID", description: "split id (spl_…)" }],
   schema: z.object({ _: z.tuple([z.string().min(1)]), purge: z.boolean().optional() }),
   async run(ctx, args) {
-    const registry = await open(ctx);
+    const registry = await open(ctx, "splits delete");
     const id = args._[0];
     if (args.purge) {
       const { deletedObjects } = await registry.splits.purge(id);
@@ -158,8 +160,7 @@ export function formatReport(report: SplitReport, deletedAt: Date | null = null)
       ...(withGroups ? [String(p.groups ?? "-")] : []),
     ];
   });
-  const schema = Object.entries(report.source.schema)
-    .map(([k, v]) => `${k} ${v}`)
-    .join(", ");
+  const names = report.source.column_names ?? Object.keys(report.source.schema);
+  const schema = names.map((k) => `${k} ${report.source.schema[k]}`).join(", ");
   return [...head, table(header, rows), "", `schema    ${schema}`].join("\n");
 }

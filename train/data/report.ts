@@ -42,6 +42,8 @@ export interface SplitReport {
     rows: number;
     columns: number;
     schema: Record<string, string>;
+    /** Column names in file order (the registry's jsonb does not keep object key order). */
+    column_names?: string[];
   };
   strategy: SplitOptions["strategy"];
   options: {
@@ -101,6 +103,7 @@ export function buildReport(input: {
       rows: total,
       columns: dataset.frame.width,
       schema: dataset.schema,
+      column_names: Object.keys(dataset.schema),
     },
     strategy: options.strategy,
     options: {
