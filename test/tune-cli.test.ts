@@ -172,6 +172,41 @@ describe("arbor tune on PGlite", () => {
     const a = await cli(["tune", "--split", splitId, "--task", "binary", "--promote", "x"], db.env);
     expect(a.code).toBe(2);
     expect(a.stderr).toContain("--promote");
+    const c = await cli(
+      ["tune", "--split", splitId, "--task", "binary", "--sampler-options", '{"gama":0.2}'],
+      db.env,
+    );
+    expect(c.code).toBe(2);
+    expect(c.stderr).toContain("gama");
+    const d = await cli(["tune", "--split", splitId, "--task", "regression", "--metric", "auc"], db.env);
+    expect(d.code).toBe(2);
+    expect(d.stderr).toContain("--metric auc");
+    // A target that cannot work fails the study at its first trial, not after the whole budget.
+    const e = await cli(
+      [
+        "tune",
+        "--split",
+        splitId,
+        "--target",
+        "a",
+        "--task",
+        "binary",
+        "--trials",
+        "50",
+        "--study",
+        "bad-target",
+        "--json",
+      ],
+      db.env,
+    );
+    expect(e.code).toBe(2);
+    expect(e.json.error.code).toBe("FIT_BAD_TARGET");
+    const failed = await cli(
+      ["studies", "show", "bad-target", "--json", "--out", path.join(dir, "bad")],
+      db.env,
+    );
+    expect(failed.json.study.status).toBe("failed");
+    expect(failed.json.history.length).toBeLessThan(50);
     const b = await cli(
       ["tune", "--split", "spl_00000000000000000000", "--task", "binary", "--json"],
       db.env,

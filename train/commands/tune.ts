@@ -107,6 +107,13 @@ export const tuneCommand = defineCommand({
       description: "how trials are proposed",
     },
     {
+      name: "sampler-options",
+      type: "string",
+      placeholder: "JSON",
+      description:
+        'sampler settings over arbor\'s, e.g. \'{"multivariate":false,"gamma":"default","bandwidthFactor":0.2}\' = Optuna\'s TPE defaults',
+    },
+    {
       name: "pruner",
       type: "string",
       choices: PRUNER_NAMES,
