@@ -49,6 +49,9 @@ export type ConfigOverrides = { [K in keyof ArborConfig]?: ArborConfig[K] | unde
 /** Turn a local path or URI into a `file://` or `gs://` URI. */
 export function normalizeStoreUri(value: string, cwd: string): string {
   if (value.startsWith("gs://") || value.startsWith("file://")) return value.replace(/\/+$/, "");
+  // Another scheme (s3://, http://) is kept as given so validation refuses it, rather than taken
+  // for a relative folder named "s3:".
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return value;
   return pathToFileURL(path.resolve(cwd, value)).href.replace(/\/+$/, "");
 }
 

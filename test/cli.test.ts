@@ -47,6 +47,14 @@ describe("cli", () => {
     const bad = await cli(["config"], { DATABASE_URL: "mysql://x" });
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain("DATABASE_URL");
+    // Another scheme is refused, not taken for a folder named "s3:".
+    const s3 = await cli(["config", "--store", "s3://bucket/x"]);
+    expect(s3.code).toBe(2);
+    expect(s3.stderr).toContain("INVALID_CONFIG");
+    expect(s3.stderr).toContain("ARBOR_STORE");
+    expect(JSON.parse((await cli(["config", "--json", "--store", "rel/dir"])).stdout).store).toBe(
+      "file:///tmp/rel/dir",
+    );
   });
 
   test("config: the audit trail's user is ARBOR_USER, then USER, then the OS account (never unknown)", async () => {
