@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { ENV_NAMES } from "../shared/config.ts";
 import { COMMANDS } from "../train/cli/commands.ts";
 import { runCli } from "../train/cli/dispatch.ts";
 
@@ -26,6 +27,7 @@ describe("cli", () => {
       expect(stdout).toContain(`arbor ${c.name}`);
       for (const f of c.flags) expect(stdout).toContain(`--${f.name}`);
     }
+    for (const name of Object.values(ENV_NAMES)) expect(stdout).toContain(name);
   });
 
   test("unknown command: non-zero exit and one line with a stable code", async () => {

@@ -112,7 +112,7 @@ export function globalHelp(commands: readonly Command<unknown>[]): string {
   lines.push("", "Global flags (every command):", ...GLOBAL_FLAGS.map(flagLine));
   lines.push(
     "",
-    "Environment: ARBOR_HOME, ARBOR_STORE, DATABASE_URL, ARBOR_LOG_LEVEL, STORAGE_EMULATOR_HOST, ARBOR_API_TOKENS",
+    "Environment: ARBOR_HOME, ARBOR_STORE, DATABASE_URL, ARBOR_LOG_LEVEL, ARBOR_USER (who, in the audit trail), STORAGE_EMULATOR_HOST, ARBOR_GCS_PROJECT, ARBOR_API_TOKENS",
   );
   return `${lines.join("\n")}\n`;
 }
