@@ -9,6 +9,7 @@ import { arborError } from "../../shared/errors.ts";
 /** A wire format. */
 export type Format = "json" | "msgpack";
 
+/** The Content-Type we answer with, per format. */
 export const CONTENT_TYPES: Readonly<Record<Format, string>> = {
   json: "application/json",
   msgpack: "application/msgpack",
