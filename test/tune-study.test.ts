@@ -120,6 +120,39 @@ for (const kind of databaseKinds()) {
       expect(rows[0].workerId).toBe(summary.workerId);
     }, 60_000);
 
+    test("an interrupted worker hands its trial back at once; resuming retries it", async () => {
+      const storage = new StudyStorage(registry.db);
+      const { study } = await storage.createOrLoad(definition("interrupted", 3));
+      const controller = new AbortController();
+      const hanging: TrialExecutor = {
+        run: (_input, _onValues, signal) =>
+          new Promise((_resolve, reject) => {
+            signal.addEventListener("abort", () => reject(new Error("aborted")), { once: true });
+            controller.abort();
+          }),
+        async close() {},
+      };
+      const first = await runStudy({
+        storage,
+        study,
+        parallel: 1,
+        signal: controller.signal,
+        makeExecutor: () => hanging,
+        logger,
+      });
+      expect(first.stoppedBy).toBe("signal");
+      expect(first.closed).toBeNull();
+      const [released] = await storage.trials(study.id);
+      expect([released.state, released.attempts, released.workerId]).toEqual(["waiting", 0, null]);
+      await runStudy({ storage, study, parallel: 1, makeExecutor: () => braninExecutor(), logger });
+      const rows = await storage.trials(study.id);
+      expect(rows.map((r) => [r.state, r.attempts])).toEqual([
+        ["complete", 1],
+        ["complete", 1],
+        ["complete", 1],
+      ]);
+    }, 60_000);
+
     test("--timeout stops starting trials; the study closes with the trials it has", async () => {
       const storage = new StudyStorage(registry.db);
       const { study } = await storage.createOrLoad(definition("timed", 1000));

@@ -277,6 +277,22 @@ export class StudyStorage {
     return rows.length > 0;
   }
 
+  /** Give a running trial back (graceful shutdown): waiting again, this attempt not counted. */
+  async release(trialId: number, workerId: string): Promise<boolean> {
+    const rows = await this.#db
+      .update(trials)
+      .set({
+        state: "waiting",
+        attempts: sql`greatest(${trials.attempts} - 1, 0)`,
+        workerId: null,
+        error: "released by its worker (interrupted)",
+        updatedAt: new Date(),
+      })
+      .where(and(eq(trials.id, trialId), eq(trials.state, "running"), eq(trials.workerId, workerId)))
+      .returning({ id: trials.id });
+    return rows.length > 0;
+  }
+
   /** Take back lost trials now (also done by every claim). Returns how many. */
   async reapStale(studyId: string): Promise<number> {
     return this.#db.transaction(async (tx) => {

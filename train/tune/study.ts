@@ -230,7 +230,9 @@ export async function runStudy(o: RunStudyOptions): Promise<RunStudySummary> {
     }
     const ms = performance.now() - t0;
     if (lost || o.signal?.aborted) {
-      // Another worker took the trial back, or we are shutting down: leave it to the reaper.
+      // Another worker took the trial back, or we are shutting down: hand the trial back at once
+      // (a resumed or joined study retries it without waiting for the heartbeat to go stale).
+      if (!lost) await storage.release(trial.id, workerId).catch(() => false);
       log.warn({ trial: trial.number, lost }, "trial abandoned");
       return null;
     }

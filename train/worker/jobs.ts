@@ -155,6 +155,22 @@ export class JobQueue {
     return rows.length > 0;
   }
 
+  /** Put a job this worker holds back in the queue (graceful shutdown); this attempt is not counted. */
+  async release(id: string, workerId: string): Promise<boolean> {
+    const rows = await this.#db
+      .update(jobs)
+      .set({
+        state: "queued",
+        attempts: sql`greatest(${jobs.attempts} - 1, 0)`,
+        workerId: null,
+        runAfter: sql`now()`,
+        updatedAt: new Date(),
+      })
+      .where(and(eq(jobs.id, id), eq(jobs.state, "running"), eq(jobs.workerId, workerId)))
+      .returning({ id: jobs.id });
+    return rows.length > 0;
+  }
+
   /** Ask a job to stop: a queued job is cancelled at once, a running one at its next heartbeat. */
   async requestCancel(id: string): Promise<JobRow> {
     const [queued] = await this.#db

@@ -120,7 +120,11 @@ async function runJob(
       log.info({ job: job.id }, "job cancelled");
       return;
     }
-    if (o.signal.aborted) return; // shutting down: the job goes back to the queue after its heartbeat lapses
+    if (o.signal.aborted) {
+      // Shutting down (SIGTERM): put the job back at once; the next worker resumes its study.
+      await queue.release(job.id, workerId);
+      return;
+    }
     await queue.finish(job.id, workerId, {
       state: "succeeded",
       result: outcome as unknown as Record<string, unknown>,
@@ -128,7 +132,11 @@ async function runJob(
     log.info({ job: job.id, exitCode: outcome.exitCode }, "job succeeded");
   } catch (e) {
     clearInterval(timer);
-    if (lost || o.signal.aborted) return;
+    if (lost) return;
+    if (o.signal.aborted) {
+      await queue.release(job.id, workerId).catch(() => false);
+      return;
+    }
     const err = toArborError(e);
     log.error({ err: e, job: job.id }, "job failed");
     if (studyName) {
