@@ -147,9 +147,13 @@ export class SplitRepository {
     return this.get(id, { includeDeleted: true });
   }
 
-  /** Delete the split's artifacts under `splits/{id}/`, then its row. */
+  /**
+   * Soft-delete the row, delete the split's artifacts under `splits/{id}/`, then the row. A purge
+   * that dies half-way leaves a hidden (soft-deleted) row, never a listed split with files missing;
+   * purging it again finishes the job.
+   */
   async purge(id: string): Promise<{ id: string; deletedObjects: number }> {
-    await this.get(id, { includeDeleted: true });
+    await this.softDelete(id);
     const deletedObjects = await this.#store.deletePrefix(splitPrefix(id));
     await this.#db.delete(splits).where(eq(splits.id, id));
     this.#logger.info({ split: id, deletedObjects }, "split purged");

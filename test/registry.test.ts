@@ -13,6 +13,7 @@ import { labelEvents, modelLabels } from "../registry/db/schema.ts";
 import { newId } from "../registry/ids.ts";
 import { openRegistry, type Registry } from "../registry/index.ts";
 import { ModelRegistry } from "../registry/models.ts";
+import { SplitRepository } from "../registry/splits.ts";
 import type { ArtifactStore } from "../registry/store/artifact-store.ts";
 import { type LabelPointer, labelPointerSchema, manifestSchema } from "../shared/bundle.ts";
 import { type ArborError, arborError, isArborError } from "../shared/errors.ts";
@@ -152,6 +153,31 @@ for (const { kind, store } of VARIANTS) {
       const purged = await reg.splits.purge(id);
       expect(purged.deletedObjects).toBe(2);
       expect(await reg.store.exists(splitKey(id, "train.parquet"))).toBe(false);
+      expect(await codeOf(reg.splits.get(id, { includeDeleted: true }))).toBe("SPLIT_NOT_FOUND");
+    });
+
+    test("splits: a purge that fails half-way leaves the split hidden, and purging again finishes", async () => {
+      const id = newId("spl");
+      await reg.splits.create(base(id));
+      await reg.store.put(splitKey(id, "train.parquet"), "fake parquet");
+      // The store deletes one file, then fails (a crash or an outage in the middle of the purge).
+      const failing = new Proxy(reg.store, {
+        get(target, prop, receiver) {
+          if (prop === "deletePrefix") {
+            return async (prefix: string) => {
+              await target.delete(splitKey(id, "train.parquet"));
+              throw arborError("STORE_UNAVAILABLE", `injected fault deleting ${prefix}`);
+            };
+          }
+          const value = Reflect.get(target, prop, receiver);
+          return typeof value === "function" ? value.bind(target) : value;
+        },
+      });
+      const broken = new SplitRepository(reg.db, failing, testLogger());
+      expect(await codeOf(broken.purge(id))).toBe("STORE_UNAVAILABLE");
+      expect(await codeOf(reg.splits.get(id))).toBe("SPLIT_NOT_FOUND");
+      expect((await reg.splits.list()).some((s) => s.id === id)).toBe(false);
+      await reg.splits.purge(id);
       expect(await codeOf(reg.splits.get(id, { includeDeleted: true }))).toBe("SPLIT_NOT_FOUND");
     });
 
