@@ -50,7 +50,13 @@ export async function createTestDatabase(kind: TestDatabaseKind): Promise<TestDa
   let dbName: string | undefined;
   if (kind === "postgres") {
     if (!POSTGRES_URL || !ADMIN_URL) throw new Error("createTestDatabase(postgres): DATABASE_URL is not set");
-    dbName = `arbor_t_${process.pid}_${Math.random().toString(36).slice(2, 10)}`;
+    // Named after DATABASE_URL's database, so that .ci/run can drop what a crashed suite left.
+    const base =
+      new URL(POSTGRES_URL).pathname
+        .slice(1)
+        .replace(/[^a-z0-9_]/gi, "")
+        .slice(0, 30) || "arbor";
+    dbName = `${base}_t_${process.pid}_${Math.random().toString(36).slice(2, 10)}`;
     await admin(async (sql) => {
       await sql.unsafe(`CREATE DATABASE "${dbName}"`);
     });
