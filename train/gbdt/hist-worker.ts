@@ -1,10 +1,10 @@
 /**
- * A histogram worker: waits on a shared control block, builds its feature range of one histogram
- * slot, reports done. Runs a blocking Atomics.wait loop, so it never returns to its event loop until
+ * A histogram worker: waits on a shared control block, claims feature-range chunks of the posted
+ * histogram build until none is left, reports each one done. Runs a blocking Atomics.wait loop, so it never returns to its event loop until
  * told to stop.
  */
 import { buildHistogramRange } from "./hist-kernel.ts";
-import { CTRL, type HistWorkerInit } from "./hist-pool.ts";
+import { CTRL, claimChunk, type HistWorkerInit } from "./hist-pool.ts";
 
 declare const self: Worker;
 
@@ -19,23 +19,34 @@ self.onmessage = (event: MessageEvent<HistWorkerInit>) => {
   let seen = 0;
   for (;;) {
     Atomics.wait(ctrl, CTRL.seq, seen);
-    seen = Atomics.load(ctrl, CTRL.seq);
+    const tag = Atomics.load(ctrl, CTRL.seq);
+    seen = tag;
     if (Atomics.load(ctrl, CTRL.stop) === 1) break;
-    buildHistogramRange(
-      hist,
-      ctrl[CTRL.slot] * init.slotSize,
-      rowBins,
-      init.numFeatures,
-      offsets,
-      init.totalBins,
-      gh[ctrl[CTRL.output]],
-      ctrl[CTRL.allRows] === 1 ? null : idx,
-      ctrl[CTRL.start],
-      ctrl[CTRL.end],
-      init.f0,
-      init.f1,
-    );
-    Atomics.add(ctrl, CTRL.done, 1);
-    Atomics.notify(ctrl, CTRL.done);
+    const base = ctrl[CTRL.slot] * init.slotSize;
+    const g = gh[ctrl[CTRL.output]];
+    const rows = ctrl[CTRL.allRows] === 1 ? null : idx;
+    const start = ctrl[CTRL.start];
+    const end = ctrl[CTRL.end];
+    for (;;) {
+      const c = claimChunk(ctrl, tag, init.chunks.length);
+      if (c < 0) break;
+      const [f0, f1] = init.chunks[c];
+      buildHistogramRange(
+        hist,
+        base,
+        rowBins,
+        init.numFeatures,
+        offsets,
+        init.totalBins,
+        g,
+        rows,
+        start,
+        end,
+        f0,
+        f1,
+      );
+      Atomics.add(ctrl, CTRL.done, 1);
+      Atomics.notify(ctrl, CTRL.done);
+    }
   }
 };

@@ -234,6 +234,7 @@ export function trainGbdt(
     }
     const rounds = Math.min(round, p.rounds);
     const keep = valid && p.earlyStopping > 0 ? bestRound : rounds;
+    if (hooks.progress && rounds < p.rounds) hooks.progress(`stopped after round ${rounds}; keeping ${keep}`);
     const ensemble: TreeEnsemble = {
       numFeatures: data.numFeatures,
       numOutputs: K,
