@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import pl from "nodejs-polars";
@@ -309,6 +309,11 @@ describe("bad input", () => {
     expect(codeOf(() => plan(df, { target: "nope" }))).toBe("DATA_UNKNOWN_COLUMN");
     expect(codeOf(() => plan(df, { strategy: "time", timeColumn: "nope" }))).toBe("DATA_UNKNOWN_COLUMN");
     expect(codeOf(() => plan(df, { strategy: "group", groupColumn: "nope" }))).toBe("DATA_UNKNOWN_COLUMN");
+    // Also when the strategy does not use them (the report does).
+    expect(codeOf(() => plan(df, { strategy: "random", timeColumn: "nope" }))).toBe("DATA_UNKNOWN_COLUMN");
+    expect(codeOf(() => plan(df, { strategy: "stratified", groupColumn: "nope" }))).toBe(
+      "DATA_UNKNOWN_COLUMN",
+    );
   });
 
   test("missing --time-column / --group-column → SPLIT_MISSING_COLUMN_OPTION", () => {
@@ -547,12 +552,26 @@ for (const kind of databaseKinds()) {
         [["--data", data, "--target", "y", "--strategy", "stratified"], "SPLIT_STRATIFY_CONTINUOUS"],
         [["--data", path.join(dir, "x.xlsx"), "--target", "cls"], "DATA_UNSUPPORTED_FORMAT"],
         [["--data", data, "--target", "cls", "--name", "bad name!"], "INVALID_ARGUMENT"],
+        [["--data", data, "--target", "cls", "--time-column", "nope"], "DATA_UNKNOWN_COLUMN"],
+        [
+          ["--data", data, "--target", "cls", "--strategy", "group", "--group-column", "nope"],
+          "DATA_UNKNOWN_COLUMN",
+        ],
+        [["--data", data, "--target", "cls", "--ratios", "1,0,0"], "SPLIT_BAD_RATIOS"],
       ];
+      const before = JSON.parse((await cli(["splits", "list", "--all", "--json"])).stdout).length;
+      const folders = () => readdirSync(path.join(home, "store", "splits")).length;
+      const foldersBefore = folders();
       for (const [args, expected] of cases) {
         const r = await cli(["split", ...args]);
         expect(r.code).toBe(2);
-        expect(r.stderr.trim().split("\n").at(-1)).toContain(expected);
+        const lines = r.stderr.trim().split("\n");
+        expect(lines.at(-1)).toContain(expected);
+        expect(r.stderr).not.toContain("    at "); // no stack trace
       }
+      // Nothing half-written: no new row, no new files.
+      expect(JSON.parse((await cli(["splits", "list", "--all", "--json"])).stdout).length).toBe(before);
+      expect(folders()).toBe(foldersBefore);
     }, 120_000);
   });
 }

@@ -108,6 +108,9 @@ export function planSplit(frame: pl.DataFrame, options: SplitOptions, logger: Lo
   const n = frame.height;
   const ratios = parseRatios(options.ratios);
   requireColumn(frame, options.target, "--target");
+  // Given columns are checked whatever the strategy: the report uses them (time range, groups).
+  if (options.timeColumn) requireColumn(frame, options.timeColumn, "--time-column");
+  if (options.groupColumn) requireColumn(frame, options.groupColumn, "--group-column");
   const { kind, distinct } = targetKind(frame, options.target, logger);
   let parts: [Uint32Array, Uint32Array, Uint32Array];
   let extra: Pick<SplitPlan, "tieMoves" | "groups"> = {};
