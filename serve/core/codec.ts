@@ -4,7 +4,7 @@
  * shape; records/structures extensions are off so any msgpack client can talk to us.
  */
 import { Packr, Unpackr } from "msgpackr";
-import { arborError } from "../../shared/errors.ts";
+import { clientError, withoutStacks } from "./client-error.ts";
 
 /** A wire format. */
 export type Format = "json" | "msgpack";
@@ -31,7 +31,7 @@ export function requestFormat(contentType: string): Format {
     media === "application/vnd.msgpack"
   )
     return "msgpack";
-  throw arborError(
+  throw clientError(
     "UNSUPPORTED_MEDIA_TYPE",
     `decode body: Content-Type '${contentType.slice(0, 100)}' is not application/json or application/msgpack`,
   );
@@ -47,13 +47,13 @@ export function responseFormat(accept: string, fallback: Format = "json"): Forma
 
 /** Decode a JSON or msgpack body; MALFORMED_BODY when it is not one. */
 export function decodeBody(body: Uint8Array, format: Format): unknown {
-  if (body.length === 0) throw arborError("MALFORMED_BODY", "decode body: the body is empty");
+  if (body.length === 0) throw clientError("MALFORMED_BODY", "decode body: the body is empty");
   try {
-    if (format === "json") return JSON.parse(decoder.decode(body));
-    return unpackr.unpack(body);
+    // Parse errors are the client's: no stack capture (see client-error.ts).
+    return withoutStacks(() => (format === "json" ? JSON.parse(decoder.decode(body)) : unpackr.unpack(body)));
   } catch (e) {
     const why = e instanceof Error ? e.message.split("\n")[0].slice(0, 200) : String(e);
-    throw arborError("MALFORMED_BODY", `decode body: not valid ${format}: ${why}`, { cause: e });
+    throw clientError("MALFORMED_BODY", `decode body: not valid ${format}: ${why}`, { cause: e });
   }
 }
 

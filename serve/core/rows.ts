@@ -4,7 +4,7 @@
  * numbers must be finite and fit float32; null → NaN (missing); categorical strings → their
  * dictionary code, an unknown category → NaN; every feature present, no unknown ones.
  */
-import { arborError } from "../../shared/errors.ts";
+import { clientError } from "./client-error.ts";
 import type { FeaturePlan } from "./plan.ts";
 
 const FLOAT32_MAX = 3.4028234663852886e38;
@@ -24,7 +24,7 @@ function typeName(v: unknown): string {
 // The error builders live outside `cell` so that `cell` stays small enough for V8 to inline into
 // the row loops (measured: 3.1 µs → see the commit message for a 28-feature row).
 function nonFinite(plan: FeaturePlan, f: number, v: number, row: number): Error {
-  return arborError(
+  return clientError(
     "NON_FINITE_VALUE",
     `validate rows: row ${row}, feature '${plan.names[f]}': ${v} is not a finite float32; send null for missing`,
     { details: { row, feature: plan.names[f] } },
@@ -32,7 +32,7 @@ function nonFinite(plan: FeaturePlan, f: number, v: number, row: number): Error 
 }
 
 function badType(plan: FeaturePlan, f: number, v: unknown, row: number): Error {
-  return arborError(
+  return clientError(
     "PREDICT_BAD_FEATURE_TYPE",
     `validate rows: row ${row}, feature '${plan.names[f]}' (${plan.categorical[f] === 1 ? "categorical" : "numeric"}): got ${typeName(v)}`,
     { details: { row, feature: plan.names[f], got: typeName(v) } },
@@ -66,9 +66,9 @@ function missingFeatures(plan: FeaturePlan, seen: Uint8Array): string[] {
 }
 
 function checkRowCount(n: number, maxRows: number, what: string): void {
-  if (n === 0) throw arborError("BAD_REQUEST", `validate rows: '${what}' is empty`);
+  if (n === 0) throw clientError("BAD_REQUEST", `validate rows: '${what}' is empty`);
   if (n > maxRows) {
-    throw arborError("TOO_MANY_ROWS", `validate rows: ${n} rows in '${what}', the limit is ${maxRows}`, {
+    throw clientError("TOO_MANY_ROWS", `validate rows: ${n} rows in '${what}', the limit is ${maxRows}`, {
       details: { rows: n, limit: maxRows },
     });
   }
@@ -86,7 +86,7 @@ export function rowsFromInstances(plan: FeaturePlan, instances: unknown[], maxRo
     const base = r * width;
     if (Array.isArray(inst)) {
       if (inst.length !== width) {
-        throw arborError(
+        throw clientError(
           "BAD_SHAPE",
           `validate rows: row ${r} has ${inst.length} values, the model takes ${width} (${plan.names.slice(0, 5).join(", ")}${width > 5 ? ", …" : ""})`,
           { details: { row: r, got: inst.length, expected: width } },
@@ -101,7 +101,7 @@ export function rowsFromInstances(plan: FeaturePlan, instances: unknown[], maxRo
       for (const key in obj) {
         const f = plan.index.get(key);
         if (f === undefined) {
-          throw arborError(
+          throw clientError(
             "UNKNOWN_FEATURE",
             `validate rows: row ${r} has unknown feature '${key.slice(0, 100)}'`,
             {
@@ -117,14 +117,14 @@ export function rowsFromInstances(plan: FeaturePlan, instances: unknown[], maxRo
       }
       if (count !== width) {
         const missing = missingFeatures(plan, seen);
-        throw arborError(
+        throw clientError(
           "PREDICT_MISSING_FEATURE",
           `validate rows: row ${r} lacks feature(s) ${missing.map((m) => `'${m}'`).join(", ")}; send null for a missing value`,
           { details: { row: r, missing } },
         );
       }
     } else {
-      throw arborError(
+      throw clientError(
         "BAD_SHAPE",
         `validate rows: row ${r} is ${typeName(inst)}; send an object keyed by feature name or an array`,
         { details: { row: r } },
@@ -146,19 +146,19 @@ export function rowsFromColumns(
   for (const key in columns) {
     const f = plan.index.get(key);
     if (f === undefined) {
-      throw arborError("UNKNOWN_FEATURE", `validate columns: unknown feature '${key.slice(0, 100)}'`, {
+      throw clientError("UNKNOWN_FEATURE", `validate columns: unknown feature '${key.slice(0, 100)}'`, {
         details: { feature: key.slice(0, 100) },
       });
     }
     const col = columns[key];
     if (!Array.isArray(col)) {
-      throw arborError("BAD_SHAPE", `validate columns: column '${key}' is ${typeName(col)}, not an array`, {
+      throw clientError("BAD_SHAPE", `validate columns: column '${key}' is ${typeName(col)}, not an array`, {
         details: { feature: key },
       });
     }
     if (n === -1) n = col.length;
     else if (col.length !== n) {
-      throw arborError(
+      throw clientError(
         "BAD_SHAPE",
         `validate columns: column '${key}' has ${col.length} values, others ${n}`,
         {
@@ -171,7 +171,7 @@ export function rowsFromColumns(
   const missing: string[] = [];
   for (let f = 0; f < width; f++) if (cols[f] === undefined) missing.push(plan.names[f]);
   if (missing.length > 0) {
-    throw arborError(
+    throw clientError(
       "PREDICT_MISSING_FEATURE",
       `validate columns: missing column(s) ${missing
         .slice(0, 10)
@@ -192,19 +192,19 @@ export function rowsFromColumns(
 /** Rows from a decoded predict/explain body: `instances` or `columns` (exactly one). */
 export function rowsFromBody(plan: FeaturePlan, body: unknown, maxRows: number): RowMatrix {
   if (body === null || typeof body !== "object" || Array.isArray(body)) {
-    throw arborError("BAD_REQUEST", "validate body: expected an object with 'instances' or 'columns'");
+    throw clientError("BAD_REQUEST", "validate body: expected an object with 'instances' or 'columns'");
   }
   const b = body as Record<string, unknown>;
   const instances = b["instances"];
   const columns = b["columns"];
   if (instances !== undefined && columns !== undefined) {
-    throw arborError("BAD_REQUEST", "validate body: send either 'instances' or 'columns', not both");
+    throw clientError("BAD_REQUEST", "validate body: send either 'instances' or 'columns', not both");
   }
   if (Array.isArray(instances)) return rowsFromInstances(plan, instances, maxRows);
   if (columns !== null && typeof columns === "object" && !Array.isArray(columns)) {
     return rowsFromColumns(plan, columns as Record<string, unknown>, maxRows);
   }
-  throw arborError(
+  throw clientError(
     "BAD_REQUEST",
     "validate body: 'instances' must be an array of rows, or 'columns' an object of feature arrays",
   );

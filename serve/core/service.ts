@@ -4,13 +4,14 @@
  * it can be exercised directly. Errors become `{error: {code, message}}` (V1) or
  * `{error, code}` (V2) with the status of their code in shared/errors.ts.
  */
-import { type ArborError, arborError, toArborError } from "../../shared/errors.ts";
+import { type ArborError, toArborError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { ServeConfig } from "../config.ts";
 import { explainRows, importanceOf } from "../explain.ts";
 import type { ServeMetrics } from "../metrics.ts";
 import type { ModelCache } from "../model-cache/cache.ts";
 import type { ModelSlot } from "../model-cache/slot.ts";
+import { clientError } from "./client-error.ts";
 import { decodeBody, type Format, requestFormat } from "./codec.ts";
 import { describeModel, listModels } from "./describe.ts";
 import { formatPredictions } from "./predictions.ts";
@@ -63,13 +64,13 @@ export interface BuildInfo {
 function parseVersion(raw: string): number {
   const v = /^v?([0-9]{1,9})$/.exec(raw);
   if (v === null || Number(v[1]) < 1)
-    throw arborError("VERSION_NOT_FOUND", `resolve model: bad version '${raw.slice(0, 40)}'`);
+    throw clientError("VERSION_NOT_FOUND", `resolve model: bad version '${raw.slice(0, 40)}'`);
   return Number(v[1]);
 }
 
 function checkName(raw: string, what: "model" | "label"): string {
   if (!NAME.test(raw)) {
-    throw arborError(
+    throw clientError(
       what === "model" ? "MODEL_NOT_FOUND" : "LABEL_NOT_FOUND",
       `resolve model: bad ${what} name '${raw.slice(0, 40)}'`,
     );
@@ -123,7 +124,7 @@ export class ServeCore {
   /** Decode a body by content type. */
   decode(req: CoreRequest): unknown {
     const format: Format = requestFormat(req.contentType);
-    if (req.body === null) throw arborError("MALFORMED_BODY", "decode body: the body is empty");
+    if (req.body === null) throw clientError("MALFORMED_BODY", "decode body: the body is empty");
     return decodeBody(req.body, format);
   }
 
@@ -160,7 +161,7 @@ export class ServeCore {
       const b = body as Record<string, unknown>;
       const topK = b["top_k"];
       if (topK !== undefined && (typeof topK !== "number" || !Number.isInteger(topK) || topK < 1)) {
-        throw arborError("BAD_REQUEST", "explain: 'top_k' must be a positive integer");
+        throw clientError("BAD_REQUEST", "explain: 'top_k' must be a positive integer");
       }
       const s = await slot.score(m.data, m.rows);
       const predictions = formatPredictions(slot.signature, s);
@@ -331,7 +332,7 @@ export class ServeCore {
       if (hl !== null) {
         // Binary tensor extension: the JSON header, then the input blobs (any Content-Type).
         if (req.body === null || !Number.isInteger(hl) || hl < 1 || hl > req.body.length) {
-          throw arborError("BAD_REQUEST", "infer: Inference-Header-Content-Length does not fit the body");
+          throw clientError("BAD_REQUEST", "infer: Inference-Header-Content-Length does not fit the body");
         }
         body = decodeBody(req.body.subarray(0, hl), "json");
         binary = req.body.subarray(hl);
@@ -359,14 +360,14 @@ export class ServeCore {
 }
 
 function routeNotFound(req: CoreRequest): ArborError {
-  return arborError(
+  return clientError(
     "ROUTE_NOT_FOUND",
     `route: no route ${req.method.toUpperCase()} ${req.path.slice(0, 200)}`,
   );
 }
 
 function methodNotAllowed(req: CoreRequest): ArborError {
-  return arborError(
+  return clientError(
     "METHOD_NOT_ALLOWED",
     `route: ${req.method.toUpperCase()} is not allowed on ${req.path.slice(0, 200)}`,
   );

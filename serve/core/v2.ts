@@ -5,9 +5,10 @@
  * strings). SHAP is the optional output `treeshap_output` `[N, F+1]` (bias last; `[N, K, F+1]` for
  * multiclass), as Triton's FIL backend exposes it.
  */
-import { arborError } from "../../shared/errors.ts";
+
 import { shapMatrix } from "../explain.ts";
 import type { ModelSlot } from "../model-cache/slot.ts";
+import { clientError } from "./client-error.ts";
 import { classLabels } from "./predictions.ts";
 import { type RowMatrix, rowsFromColumns } from "./rows.ts";
 import type { ServeCore } from "./service.ts";
@@ -55,7 +56,7 @@ export function v2ModelMetadata(core: ServeCore, slot: ModelSlot): Record<string
 
 /** Flatten nested arrays (row-major) into `out`. */
 function flatten(v: unknown, out: unknown[], depth: number): void {
-  if (depth > 4) throw arborError("BAD_SHAPE", "infer: tensor data is nested too deeply");
+  if (depth > 4) throw clientError("BAD_SHAPE", "infer: tensor data is nested too deeply");
   if (Array.isArray(v)) for (let i = 0; i < v.length; i++) flatten(v[i], out, depth + 1);
   else out.push(v);
 }
@@ -85,7 +86,7 @@ class BinaryCursor {
   /** The next `size` bytes, copied (aligned for typed-array views). */
   take(size: number, name: string): Uint8Array {
     if (!Number.isInteger(size) || size < 0 || this.#at + size > this.#bytes.length) {
-      throw arborError(
+      throw clientError(
         "BAD_SHAPE",
         `infer: input '${name.slice(0, 100)}' binary_data_size ${size} exceeds the body`,
       );
@@ -105,10 +106,10 @@ function binaryValues(bytes: Uint8Array, datatype: string, name: string): unknow
     let at = 0;
     while (at < bytes.length) {
       if (at + 4 > bytes.length)
-        throw arborError("BAD_SHAPE", `infer: input '${name}' has a truncated BYTES element`);
+        throw clientError("BAD_SHAPE", `infer: input '${name}' has a truncated BYTES element`);
       const len = view.getUint32(at, true);
       if (at + 4 + len > bytes.length)
-        throw arborError("BAD_SHAPE", `infer: input '${name}' has a truncated BYTES element`);
+        throw clientError("BAD_SHAPE", `infer: input '${name}' has a truncated BYTES element`);
       out.push(dec.decode(bytes.subarray(at + 4, at + 4 + len)));
       at += 4 + len;
     }
@@ -116,7 +117,7 @@ function binaryValues(bytes: Uint8Array, datatype: string, name: string): unknow
   }
   const size = BYTE_SIZES[datatype];
   if (size === undefined || bytes.length % size !== 0) {
-    throw arborError(
+    throw clientError(
       "PREDICT_BAD_FEATURE_TYPE",
       `infer: input '${name}' has datatype ${datatype} and ${bytes.length} bytes`,
     );
@@ -173,7 +174,7 @@ function inputData(o: Record<string, unknown>, name: string, cursor: BinaryCurso
       : undefined;
   if (size === undefined) return o["data"];
   if (cursor === null)
-    throw arborError(
+    throw clientError(
       "BAD_REQUEST",
       `infer: input '${name.slice(0, 100)}' has binary_data_size but the request has no Inference-Header-Content-Length`,
     );
@@ -183,18 +184,18 @@ function inputData(o: Record<string, unknown>, name: string, cursor: BinaryCurso
 function readInputs(slot: ModelSlot, body: unknown, maxRows: number, binary: Uint8Array | null): RowMatrix {
   const cursor = binary === null ? null : new BinaryCursor(binary);
   if (body === null || typeof body !== "object" || Array.isArray(body)) {
-    throw arborError("BAD_REQUEST", "infer: the body must be an object with 'inputs'");
+    throw clientError("BAD_REQUEST", "infer: the body must be an object with 'inputs'");
   }
   const inputs = (body as Record<string, unknown>)["inputs"];
   if (!Array.isArray(inputs) || inputs.length === 0)
-    throw arborError("BAD_REQUEST", "infer: 'inputs' must be a non-empty array");
+    throw clientError("BAD_REQUEST", "infer: 'inputs' must be a non-empty array");
   const plan = slot.plan;
   const first = inputs[0] as Record<string, unknown> | null;
   if (inputs.length === 1 && first !== null && typeof first === "object" && first["name"] === "input") {
     const shape = first["shape"];
     const datatype = first["datatype"];
     if (typeof datatype !== "string" || !NUMERIC_TYPES.has(datatype)) {
-      throw arborError(
+      throw clientError(
         "PREDICT_BAD_FEATURE_TYPE",
         `infer: input 'input' must be FP32 (got ${String(datatype).slice(0, 20)})`,
       );
@@ -206,14 +207,14 @@ function readInputs(slot: ModelSlot, body: unknown, maxRows: number, binary: Uin
       !Number.isInteger(shape[0]) ||
       shape[0] < 1
     ) {
-      throw arborError("BAD_SHAPE", `infer: input 'input' must have shape [N, ${plan.width}]`);
+      throw clientError("BAD_SHAPE", `infer: input 'input' must have shape [N, ${plan.width}]`);
     }
     const n = shape[0] as number;
-    if (n > maxRows) throw arborError("TOO_MANY_ROWS", `infer: ${n} rows, the limit is ${maxRows}`);
+    if (n > maxRows) throw clientError("TOO_MANY_ROWS", `infer: ${n} rows, the limit is ${maxRows}`);
     const flat: unknown[] = [];
     flatten(inputData(first, "input", cursor), flat, 0);
     if (flat.length !== n * plan.width) {
-      throw arborError(
+      throw clientError(
         "BAD_SHAPE",
         `infer: input 'input' has ${flat.length} values, shape says ${n * plan.width}`,
       );
@@ -227,7 +228,7 @@ function readInputs(slot: ModelSlot, body: unknown, maxRows: number, binary: Uin
       else if (typeof v === "boolean") data[i] = v ? 1 : 0;
       else {
         const feature = plan.names[i % plan.width];
-        throw arborError(
+        throw clientError(
           typeof v === "number" ? "NON_FINITE_VALUE" : "PREDICT_BAD_FEATURE_TYPE",
           `infer: row ${Math.floor(i / plan.width)}, feature '${feature}': bad value ${String(v).slice(0, 20)}`,
           {
@@ -241,13 +242,13 @@ function readInputs(slot: ModelSlot, body: unknown, maxRows: number, binary: Uin
   const columns: Record<string, unknown[]> = {};
   for (const inp of inputs) {
     if (inp === null || typeof inp !== "object")
-      throw arborError("BAD_REQUEST", "infer: each input must be an object");
+      throw clientError("BAD_REQUEST", "infer: each input must be an object");
     const o = inp as Record<string, unknown>;
     const name = o["name"];
-    if (typeof name !== "string") throw arborError("BAD_REQUEST", "infer: each input needs a 'name'");
+    if (typeof name !== "string") throw clientError("BAD_REQUEST", "infer: each input needs a 'name'");
     const dt = o["datatype"];
     if (dt !== "BYTES" && (typeof dt !== "string" || !NUMERIC_TYPES.has(dt))) {
-      throw arborError(
+      throw clientError(
         "PREDICT_BAD_FEATURE_TYPE",
         `infer: input '${name.slice(0, 100)}' has unsupported datatype ${String(dt).slice(0, 20)}`,
       );
@@ -261,13 +262,13 @@ function readInputs(slot: ModelSlot, body: unknown, maxRows: number, binary: Uin
       shape.length > 2 ||
       (shape.length === 2 && shape[1] !== 1)
     ) {
-      throw arborError(
+      throw clientError(
         "BAD_SHAPE",
         `infer: input '${name.slice(0, 100)}' must have shape [N] or [N, 1] matching its data`,
       );
     }
     if (Object.hasOwn(columns, name))
-      throw arborError("BAD_REQUEST", `infer: input '${name.slice(0, 100)}' is given twice`);
+      throw clientError("BAD_REQUEST", `infer: input '${name.slice(0, 100)}' is given twice`);
     columns[name] = flat;
   }
   return rowsFromColumns(plan, columns, maxRows);
@@ -296,12 +297,12 @@ export async function v2Infer(
   ];
   let wanted = available.filter((n) => n !== "treeshap_output");
   if (b["outputs"] !== undefined) {
-    if (!Array.isArray(b["outputs"])) throw arborError("BAD_REQUEST", "infer: 'outputs' must be an array");
+    if (!Array.isArray(b["outputs"])) throw clientError("BAD_REQUEST", "infer: 'outputs' must be an array");
     wanted = [];
     for (const o of b["outputs"] as unknown[]) {
       const name = o !== null && typeof o === "object" ? (o as Record<string, unknown>)["name"] : undefined;
       if (typeof name !== "string" || !available.includes(name)) {
-        throw arborError(
+        throw clientError(
           "BAD_REQUEST",
           `infer: unknown output ${JSON.stringify(name ?? null).slice(0, 60)}; available: ${available.join(", ")}`,
         );

@@ -12,6 +12,7 @@ import { arborError, isArborError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { labelKey } from "../../shared/paths.ts";
 import type { ServeConfig } from "../config.ts";
+import { clientError } from "../core/client-error.ts";
 import type { ServeMetrics } from "../metrics.ts";
 import { loadSlot } from "./loader.ts";
 import type { ModelSlot, SlotBatching } from "./slot.ts";
@@ -173,10 +174,10 @@ export class ModelCache {
   acquireLabel(name: string, label: string): ModelSlot {
     const labels = this.#labels.get(name);
     if (labels === undefined)
-      throw arborError("MODEL_NOT_FOUND", `resolve model: no model '${name}' is served`);
+      throw clientError("MODEL_NOT_FOUND", `resolve model: no model '${name}' is served`);
     const st = labels.get(label);
     if (st === undefined || st.state === "absent") {
-      throw arborError("LABEL_NOT_FOUND", `resolve model: model '${name}' has no label '${label}' served`);
+      throw clientError("LABEL_NOT_FOUND", `resolve model: model '${name}' has no label '${label}' served`);
     }
     if (st.slot === null) {
       throw arborError(

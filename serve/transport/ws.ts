@@ -12,6 +12,7 @@
 import type { TemplatedApp, WebSocket } from "uWebSockets.js";
 import { arborError, toArborError } from "../../shared/errors.ts";
 import { newRequestId } from "../../shared/logger.ts";
+import { clientError } from "../core/client-error.ts";
 import { decodeBody, encodeBody } from "../core/codec.ts";
 import type { ModelRef, ServeCore } from "../core/service.ts";
 import type { TransportState } from "./http.ts";
@@ -39,19 +40,19 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 function refOf(msg: Record<string, unknown>): ModelRef {
   const model = msg["model"];
   if (typeof model !== "string" || !NAME.test(model))
-    throw arborError("BAD_REQUEST", "stream: 'model' must be a model name");
+    throw clientError("BAD_REQUEST", "stream: 'model' must be a model name");
   const version = msg["version"];
   const label = msg["label"];
   if (version !== undefined && label !== undefined)
-    throw arborError("BAD_REQUEST", "stream: give 'version' or 'label', not both");
+    throw clientError("BAD_REQUEST", "stream: give 'version' or 'label', not both");
   if (version !== undefined) {
     const v = typeof version === "string" ? Number(version.replace(/^v/, "")) : version;
     if (typeof v !== "number" || !Number.isInteger(v) || v < 1)
-      throw arborError("BAD_REQUEST", "stream: 'version' must be a positive integer");
+      throw clientError("BAD_REQUEST", "stream: 'version' must be a positive integer");
     return { name: model, version: v, label: null };
   }
   if (label !== undefined && (typeof label !== "string" || !NAME.test(label))) {
-    throw arborError("BAD_REQUEST", "stream: 'label' must be a label name");
+    throw clientError("BAD_REQUEST", "stream: 'label' must be a label name");
   }
   return { name: model, version: null, label: (label as string | undefined) ?? null };
 }
@@ -116,15 +117,15 @@ export function attachStream(
     try {
       const msg = decodeBody(data, binary ? "msgpack" : "json");
       if (msg === null || typeof msg !== "object" || Array.isArray(msg))
-        throw arborError("BAD_REQUEST", "stream: a message must be an object");
+        throw clientError("BAD_REQUEST", "stream: a message must be an object");
       const m = msg as Record<string, unknown>;
       id = m["id"] === undefined ? null : m["id"];
       if (id !== null && typeof id !== "string" && typeof id !== "number") {
         id = null;
-        throw arborError("BAD_REQUEST", "stream: 'id' must be a string or a number");
+        throw clientError("BAD_REQUEST", "stream: 'id' must be a string or a number");
       }
       if (m["op"] !== "predict" && m["op"] !== "explain")
-        throw arborError("BAD_REQUEST", "stream: 'op' must be 'predict' or 'explain'");
+        throw clientError("BAD_REQUEST", "stream: 'op' must be 'predict' or 'explain'");
       op = m["op"];
       if (state.shuttingDown) throw arborError("SHUTTING_DOWN", "the server is shutting down");
       const ref = refOf(m);
