@@ -283,6 +283,8 @@ export function createApiApp(o: {
     mutating: false,
     handler: async (c) => {
       const study = await storage.get(c.params["id"]);
+      // Trials of workers that died show as what they are (waiting or failed), not "running".
+      await storage.reapStale(study.id);
       const trials = await storage.trials(study.id);
       const job = study.jobId ? await queue.get(study.jobId).catch(() => null) : null;
       return json({ study, trials, job });

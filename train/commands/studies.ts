@@ -75,6 +75,8 @@ export const studiesShowCommand = defineCommand({
     const reg = await open(ctx);
     const storage = new StudyStorage(reg.db);
     const study = await storage.get(args._[0]);
+    // Trials of workers that died show as what they are (waiting or failed), not "running".
+    await storage.reapStale(study.id);
     const rows = await storage.trials(study.id);
     const report = buildStudyReport(study, rows);
     const dir = args.out ?? path.join(ctx.config.home, "reports", "studies", study.name);
