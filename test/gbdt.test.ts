@@ -309,6 +309,12 @@ describe("training", () => {
     expect(r.rounds).toBeLessThan(300);
     expect(r.rounds - r.bestIteration).toBe(5);
     expect(r.ensemble.trees.length).toBe(r.bestIteration);
+    // The margins handed back are those of the kept (best) ensemble.
+    const kept = predictMarginColumns(r.ensemble, v.columns, v.numRows);
+    expect(Array.from(kept)).toEqual(Array.from(r.validMargin!));
+    expect(Array.from(predictMarginColumns(r.ensemble, d.columns, d.numRows))).toEqual(
+      Array.from(r.trainMargin),
+    );
     const best = Math.min(...r.history.map((h) => h.valid!.logloss));
     expect(r.history[r.bestIteration - 1].valid!.logloss).toBe(best);
     const seen: number[] = [];

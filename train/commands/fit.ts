@@ -41,9 +41,12 @@ const schema = z.object({
   out: z.string(),
 });
 
-/** Final metrics of a model on one dataset. */
-export function datasetMetrics(result: TrainResult, data: Dataset): Record<string, number> {
-  const margin = predictMarginColumns(result.ensemble, data.columns, data.numRows);
+/** Final metrics of a model on one dataset (margins: the engine's own, or walked from the trees). */
+export function datasetMetrics(
+  result: TrainResult,
+  data: Dataset,
+  margin: Float64Array = predictMarginColumns(result.ensemble, data.columns, data.numRows),
+): Record<string, number> {
   if (result.task === "binary") {
     return { logloss: logloss(margin, data.label, data.weight), auc: auc(margin, data.label) };
   }
@@ -208,8 +211,8 @@ export const fitCommand = defineCommand({
     const metrics = {
       task: result.task,
       metric: result.metric,
-      train: datasetMetrics(result, train),
-      ...(valid ? { valid: datasetMetrics(result, valid) } : {}),
+      train: datasetMetrics(result, train, result.trainMargin),
+      ...(valid && result.validMargin ? { valid: datasetMetrics(result, valid, result.validMargin) } : {}),
       bestIteration: result.bestIteration,
       rounds: result.rounds,
       numTrees: result.ensemble.trees.length,

@@ -53,9 +53,9 @@ export interface TrainResult {
   bestIteration: number;
   rounds: number;
   seconds: number;
-  /** The engine's own training margins [N × K] after the last round (tests check ONNX-side parity on them). */
+  /** The engine's training margins [N × K] of the kept ensemble (equal to walking its float trees). */
   trainMargin: Float64Array;
-  /** The engine's validation margins after the last round (null without a validation set). */
+  /** The engine's validation margins of the kept ensemble (null without a validation set). */
   validMargin: Float64Array | null;
 }
 
@@ -154,6 +154,11 @@ export function trainGbdt(
   const vN = valid?.numRows ?? 0;
   const validBins = valid ? binColumns(valid.columns, data.mappers, vN) : null;
   const vMargin = new Float64Array(vN * K);
+  // With early stopping the kept model is the best round's: keep its margins (one copy per
+  // improving round) so callers get metrics without walking the trees again.
+  const keepBest = valid !== null && (options.earlyStopping ?? 0) > 0;
+  const bestTrain = keepBest ? new Float64Array(N * K) : null;
+  const bestValid = keepBest ? new Float64Array(vN * K) : null;
   for (let i = 0; i < vN; i++) for (let j = 0; j < K; j++) vMargin[i * K + j] = base[j];
 
   // Gradients, row indices and bins live in SharedArrayBuffers for the histogram workers.
@@ -217,6 +222,8 @@ export function trainGbdt(
         if (higher ? v > best : v < best) {
           best = v;
           bestRound = round;
+          bestTrain?.set(margin);
+          bestValid?.set(vMargin);
         }
       } else bestRound = round;
       history.push(info);
@@ -255,8 +262,8 @@ export function trainGbdt(
       bestIteration: keep,
       rounds,
       seconds: (performance.now() - started) / 1000,
-      trainMargin: margin,
-      validMargin: valid ? vMargin : null,
+      trainMargin: bestTrain ?? margin,
+      validMargin: bestValid ?? (valid ? vMargin : null),
     };
     if (train.classes) result.classes = train.classes;
     return result;
