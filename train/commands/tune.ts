@@ -249,6 +249,7 @@ export const tuneCommand = defineCommand({
   examples: [
     "arbor tune --split spl_01jc… --task binary --trials 40 --register flights --promote production --min-metric 0.70",
     "arbor tune --split spl_01jc… --task binary --study nightly --parallel 2   # run on several machines to share the study",
+    "# exit codes: 0 done, 1 internal, 2 bad input, 3 no trial completed, 4 below --min-metric, 5 champion is better, 130 interrupted",
   ],
   async run(ctx, args) {
     const registry = await openRegistry(ctx.config, ctx.logger);
