@@ -7,7 +7,6 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from "uWebSockets.js";
 import { arborError, ERRORS } from "../../shared/errors.ts";
 import { requestIdFrom } from "../../shared/logger.ts";
-import type { Counter, Histogram } from "../../shared/metrics.ts";
 import { CONTENT_TYPES, encodeBody, type Format, responseFormat } from "../core/codec.ts";
 import type { CoreReply, ServeCore } from "../core/service.ts";
 
@@ -71,38 +70,10 @@ class Exchange {
   }
 }
 
-/** Cache of labelled metric children: prom-client's labels() hashes on every call. */
-class MetricChildren {
-  readonly #map = new Map<string, { count: { inc(): void }; latency: { observe(v: number): void } }>();
-  readonly #requests: Counter<"route" | "model" | "version" | "status">;
-  readonly #latency: Histogram<"route" | "model" | "version" | "status">;
-
-  constructor(
-    requests: Counter<"route" | "model" | "version" | "status">,
-    latency: Histogram<"route" | "model" | "version" | "status">,
-  ) {
-    this.#requests = requests;
-    this.#latency = latency;
-  }
-
-  observe(route: string, model: string, version: string, status: number, seconds: number): void {
-    const key = `${route}|${model}|${version}|${status}`;
-    let c = this.#map.get(key);
-    if (c === undefined) {
-      if (this.#map.size > 10_000) this.#map.clear();
-      const labels = { route, model, version, status: String(status) };
-      c = { count: this.#requests.labels(labels), latency: this.#latency.labels(labels) };
-      this.#map.set(key, c);
-    }
-    c.count.inc();
-    c.latency.observe(seconds);
-  }
-}
-
 /** Attach the HTTP handler to `app`. */
 export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportState): void {
   const maxBody = core.config.maxBodyBytes;
-  const children = new MetricChildren(core.metrics.requests, core.metrics.latency);
+  const stats = core.metrics.stats;
   const logger = core.logger;
 
   const finish = (res: HttpResponse, ex: Exchange, reply: CoreReply): void => {
@@ -110,7 +81,7 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
     ex.done = true;
     const seconds = (performance.now() - ex.started) / 1000;
     // Unknown routes share one label value so that random paths cannot blow up the series count.
-    children.observe(reply.route, reply.model, reply.version, reply.status, seconds);
+    stats.observe(reply.route, reply.model, reply.version, reply.status, seconds);
     if (!ex.aborted) {
       let body: string | Uint8Array;
       let ctype: string;
