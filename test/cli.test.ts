@@ -37,6 +37,21 @@ describe("cli", () => {
     expect(stderr).toContain("UNKNOWN_COMMAND");
   });
 
+  test("a command group without its subcommand: one line naming the subcommands; --help lists them", async () => {
+    const bare = await cli(["models"]);
+    expect(bare.code).toBe(2);
+    expect(bare.stdout).toBe("");
+    expect(bare.stderr.trim().split("\n")).toHaveLength(1);
+    expect(bare.stderr).toContain("UNKNOWN_COMMAND");
+    expect(bare.stderr).toContain("register, promote, rollback, archive, list, show");
+    const json = await cli(["splits", "--json"]);
+    expect(json.code).toBe(2);
+    expect(JSON.parse(json.stdout).error.code).toBe("UNKNOWN_COMMAND");
+    const help = await cli(["models", "--help"]);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain("arbor models promote NAME VERSION --label LABEL");
+  });
+
   test("unknown flag is refused with INVALID_ARGUMENT, as JSON with --json", async () => {
     const { code, stdout } = await cli(["version", "--bogus", "--json"]);
     expect(code).toBe(2);

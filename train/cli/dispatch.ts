@@ -239,9 +239,16 @@ export async function runCli(
     const found = findCommand(commands, argv);
     if (!found) {
       const prefix = commands.filter((c) => c.name.startsWith(`${argv[0]} `));
-      if (prefix.length > 0 && (argv[1] === undefined || argv[1] === "--help")) {
+      if (prefix.length > 0 && (argv[1] === "--help" || argv[1] === "-h")) {
         io.stdout(prefix.map(commandHelp).join("\n"));
-        return argv[1] === "--help" ? 0 : 2;
+        return 0;
+      }
+      if (prefix.length > 0 && (argv[1] === undefined || argv[1].startsWith("-"))) {
+        const subs = prefix.map((c) => c.name.slice(argv[0].length + 1));
+        throw arborError(
+          "UNKNOWN_COMMAND",
+          `"arbor ${argv[0]}" needs a subcommand: ${subs.join(", ")} (arbor ${argv[0]} --help)`,
+        );
       }
       throw arborError(
         "UNKNOWN_COMMAND",
