@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import pl from "nodejs-polars";
@@ -541,6 +541,35 @@ for (const kind of databaseKinds()) {
       expect(g.parts.train.groups! + g.parts.valid.groups! + g.parts.test.groups!).toBe(g.groups_total!);
       const show = await cli(["splits", "show", g.id]);
       expect(show.stdout).toContain("GROUPS");
+    }, 120_000);
+
+    test("time strategy on a CSV with ISO text times: ordered and reported by parsed time", async () => {
+      // 09:00+06:00 is 03:00 UTC: in the middle of train, though it is train's largest text.
+      const times = ["04:00:00Z", "08:00:00Z", "01:00:00Z", "09:00:00+06:00", "07:00:00Z", "06:00:00Z"];
+      const all = [...times, "02:00:00Z", "05:00:00Z"].map((h) => `2024-01-01T${h.replace("Z", "+00:00")}`);
+      const csv = path.join(dir, "iso-times.csv");
+      writeFileSync(csv, `t,y\n${all.map((t, i) => `${t},${i}`).join("\n")}\n`);
+      const r = await cli([
+        "split",
+        "--data",
+        csv,
+        "--target",
+        "y",
+        "--strategy",
+        "time",
+        "--time-column",
+        "t",
+      ]);
+      expect(r.code).toBe(0);
+      const shown = JSON.parse((await cli(["splits", "show", r.stdout.trim(), "--json"])).stdout) as {
+        report: SplitReport;
+      };
+      const { train, valid, test: testPart } = shown.report.parts;
+      // 8 rows at 0.7/0.15/0.15 → 6/1/1 by UTC time: train 01:00 … 06:00, valid 07:00, test 08:00.
+      expect([train.rows, valid.rows, testPart.rows]).toEqual([6, 1, 1]);
+      expect(train.time).toEqual({ min: "2024-01-01T01:00:00+00:00", max: "2024-01-01T06:00:00+00:00" });
+      expect(valid.time?.min).toBe("2024-01-01T07:00:00+00:00");
+      expect(testPart.time?.min).toBe("2024-01-01T08:00:00+00:00");
     }, 120_000);
 
     test("bad input exits 2 with one line naming the code", async () => {

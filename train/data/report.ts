@@ -6,7 +6,7 @@
 import pl from "nodejs-polars";
 import type { Logger } from "../../shared/logger.ts";
 import type { Dataset } from "./read.ts";
-import { PARTS, type PartName, type SplitOptions, type SplitPlan } from "./split.ts";
+import { PARTS, type PartName, parseIsoTimes, type SplitOptions, type SplitPlan } from "./split.ts";
 import { frameToRecords } from "./to-js.ts";
 import type { PartFile } from "./write.ts";
 
@@ -143,6 +143,24 @@ function timeRange(
   column: string,
   logger: Logger,
 ): { min: string | number | null; max: string | number | null } {
+  const parsed = /^(String|Utf8)$/.test(frame.schema[column].variant)
+    ? parseIsoTimes(frame, column, logger)
+    : null;
+  if (parsed) {
+    // ISO text: earliest and latest by parsed time (offsets applied), shown as written.
+    const sorted = frame
+      .select(pl.col(column))
+      .withColumn(parsed.getColumn(column).alias("__time"))
+      .filter(pl.col("__time").isNotNull())
+      .sort("__time");
+    if (sorted.height === 0) return { min: null, max: null };
+    const [first, last] = frameToRecords(
+      logger,
+      "split report: time range",
+      pl.concat([sorted.head(1), sorted.tail(1)]),
+    );
+    return { min: scalar(first[column]), max: scalar(last[column]) };
+  }
   const [row] = frameToRecords(
     logger,
     "split report: time range",

@@ -351,7 +351,7 @@ const ISO_TIME_FORMATS: readonly (readonly [string, string])[] = [
  * parses (Polars' strptime is lenient about trailing text, so the shape is checked first by regex).
  * Returns null when the text is not ISO time. Nulls stay nulls (refused later as missing times).
  */
-function parseIsoTimes(frame: pl.DataFrame, column: string, logger: Logger): pl.DataFrame | null {
+export function parseIsoTimes(frame: pl.DataFrame, column: string, logger: Logger): pl.DataFrame | null {
   const text = pl.col(column);
   const count = (expr: pl.Expr, what: string): number =>
     Number(scalar(logger, what, frame, expr.cast(pl.UInt32).sum()));
