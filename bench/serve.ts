@@ -26,6 +26,7 @@ const { values } = parseArgs({
     workers: { type: "string", default: "1" },
     threads: { type: "string", default: "1" },
     quick: { type: "boolean", default: false },
+    reference: { type: "boolean", default: false },
   },
 });
 const SECONDS = Number(values.seconds);
@@ -34,6 +35,14 @@ const WORKERS = Number(values.workers);
 const THREADS = Number(values.threads);
 /** --quick: only single-row JSON on the 500-tree model (for before/after checks while developing). */
 const QUICK = values.quick === true;
+/**
+ * --reference: also train a real 500-tree depth-6 XGBoost model, import it with `arbor import
+ * --xgboost`, and load-test it beside the Python reference stack (/work/shared/tools/
+ * reference-server.py: FastAPI + uvicorn/uvloop + XGBoost inplace_predict) on the same machine.
+ * Needs Debian's python3-xgboost, python3-fastapi, python3-uvicorn, python3-uvloop, python3-httptools.
+ */
+const REFERENCE = values.reference === true;
+const REFERENCE_SERVER = "/work/shared/tools/reference-server.py";
 const ROOT = new URL("..", import.meta.url).pathname;
 const F = 28;
 
@@ -346,6 +355,7 @@ else {
   await scenarioSet("batching on", []);
   await scenarioSet("batching off", ["--no-batching"], ["single-row JSON", "single-row msgpack"]);
 }
+if (REFERENCE) await referenceComparison();
 await hello.stop();
 await store.close();
 rmSync(dir, { recursive: true, force: true });
@@ -354,6 +364,121 @@ writeFileSync(
   path.join(ROOT, "bench/results/serve.json"),
   `${JSON.stringify({ date: new Date().toISOString(), seconds: SECONDS, connections: CONNS, workers: WORKERS, wrkThreads: THREADS, ortInProcessUs: ort, results }, null, 2)}\n`,
 );
+
+async function referenceComparison(): Promise<void> {
+  const model = path.join(dir, "xgb500.json");
+  const train = Bun.spawnSync(
+    [
+      "/usr/bin/python3",
+      "-c",
+      `import numpy as np, xgboost as xgb
+rng = np.random.default_rng(0)
+X = rng.normal(size=(20000, ${F})).astype(np.float32)
+y = (X[:, 0] + X[:, 1] * X[:, 2] + rng.normal(size=20000) > 0).astype(np.float32)
+b = xgb.train({"max_depth": 6, "eta": 0.1, "objective": "binary:logistic", "tree_method": "hist"}, xgb.DMatrix(X, label=y), num_boost_round=500)
+b.save_model("${model}")`,
+    ],
+    { stderr: "pipe" },
+  );
+  if (train.exitCode !== 0) throw new Error(`training the XGBoost reference model failed: ${train.stderr}`);
+  const bundle = path.join(dir, "models/xgbref/v1");
+  const imp = Bun.spawnSync(
+    ["bun", "train/cli.ts", "import", "--xgboost", model, "--out", bundle, "--quiet"],
+    {
+      cwd: ROOT,
+      stderr: "pipe",
+    },
+  );
+  if (imp.exitCode !== 0) throw new Error(`arbor import failed: ${imp.stderr}`);
+  const manifest = new Uint8Array(readFileSync(path.join(bundle, "manifest.json")));
+  const sha = new Bun.CryptoHasher("sha256").update(manifest).digest("hex");
+  await pointLabel(store, "xgbref", "production", 1, sha);
+  const refDir = mkdtempSync(path.join(tmpdir(), "arbor-ref-"));
+  writeFileSync(path.join(refDir, "reference_server.py"), readFileSync(REFERENCE_SERVER));
+  const refPort = 18000 + Math.floor(Math.random() * 1000);
+  const ref = Bun.spawn(
+    [
+      "/usr/bin/python3",
+      "-m",
+      "uvicorn",
+      "reference_server:app",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(refPort),
+      "--workers",
+      "1",
+      "--no-access-log",
+      "--log-level",
+      "warning",
+      "--loop",
+      "uvloop",
+      "--http",
+      "httptools",
+    ],
+    { cwd: refDir, env: { ...process.env, MODEL: model }, stdout: "ignore", stderr: "inherit" },
+  );
+  const server = await startServe([
+    "--store",
+    pathToFileURL(dir).href,
+    "--workers",
+    String(WORKERS),
+    "--log-level",
+    "warn",
+  ]);
+  try {
+    for (let i = 0; i < 200; i++) {
+      const ok = await fetch(`http://127.0.0.1:${refPort}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      );
+      if (ok) break;
+      await Bun.sleep(100);
+    }
+    const enc = new TextEncoder();
+    const ours = await withCpu(server.proc.pid, () =>
+      wrk(
+        `${server.url}/v1/models/xgbref:predict`,
+        enc.encode(JSON.stringify({ instances: [row] })),
+        "application/json",
+      ),
+    );
+    const theirs = await withCpu(ref.pid, () =>
+      wrk(
+        `http://127.0.0.1:${refPort}/predict`,
+        enc.encode(JSON.stringify({ rows: [row] })),
+        "application/json",
+      ),
+    );
+    for (const [who, l] of [
+      ["arbor serve", ours],
+      ["python reference", theirs],
+    ] as const) {
+      results.push({
+        setup: "reference comparison",
+        model: "xgboost 500x6 imported",
+        scenario: `single-row JSON: ${who}`,
+        rps: Math.round(l.rps),
+        p50_us: l.p50,
+        p99_us: l.p99,
+        p999_us: l.p999,
+        errors: l.errors,
+        server_cpu_us_per_request: l.cpuUs,
+      });
+      console.log(
+        `reference      ${who.padEnd(18)} single-row JSON ${String(Math.round(l.rps)).padStart(7)} req/s  p50 ${l.p50} µs  p99 ${l.p99} µs  p99.9 ${l.p999} µs  errors ${l.errors}  cpu ${l.cpuUs} µs/req`,
+      );
+    }
+    console.log(
+      `reference      ratio: ${(ours.rps / theirs.rps).toFixed(1)}x requests/s, ${((theirs.cpuUs ?? 0) / (ours.cpuUs ?? 1)).toFixed(1)}x less CPU per request`,
+    );
+  } finally {
+    await server.stop();
+    ref.kill("SIGTERM");
+    await ref.exited;
+    rmSync(refDir, { recursive: true, force: true });
+  }
+}
 
 function mkdirIfNeeded(): void {
   Bun.spawnSync(["mkdir", "-p", path.join(ROOT, "bench/results")]);
