@@ -168,6 +168,26 @@ export class JobQueue {
     return this.#finish(id, workerId, { state: "failed", result: null, error });
   }
 
+  /**
+   * Hand a job this worker runs back to the queue (graceful shutdown): queued again at once and
+   * this attempt is not counted. False when the job is no longer this worker's.
+   */
+  async release(id: string, workerId: string): Promise<boolean> {
+    const rows = await this.#db
+      .update(jobs)
+      .set({
+        state: "queued",
+        attempts: sql`greatest(${jobs.attempts} - 1, 0)`,
+        workerId: null,
+        runAfter: sql`now()`,
+        updatedAt: sql`now()`,
+      })
+      .where(and(eq(jobs.id, id), eq(jobs.workerId, workerId), eq(jobs.state, "running")))
+      .returning({ id: jobs.id });
+    if (rows.length > 0) this.#logger.info({ job: id, worker: workerId }, "job released");
+    return rows.length > 0;
+  }
+
   /** Cancel: a queued job at once; a running one is asked to stop (its worker sees it at heartbeat). */
   async cancel(id: string): Promise<JobRow> {
     const [queued] = await this.#db

@@ -263,6 +263,35 @@ describe("control-plane API on PGlite", () => {
     expect(got.body.trials.some((t: { state: string }) => t.state === "running")).toBe(false);
   }, 120_000);
 
+  test("a worker stopped mid-job (SIGTERM) hands the job back queued, the attempt not counted", async () => {
+    const splitId = (await call("GET", "/v1/splits?limit=1")).body.items[0].id;
+    const created = await call("POST", "/v1/studies", {
+      split: splitId,
+      task: "binary",
+      name: "handed-back",
+      trials: 500,
+      rounds: 30,
+      pruner: "none",
+    });
+    const stop = new AbortController();
+    const worker = runWorker({
+      registry,
+      config: db.config({ apiTokens: [TOKEN] }),
+      logger,
+      signal: stop.signal,
+    });
+    for (let i = 0; i < 600; i++) {
+      const s = await call("GET", `/v1/studies/${created.body.study.id}`);
+      if (s.body.trials.some((t: { state: string }) => t.state === "complete")) break;
+      await Bun.sleep(50);
+    }
+    stop.abort();
+    expect(await worker).toBe(1);
+    const job = await registry.jobs.get(created.body.job.id);
+    expect(job).toMatchObject({ state: "queued", attempts: 0, workerId: null });
+    expect(await registry.jobs.cancel(job.id)).toMatchObject({ state: "cancelled" });
+  }, 120_000);
+
   test("registry models: list, versions, labels, promote, rollback, archive", async () => {
     const list = await call("GET", "/v1/registry/models");
     expect(list.body.items.map((m: { name: string }) => m.name)).toEqual(["api-model"]);

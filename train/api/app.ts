@@ -21,7 +21,6 @@ import {
 import { STRATEGIES } from "../data/split.ts";
 import { buildStudyDefinition } from "../tune/pipeline.ts";
 import { StudyStorage } from "../tune/storage.ts";
-import { JobQueue } from "../worker/jobs.ts";
 import { TUNE_JOB, tuneOptionsOf, tuneRequestSchema } from "../worker/tune-job.ts";
 import {
   errorResponse,
@@ -85,7 +84,7 @@ export function createApiApp(o: {
     "method",
   ]);
   const storage = new StudyStorage(registry.db);
-  const queue = new JobQueue(registry.db);
+  const queue = registry.jobs;
   // Queue depth and study states, read from the database at scrape time.
   new Gauge({
     name: "arbor_jobs",
@@ -301,7 +300,7 @@ export function createApiApp(o: {
         throw arborError("CONFLICT", `cancel study: ${study.name} is ${study.status} already`);
       }
       await storage.setStatus(study.id, "cancelled", ["queued", "running", "cancelled"]);
-      const job = study.jobId ? await queue.requestCancel(study.jobId) : null;
+      const job = study.jobId ? await queue.cancel(study.jobId) : null;
       return json({ study: await storage.get(study.id), job }, 202);
     },
   });
