@@ -43,7 +43,8 @@ export const SERVE_DEFAULTS = {
   port: 8080,
   labels: ["production"],
   models: [] as string[],
-  workers: 1,
+  /** 0 = one process per core (os.availableParallelism()). */
+  workers: 0,
   logLevel: "info",
   pollIntervalMs: 2000,
   watch: true,
@@ -117,7 +118,7 @@ function fromEnv(raw: string, like: unknown): unknown {
   return raw;
 }
 
-/** Load the serve configuration. `workers: 0` in the environment means one per core. */
+/** Load the serve configuration. `workers: 0` (the default) means one process per core. */
 export function loadServeConfig(
   env: Record<string, string | undefined>,
   overrides: ServeConfigOverrides = {},

@@ -4,7 +4,7 @@
  */
 import { expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { openArtifactStore } from "../registry/store/open.ts";
@@ -12,7 +12,7 @@ import { pointLabel, publishFixture } from "./serve-fixtures.ts";
 
 const ROOT = path.join(import.meta.dir, "..");
 
-test("arbor serve: bad flags exit 2 with a code; a running server stops on SIGTERM with exit 0", async () => {
+test("arbor serve: bad flags exit 2 with a code; the default cluster (one process per core) stops on SIGTERM with exit 0", async () => {
   const bad = Bun.spawnSync(["bun", "train/cli.ts", "serve", "--port", "99999"], {
     cwd: ROOT,
     stderr: "pipe",
@@ -50,6 +50,8 @@ test("arbor serve: bad flags exit 2 with a code; a running server stops on SIGTE
       out += new TextDecoder().decode(value);
     }
     const port = Number(/"port":(\d+)/.exec(out)![1]);
+    // The default is one server process per core, all on one port.
+    expect(out).toContain(`"workers":${availableParallelism()}`);
     const res = await fetch(`http://127.0.0.1:${port}/v1/models/c:predict`, {
       method: "POST",
       headers: { "content-type": "application/json" },

@@ -136,7 +136,19 @@ const ROOT = new URL("..", import.meta.url).pathname;
 /** Spawn `node --import tsx serve/main.ts` on port 0 and wait for its `listening` line. */
 export async function startServe(args: string[], env: Record<string, string> = {}): Promise<ServeProcess> {
   const proc = Bun.spawn(
-    ["node", "--import", "tsx", "serve/main.ts", "--host", "127.0.0.1", "--port", "0", ...args],
+    [
+      "node",
+      "--import",
+      "tsx",
+      "serve/main.ts",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+      // One process unless asked: tests reason about one cache; the default is one per core.
+      ...(args.includes("--workers") ? [] : ["--workers", "1"]),
+      ...args,
+    ],
     {
       cwd: ROOT,
       env: {

@@ -45,7 +45,7 @@ export const serveCommand = defineCommand({
     {
       name: "workers",
       type: "integer",
-      description: "server processes sharing the port; 0 = one per core (ARBOR_SERVE_WORKERS)",
+      description: "server processes sharing the port; 0 = one per core, the default (ARBOR_SERVE_WORKERS)",
     },
     {
       name: "poll-ms",
