@@ -94,56 +94,79 @@ function freePort(host: string): Promise<number> {
   });
 }
 
+/** Restarts allowed per minute before the primary gives up on a crash-looping worker. */
+const MAX_RESTARTS_PER_MINUTE = 5;
+
 async function runPrimary(config: ServeConfig): Promise<void> {
   const logger = createLogger({ name: "serve", level: config.logLevel });
-  let port = config.port;
-  let exiting = false;
-  const workers: ReturnType<typeof cluster.fork>[] = [];
-  const fork = (index: number) =>
+  // uSockets sets SO_REUSEPORT only for a non-zero port, so port 0 cannot be shared: pick a free
+  // port here first (tiny race with other programs, acceptable for tests and dev), then every
+  // worker binds that port.
+  const port = config.port === 0 ? await freePort(config.host) : config.port;
+  const live = new Map<number, ReturnType<typeof cluster.fork>>();
+  const restarts: number[] = [];
+  let started = false;
+  let stopping = false;
+  let exitCode = 0;
+  const stopAll = (sig: NodeJS.Signals, code: number) => {
+    stopping = true;
+    exitCode |= code;
+    if (live.size === 0) process.exit(exitCode === 0 ? 0 : 1);
+    for (const w of live.values()) w.process.kill(sig);
+  };
+  const fork = (index: number): Promise<void> =>
     new Promise<void>((resolve, reject) => {
       const w = cluster.fork({
         ARBOR_SERVE_WORKER_INDEX: String(index),
         ARBOR_SERVE_WORKER_PORT: String(port),
       });
-      workers.push(w);
+      live.set(index, w);
       w.on("message", (m: { listening?: number }) => {
-        if (typeof m?.listening === "number") {
-          port = m.listening;
-          resolve();
-        }
+        if (typeof m?.listening === "number") resolve();
       });
-      w.on("exit", (code) => {
-        if (!exiting) {
-          logger.error({ worker: index, code }, "worker exited; stopping");
-          exiting = true;
-          for (const o of workers) o.process.kill("SIGTERM");
-          reject(new Error(`worker ${index} exited with code ${code}`));
-          process.exitCode = code || 1;
+      w.on("exit", (code, signal) => {
+        if (live.get(index) === w) live.delete(index);
+        if (stopping) {
+          exitCode |= code ?? 1;
+          if (live.size === 0) process.exit(exitCode === 0 ? 0 : 1);
+          return;
         }
+        reject(new Error(`worker ${index} exited with code ${code}`));
+        if (!started) {
+          logger.error({ worker: index, code, signal }, "worker failed to start; stopping");
+          stopAll("SIGTERM", 1);
+          return;
+        }
+        // A crash after start: replace the worker, unless it is crash-looping.
+        const now = Date.now();
+        restarts.push(now);
+        while (restarts.length > 0 && restarts[0] < now - 60_000) restarts.shift();
+        if (restarts.length > MAX_RESTARTS_PER_MINUTE) {
+          logger.error(
+            { worker: index, code, signal, restarts: restarts.length },
+            "workers keep crashing; stopping",
+          );
+          stopAll("SIGTERM", 1);
+          return;
+        }
+        logger.error({ worker: index, code, signal }, "worker exited; starting a replacement");
+        fork(index).catch(() => {});
       });
     });
-  // uSockets sets SO_REUSEPORT only for a non-zero port, so port 0 cannot be shared: pick a free
-  // port here first (tiny race with other programs, acceptable for tests and dev), then every
-  // worker binds that port.
-  if (port === 0) port = await freePort(config.host);
-  await fork(0);
-  await Promise.all(Array.from({ length: config.workers - 1 }, (_, i) => fork(i + 1)));
+  try {
+    await fork(0);
+    await Promise.all(Array.from({ length: config.workers - 1 }, (_, i) => fork(i + 1)));
+  } catch {
+    return; // stopAll is already under way; the process exits when the workers have.
+  }
+  started = true;
   process.stdout.write(
     `${JSON.stringify({ listening: { host: config.host, port, workers: config.workers } })}\n`,
   );
   const shutdown = (sig: NodeJS.Signals) => {
-    if (exiting) return;
-    exiting = true;
+    if (stopping) return;
     logger.info({ signal: sig }, "stopping workers");
-    let codes = 0;
-    let left = workers.length;
-    for (const w of workers) {
-      w.once("exit", (code) => {
-        codes |= code ?? 1;
-        if (--left === 0) process.exit(codes === 0 ? 0 : 1);
-      });
-      w.process.kill(sig);
-    }
+    stopAll(sig, 0);
   };
   process.on("SIGTERM", () => shutdown("SIGTERM"));
   process.on("SIGINT", () => shutdown("SIGINT"));

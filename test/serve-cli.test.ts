@@ -8,7 +8,7 @@ import { availableParallelism, tmpdir } from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { openArtifactStore } from "../registry/store/open.ts";
-import { pointLabel, publishFixture } from "./serve-fixtures.ts";
+import { pointLabel, publishFixture, startServe } from "./serve-fixtures.ts";
 
 const ROOT = path.join(import.meta.dir, "..");
 
@@ -61,6 +61,35 @@ test("arbor serve: bad flags exit 2 with a code; the default cluster (one proces
     proc.kill("SIGTERM");
     expect(await proc.exited).toBe(0);
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 60_000);
+
+test("cluster: a worker that dies is replaced; the port keeps answering; SIGTERM still exits 0", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "arbor-serve-cluster-"));
+  const server = await startServe(["--store", pathToFileURL(dir).href, "--workers", "2"]);
+  try {
+    const pidOf = async () => {
+      const res = await fetch(`${server.url}/version`, { headers: { connection: "close" } });
+      return ((await res.json()) as { pid: number }).pid;
+    };
+    const pids = new Set<number>();
+    for (let i = 0; i < 50 && pids.size < 2; i++) pids.add(await pidOf());
+    expect(pids.size).toBe(2);
+    const victim = [...pids][0];
+    process.kill(victim, "SIGKILL");
+    const end = Date.now() + 30_000;
+    while (!server.logs().includes("starting a replacement") && Date.now() < end) await Bun.sleep(50);
+    expect(server.logs()).toContain("starting a replacement");
+    // Both the survivor and, once it listens, the replacement answer on the same port.
+    const seen = new Set<number>();
+    while (seen.size < 2 && Date.now() < end) {
+      const pid = await pidOf().catch(() => 0);
+      if (pid !== 0 && pid !== victim) seen.add(pid);
+    }
+    expect(seen.size).toBe(2);
+  } finally {
+    expect(await server.stop()).toBe(0);
     rmSync(dir, { recursive: true, force: true });
   }
 }, 60_000);
