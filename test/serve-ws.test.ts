@@ -35,6 +35,7 @@ beforeAll(async () => {
     ARBOR_SERVE_WS_MAX_BACKPRESSURE_BYTES: "65536",
     ARBOR_SERVE_WS_MAX_IN_FLIGHT: "400",
     ARBOR_SERVE_WS_MAX_CONNECTIONS: "3",
+    ARBOR_SERVE_WS_MAX_PAYLOAD_BYTES: "2000000",
   });
 });
 
@@ -174,4 +175,28 @@ test("the connection limit answers 503; too many messages in flight close with 1
   const close = flood.frames.find((f) => f.opcode === 8)!;
   expect(close.payload.readUInt16BE(0)).toBe(1008);
   flood.socket.destroy();
+}, 60_000);
+
+test("a message over the payload limit gets a 413 reply and the connection stays open", async () => {
+  const ws = new WebSocket(`ws://127.0.0.1:${server.port}/v1/stream`);
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onerror = reject;
+  });
+  const replies: { id: unknown; error?: { code: string } }[] = [];
+  const two = new Promise<void>((resolve) => {
+    ws.onmessage = (ev) => {
+      replies.push(JSON.parse(String(ev.data)));
+      if (replies.length === 2) resolve();
+    };
+  });
+  ws.send(
+    JSON.stringify({ id: "big", model: "w", op: "predict", instances: [], pad: "x".repeat(2_100_000) }),
+  );
+  ws.send(JSON.stringify({ id: "ok", model: "w", op: "predict", instances: [[1, 2, 3, 4]] }));
+  await two;
+  expect(replies[0].error?.code).toBe("PAYLOAD_TOO_LARGE");
+  expect(replies[1].id).toBe("ok");
+  expect(ws.readyState).toBe(WebSocket.OPEN);
+  ws.close();
 }, 60_000);

@@ -137,7 +137,9 @@ export function attachStream(
   };
 
   app.ws<Conn>("/v1/stream", {
-    maxPayloadLength: cfg.wsMaxPayloadBytes,
+    // Messages over the configured limit get a per-message 413; only 4x the limit closes the socket
+    // (uWS must buffer a whole message before we see it, so some hard cap has to exist).
+    maxPayloadLength: cfg.wsMaxPayloadBytes * 4,
     maxBackpressure: Math.max(HARD_BACKPRESSURE_BYTES, cfg.wsMaxBackpressureBytes * 4),
     closeOnBackpressureLimit: 1,
     idleTimeout: 120,
@@ -168,6 +170,15 @@ export function attachStream(
     },
     message: (ws, message, isBinary) => {
       const conn = ws.getUserData();
+      if (message.byteLength > cfg.wsMaxPayloadBytes) {
+        counter.inc({ op: "invalid", status: "413" });
+        const err = clientError(
+          "PAYLOAD_TOO_LARGE",
+          `stream: the message has ${message.byteLength} bytes, the limit is ${cfg.wsMaxPayloadBytes}`,
+        );
+        send(ws, { id: null, ...err.toJSON(), status: err.status }, isBinary);
+        return;
+      }
       // Copy now: uWS neuters the ArrayBuffer when this callback returns.
       const data = new Uint8Array(message.slice(0));
       if (conn.running + conn.parked.length >= cfg.wsMaxInFlight) {
