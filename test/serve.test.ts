@@ -373,6 +373,47 @@ describe("serve: WebSocket /v1/stream", () => {
   });
 });
 
+describe("serve: WebSocket explain and routing fields", () => {
+  test("op explain, label and version fields, string ids", async () => {
+    const ws = new WebSocket(`ws://127.0.0.1:${server.port}/v1/stream`);
+    ws.binaryType = "arraybuffer";
+    await new Promise((resolve, reject) => {
+      ws.onopen = resolve;
+      ws.onerror = reject;
+    });
+    const rs = rows(models["flights@2"].signature, 2, 43);
+    const replies = new Map<string, Json>();
+    const done = new Promise<void>((resolve) => {
+      ws.onmessage = (ev) => {
+        const v =
+          typeof ev.data === "string" ? JSON.parse(ev.data) : unpack(new Uint8Array(ev.data as ArrayBuffer));
+        replies.set(v.id, v);
+        if (replies.size === 3) resolve();
+      };
+    });
+    ws.send(pack({ id: "e", model: "flights", label: "staging", op: "explain", instances: rs, top_k: 3 }));
+    ws.send(JSON.stringify({ id: "v", model: "flights", version: "v2", op: "predict", instances: rs }));
+    ws.send(
+      JSON.stringify({
+        id: "b",
+        model: "flights",
+        version: 2,
+        label: "staging",
+        op: "predict",
+        instances: rs,
+      }),
+    );
+    await done;
+    const e = replies.get("e");
+    expect(e.version).toBe(2);
+    expect(e.explanations.length).toBe(2);
+    expect(Object.keys(e.explanations[0].contributions).length).toBe(3);
+    expect(replies.get("v").version).toBe(2);
+    expect(replies.get("b").error.code).toBe("BAD_REQUEST");
+    ws.close();
+  });
+});
+
 describe("serve: bad input", () => {
   const good = { instances: [{ f0: 1, f1: 2, f2: "c1", f3: 0, f4: 0, f5: 0 }] };
   const cases: [string, string, unknown, number, string, Record<string, string>?][] = [
