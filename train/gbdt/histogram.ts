@@ -3,7 +3,8 @@
  * of 2 × totalBins. Built from the node's row indices over the row-major uint8 bins (one pass over
  * the rows touches all F bins of a row in one cache line), with gradients and hessians interleaved
  * in one array `gh` (one cache line per row instead of two). The sibling comes from the
- * subtraction trick: sibling = parent − built child.
+ * subtraction trick: sibling = parent − built child. The kernel is in hist-kernel.ts (shared with
+ * the workers); the builder, single- or multi-threaded, in hist-pool.ts.
  *
  * Like LightGBM (≥ v3), bins hold no row count: counts are estimated as h × (rows / Σh) of the
  * node where min_data_in_leaf needs them; partitions count rows exactly.
@@ -12,8 +13,9 @@
  * arrays 94; (g, h) with separate arrays 78; (g, h) with interleaved gh 65-75; column-major
  * per-feature loop with ordered gradients 77-220; Float32 histogram 91-133.
  */
+import { buildHistogramRange } from "./hist-kernel.ts";
 
-/** Build a histogram of rows idx[start..end) into `hist` (zeroed here). */
+/** Build a histogram of rows idx[start..end) over every feature into `hist` (zeroed here). */
 export function buildHistogram(
   hist: Float64Array,
   rowBins: Uint8Array,
@@ -24,42 +26,8 @@ export function buildHistogram(
   start: number,
   end: number,
 ): void {
-  hist.fill(0);
-  const F = numFeatures;
-  for (let i = start; i < end; i++) {
-    const r = idx[i];
-    const g = gh[2 * r];
-    const h = gh[2 * r + 1];
-    const base = r * F;
-    for (let f = 0; f < F; f++) {
-      const k = (offsets[f] + rowBins[base + f]) << 1;
-      hist[k] += g;
-      hist[k + 1] += h;
-    }
-  }
-}
-
-/** Build the histogram of every row 0..n-1 (the root without subsampling: sequential access). */
-export function buildHistogramAll(
-  hist: Float64Array,
-  rowBins: Uint8Array,
-  numFeatures: number,
-  offsets: Int32Array,
-  gh: Float64Array,
-  n: number,
-): void {
-  hist.fill(0);
-  const F = numFeatures;
-  for (let r = 0; r < n; r++) {
-    const g = gh[2 * r];
-    const h = gh[2 * r + 1];
-    const base = r * F;
-    for (let f = 0; f < F; f++) {
-      const k = (offsets[f] + rowBins[base + f]) << 1;
-      hist[k] += g;
-      hist[k + 1] += h;
-    }
-  }
+  const totalBins = hist.length >> 1;
+  buildHistogramRange(hist, 0, rowBins, numFeatures, offsets, totalBins, gh, idx, start, end, 0, numFeatures);
 }
 
 /** `into = parent − child`, element-wise (may alias parent). */
