@@ -47,6 +47,21 @@ export class Batcher {
   #queue: Pending[] = [];
   #queuedRows = 0;
   #scheduled = false;
+  #firstAt = 0;
+  /**
+   * Flush after one event-loop turn, or keep turning the loop (each turn polls the sockets, so more
+   * requests can join) until `maxWaitUs` has passed since the first queued request. Timers have
+   * 1 ms resolution in Node; setImmediate turns give µs-scale waits.
+   */
+  readonly #tick = (): void => {
+    if (this.#queue.length === 0) {
+      this.#scheduled = false;
+      return;
+    }
+    const waited = (performance.now() - this.#firstAt) * 1000;
+    if (waited < this.#o.maxWaitUs && this.#queuedRows < this.#o.maxRows) setImmediate(this.#tick);
+    else this.#flush();
+  };
 
   constructor(options: BatcherOptions) {
     this.#o = options;
@@ -63,9 +78,8 @@ export class Batcher {
       if (this.#queuedRows >= o.maxRows) this.#flush();
       else if (!this.#scheduled) {
         this.#scheduled = true;
-        // Waits under 1 ms use one event-loop turn: timers have 1 ms resolution in Node.
-        if (o.maxWaitUs >= 1000) setTimeout(() => this.#flush(), Math.floor(o.maxWaitUs / 1000));
-        else setImmediate(() => this.#flush());
+        this.#firstAt = performance.now();
+        setImmediate(this.#tick);
       }
     });
   }
