@@ -1,0 +1,165 @@
+/**
+ * serve/core and the micro-batcher without sockets or a server process: row validation against a
+ * signature, codecs by content type, and batching semantics (coalescing, offsets, bounds, off).
+ */
+import { describe, expect, test } from "bun:test";
+import { pack } from "msgpackr";
+import { decodeBody, requestFormat, responseFormat } from "../serve/core/codec.ts";
+import { FeaturePlan } from "../serve/core/plan.ts";
+import { rowsFromBody } from "../serve/core/rows.ts";
+import { Batcher, type RunOutputs } from "../serve/model-cache/batcher.ts";
+import type { Signature } from "../shared/bundle.ts";
+import { isArborError } from "../shared/errors.ts";
+
+const signature: Signature = {
+  format: "arbor-bundle/1",
+  task: "binary",
+  target: "y",
+  features: [
+    { name: "age", type: "numeric" },
+    { name: "city", type: "categorical", categories: ["Lyon", "Paris", "3"] },
+  ],
+  objective: "binary:logistic",
+  baseScore: [0],
+  numTrees: 1,
+  source: "arbor",
+};
+const plan = new FeaturePlan(signature);
+
+function code(f: () => unknown): string {
+  try {
+    f();
+  } catch (e) {
+    return isArborError(e) ? e.code : `not an ArborError: ${String(e)}`;
+  }
+  return "no error";
+}
+
+describe("serve/core rows", () => {
+  test("objects, arrays and columns fill the same float32 matrix; categories → codes; unknown/null → NaN", () => {
+    const a = rowsFromBody(
+      plan,
+      {
+        instances: [
+          { age: 41, city: "Paris" },
+          { city: null, age: null },
+        ],
+      },
+      10,
+    );
+    const b = rowsFromBody(
+      plan,
+      {
+        instances: [
+          [41, "Paris"],
+          [null, null],
+        ],
+      },
+      10,
+    );
+    const c = rowsFromBody(plan, { columns: { age: [41, null], city: ["Paris", null] } }, 10);
+    for (const m of [a, b, c]) {
+      expect(m.rows).toBe(2);
+      expect(Array.from(m.data.subarray(0, 2))).toEqual([41, 1]);
+      expect(Number.isNaN(m.data[2]) && Number.isNaN(m.data[3])).toBe(true);
+    }
+    const d = rowsFromBody(
+      plan,
+      {
+        instances: [
+          [1, "Berlin"],
+          [2, 3],
+        ],
+      },
+      10,
+    );
+    expect(Number.isNaN(d.data[1])).toBe(true); // unknown category = missing
+    expect(d.data[3]).toBe(2); // the number 3 matches the category "3"
+  });
+
+  test("every bad shape has its stable code", () => {
+    expect(code(() => rowsFromBody(plan, { instances: [{ age: 1 }] }, 10))).toBe("PREDICT_MISSING_FEATURE");
+    expect(code(() => rowsFromBody(plan, { instances: [{ age: 1, city: "x", zip: 1 }] }, 10))).toBe(
+      "UNKNOWN_FEATURE",
+    );
+    expect(code(() => rowsFromBody(plan, { instances: [["1", "x"]] }, 10))).toBe("PREDICT_BAD_FEATURE_TYPE");
+    expect(code(() => rowsFromBody(plan, { instances: [[Number.POSITIVE_INFINITY, "x"]] }, 10))).toBe(
+      "NON_FINITE_VALUE",
+    );
+    expect(code(() => rowsFromBody(plan, { instances: [[1]] }, 10))).toBe("BAD_SHAPE");
+    expect(
+      code(() =>
+        rowsFromBody(
+          plan,
+          {
+            instances: [
+              [1, "x"],
+              [1, "x"],
+            ],
+          },
+          1,
+        ),
+      ),
+    ).toBe("TOO_MANY_ROWS");
+    expect(code(() => rowsFromBody(plan, { instances: [] }, 10))).toBe("BAD_REQUEST");
+    expect(code(() => rowsFromBody(plan, { instances: [], columns: {} }, 10))).toBe("BAD_REQUEST");
+    expect(code(() => rowsFromBody(plan, { columns: { age: [1] } }, 10))).toBe("PREDICT_MISSING_FEATURE");
+  });
+
+  test("codecs: by Content-Type, replies by Accept", () => {
+    expect(requestFormat("application/json; charset=utf-8")).toBe("json");
+    expect(requestFormat("application/x-msgpack")).toBe("msgpack");
+    expect(code(() => requestFormat("text/csv"))).toBe("UNSUPPORTED_MEDIA_TYPE");
+    expect(responseFormat("application/msgpack")).toBe("msgpack");
+    expect(responseFormat("", "msgpack")).toBe("msgpack");
+    expect(decodeBody(pack({ a: [1, null] }) as Uint8Array, "msgpack")).toEqual({ a: [1, null] });
+    expect(code(() => decodeBody(new TextEncoder().encode("{"), "json"))).toBe("MALFORMED_BODY");
+    expect(code(() => decodeBody(new Uint8Array([0xff, 0xfe]), "json"))).toBe("MALFORMED_BODY");
+  });
+});
+
+describe("serve micro-batcher", () => {
+  /** A fake model: output = 10 × first column, one ORT "run" recorded per call. */
+  function batcher(enabled: boolean, maxRows: number) {
+    const runs: number[] = [];
+    const b = new Batcher({
+      enabled,
+      maxRows,
+      maxWaitUs: 0,
+      width: 2,
+      run: async (data, rows): Promise<RunOutputs> => {
+        runs.push(rows);
+        const out = new Float32Array(rows);
+        for (let r = 0; r < rows; r++) out[r] = data[r * 2] * 10;
+        return { rows, tensors: new Map([["prediction", { data: out, width: 1 }]]) };
+      },
+    });
+    const score = async (values: number[]) => {
+      const s = await b.score(Float32Array.from(values.flatMap((v) => [v, 0])), values.length);
+      const t = s.outputs.tensors.get("prediction")!;
+      return Array.from(t.data.subarray(s.offset, s.offset + s.rows));
+    };
+    return { runs, score };
+  }
+
+  test("concurrent callers share one run and each gets its own rows back", async () => {
+    const { runs, score } = batcher(true, 64);
+    const out = await Promise.all([score([1]), score([2, 3]), score([4])]);
+    expect(out).toEqual([[10], [20, 30], [40]]);
+    expect(runs).toEqual([4]);
+  });
+
+  test("batches never exceed maxRows; big requests run alone; off = one run per call", async () => {
+    const small = batcher(true, 3);
+    const out = await Promise.all([small.score([1, 2]), small.score([3, 4]), small.score([5, 6, 7])]);
+    expect(out).toEqual([
+      [10, 20],
+      [30, 40],
+      [50, 60, 70],
+    ]);
+    expect(Math.max(...small.runs)).toBeLessThanOrEqual(3);
+    const off = batcher(false, 64);
+    await Promise.all([off.score([1]), off.score([2])]);
+    expect(off.runs).toEqual([1, 1]);
+  });
+});
