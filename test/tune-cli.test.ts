@@ -8,12 +8,15 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { eq, sql } from "drizzle-orm";
 import pl from "nodejs-polars";
 import postgres from "postgres";
+import { studies } from "../registry/db/schema.ts";
+import { openRegistry } from "../registry/index.ts";
 import { COMMANDS } from "../train/cli/commands.ts";
 import { runCli } from "../train/cli/dispatch.ts";
 import { Rng } from "../train/tune/random.ts";
-import { createTestDatabase, POSTGRES_URL, type TestDatabase } from "./helpers/db.ts";
+import { createTestDatabase, POSTGRES_URL, type TestDatabase, testLogger } from "./helpers/db.ts";
 
 const ROOT = path.resolve(import.meta.dir, "..");
 let dir: string;
@@ -213,6 +216,35 @@ describe("arbor tune on PGlite", () => {
     );
     expect(b.code).toBe(2);
     expect(b.json.error.code).toBe("SPLIT_NOT_FOUND");
+  }, 60_000);
+
+  test("a complete study whose closer died before its refit is refitted by a rerun, once", async () => {
+    const base = ["tune", "--split", splitId, "--task", "binary", "--rounds", "20", "--trials", "2"];
+    const first = await cli([...base, "--study", "orphan", "--json"], db.env);
+    expect(first.code).toBe(0);
+    // As if the closing process died right after closing: no result, a claim nobody renews.
+    const setClaim = async (at: string) => {
+      const registry = await openRegistry(db.config(), testLogger());
+      await registry.db
+        .update(studies)
+        .set({
+          settings: sql`(${studies.settings} - 'result') || jsonb_build_object('refitClaim', jsonb_build_object('worker', 'gone', 'at', ${sql.raw(at)}))`,
+        })
+        .where(eq(studies.name, "orphan"));
+      await registry.close();
+    };
+    await setClaim("extract(epoch from now())::float8");
+    const fresh = await cli([...base, "--study", "orphan", "--register", "orphan", "--json"], db.env);
+    expect(fresh.code).toBe(0);
+    expect(fresh.json.registered).toBeNull(); // the claim is fresh: its holder may still be refitting
+    await setClaim("0");
+    const rerun = await cli([...base, "--study", "orphan", "--register", "orphan", "--json"], db.env);
+    expect(rerun.code).toBe(0);
+    expect(rerun.stderr).toContain("refit never finished");
+    expect(rerun.json.registered).toEqual({ name: "orphan", version: 1 });
+    const again = await cli([...base, "--study", "orphan", "--register", "orphan", "--json"], db.env);
+    expect(again.json.registered).toBeNull();
+    expect(again.stderr).toContain("registered (v1)");
   }, 60_000);
 });
 

@@ -237,7 +237,22 @@ export async function runTune(
     exitCode: TUNE_EXIT.OK,
   };
   if (io.signal.aborted) return { ...outcome, exitCode: TUNE_EXIT.INTERRUPTED };
-  if (summary.closed === null) return outcome; // another process closed the study and refits it
+  const settings = finalStudy.settings as StudySettings;
+  if (summary.closed === null) {
+    // Another process closed the study and refits it, unless it died before it finished (its
+    // claim on the refit goes stale): then a rerun takes the refit over.
+    const result = settings["result"] as { refit?: unknown; registered?: { version: number } } | undefined;
+    const done = options.register ? result?.registered !== undefined : result?.refit !== undefined;
+    if (finalStudy.status !== "complete") return outcome;
+    if (done) {
+      io.say?.(
+        `study ${study.name} was complete already${result?.registered ? `; its model is registered (v${result.registered.version})` : ""}`,
+      );
+      return outcome;
+    }
+    if (!(await storage.claimRefit(study.id, summary.workerId, settings.staleSeconds))) return outcome;
+    io.say?.(`study ${study.name} is complete but its refit never finished: refitting here`);
+  }
   if (bestRow === null) {
     return {
       ...outcome,
@@ -248,6 +263,11 @@ export async function runTune(
     };
   }
   const workDir = await mkdtemp(path.join(os.tmpdir(), "arbor-refit-"));
+  // Keep our claim on the refit fresh, so that a rerun takes it over only if this process dies.
+  const renew = setInterval(
+    () => void storage.claimRefit(study.id, summary.workerId, settings.staleSeconds).catch(() => false),
+    (settings.staleSeconds * 1000) / 3,
+  );
   try {
     io.say?.(`refitting trial ${bestRow.number} on ${options.refitOn} and evaluating on test`);
     const refit = await refitInWorker({
@@ -320,6 +340,7 @@ export async function runTune(
     io.say?.(`promoted ${reg.name} v${reg.version} to ${options.promote}: ${gate.reason}`);
     return outcome;
   } finally {
+    clearInterval(renew);
     await rm(workDir, { recursive: true, force: true });
   }
 }

@@ -304,9 +304,10 @@ export class StudyStorage {
 
   /**
    * Close the study when nothing is running or waiting: best trial, status complete. Returns the
-   * study when this call closed it (exactly one caller gets it), otherwise null.
+   * study when this call closed it (exactly one caller gets it), otherwise null. The closer holds
+   * the refit from then on (see {@link claimRefit}).
    */
-  async finalize(studyId: string): Promise<StudyRow | null> {
+  async finalize(studyId: string, workerId = "unknown"): Promise<StudyRow | null> {
     return this.#db.transaction(async (tx) => {
       const [study] = await tx.select().from(studies).where(eq(studies.id, studyId)).for("update");
       if (!study || study.status === "complete" || study.status === "cancelled") return null;
@@ -318,6 +319,7 @@ export class StudyStorage {
         .update(studies)
         .set({
           status: "complete",
+          settings: withRefitClaim(workerId),
           bestTrialNumber: best?.number ?? null,
           bestValue: best?.value ?? null,
           finishedAt: new Date(),
@@ -327,6 +329,29 @@ export class StudyStorage {
         .returning();
       return row;
     });
+  }
+
+  /**
+   * Take (or renew) the refit of a complete study for `workerId`: true when no one holds it, we
+   * hold it, or its holder stopped renewing it `staleSeconds` ago (that process died mid-refit).
+   */
+  async claimRefit(studyId: string, workerId: string, staleSeconds: number): Promise<boolean> {
+    const claim = sql`${studies.settings} -> 'refitClaim'`;
+    const rows = await this.#db
+      .update(studies)
+      .set({
+        settings: withRefitClaim(workerId),
+        updatedAt: new Date(),
+      })
+      .where(
+        and(
+          eq(studies.id, studyId),
+          eq(studies.status, "complete"),
+          sql`(${claim} is null or ${claim} ->> 'worker' = ${workerId}::text or (${claim} ->> 'at')::float8 < extract(epoch from now()) - ${staleSeconds}::float8)`,
+        ),
+      )
+      .returning({ id: studies.id });
+    return rows.length === 1;
   }
 
   /** Store extra results on the study (refit metrics, registered version). */
@@ -339,6 +364,11 @@ export class StudyStorage {
       })
       .where(eq(studies.id, studyId));
   }
+}
+
+/** The study's settings with `refitClaim` = this worker, now. */
+function withRefitClaim(workerId: string): SQL {
+  return sql`${studies.settings} || jsonb_build_object('refitClaim', jsonb_build_object('worker', ${workerId}::text, 'at', extract(epoch from now())::float8))`;
 }
 
 const doneBudget = { kind: "done", reason: "budget" } as const;

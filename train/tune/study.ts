@@ -273,6 +273,6 @@ export async function runStudy(o: RunStudyOptions): Promise<RunStudySummary> {
     await storage.setStatus(study.id, "failed", ["queued", "running"]);
     throw fatal;
   }
-  const closed = o.signal?.aborted ? null : await storage.finalize(study.id);
+  const closed = o.signal?.aborted ? null : await storage.finalize(study.id, workerId);
   return { workerId, ran, closed, stoppedBy };
 }
