@@ -1,6 +1,6 @@
 /**
- * `POST /v1/splits`: the same steps as `arbor split` (read → plan → parquet parts + split.json in
- * the store → splits row), over the API's open registry.
+ * `POST /v1/splits`, and the steps it shares with `arbor split` ({@link storeSplit}: read → plan →
+ * parquet parts + split.json in the store → splits row).
  */
 import { createReadStream } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -16,8 +16,15 @@ import { arborError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { splitKey, splitPrefix } from "../../shared/paths.ts";
 import { readDataset } from "../data/read.ts";
-import { buildReport } from "../data/report.ts";
-import { DEFAULT_RATIOS, parseRatios, planSplit, type SplitOptions, STRATEGIES } from "../data/split.ts";
+import { buildReport, type SplitReport } from "../data/report.ts";
+import {
+  DEFAULT_RATIOS,
+  PARTS,
+  parseRatios,
+  planSplit,
+  type SplitOptions,
+  STRATEGIES,
+} from "../data/split.ts";
 import { takeParts, writeParts } from "../data/write.ts";
 
 /** Body of `POST /v1/splits`. */
@@ -63,28 +70,44 @@ export async function createSplit(
   if (options.strategy === "group" && !options.groupColumn) {
     throw arborError("SPLIT_MISSING_COLUMN_OPTION", "body.groupColumn: strategy group needs a group column");
   }
-  const dataset = await readDataset(body.data, {
+  const { record } = await storeSplit(
+    registry,
+    config,
+    { data: body.data, name: body.name ?? null, options, tags: body.tags ?? [] },
+    logger,
+  );
+  return record;
+}
+
+/**
+ * The steps of `arbor split` and `POST /v1/splits`: read → plan → parquet parts and split.json in
+ * the store → the splits row. A failure leaves no row and no files.
+ */
+export async function storeSplit(
+  registry: Registry,
+  config: ArborConfig,
+  input: { data: string; name: string | null; options: SplitOptions; tags?: string[] },
+  logger: Logger,
+  say: (message: string) => void = () => {},
+): Promise<{ record: SplitRecord; report: SplitReport }> {
+  const { options } = input;
+  say(`reading ${input.data}`);
+  const dataset = await readDataset(input.data, {
     logger,
     openStore: (uri) =>
       openArtifactStore(uri, { gcsEndpoint: config.gcsEndpoint, gcsProject: config.gcsProject }),
   });
+  say(`read ${dataset.frame.height} rows × ${dataset.frame.width} columns (${dataset.format})`);
   const plan = planSplit(dataset.frame, options, logger);
   const frames = takeParts(dataset.frame, plan);
-  const dir = await mkdtemp(path.join(os.tmpdir(), "arbor-api-split-"));
+  say(`split ${options.strategy}: ${PARTS.map((p, i) => `${p} ${frames[i].height}`).join(", ")}`);
+  const dir = await mkdtemp(path.join(os.tmpdir(), "arbor-split-"));
   try {
     const files = await writeParts(frames, dir);
     const id = newId("spl");
-    const report = buildReport({
-      id,
-      name: body.name ?? null,
-      dataset,
-      options,
-      plan,
-      frames,
-      files,
-      logger,
-    });
+    const report = buildReport({ id, name: input.name, dataset, options, plan, frames, files, logger });
     const store = registry.store;
+    let record: SplitRecord;
     try {
       for (const f of files) {
         await store.put(splitKey(id, `${f.part}.parquet`), createReadStream(f.file), {
@@ -94,7 +117,7 @@ export async function createSplit(
       await store.put(splitKey(id, "split.json"), `${JSON.stringify(report, null, 2)}\n`, {
         contentType: "application/json",
       });
-      return await registry.splits.create({
+      record = await registry.splits.create({
         id,
         name: report.name,
         sourceUri: dataset.sourceUri,
@@ -104,12 +127,18 @@ export async function createSplit(
         options: { ...report.options },
         report: report as unknown as Record<string, unknown>,
         rows: dataset.frame.height,
-        tags: body.tags ?? [],
+        tags: input.tags ?? [],
       });
     } catch (e) {
-      await store.deletePrefix(splitPrefix(id)).catch(() => {});
+      // No row without artifacts, and no orphaned artifacts without a row.
+      await store.deletePrefix(splitPrefix(id)).catch((err: unknown) => {
+        logger.warn({ err, split: id }, "could not remove the artifacts of a failed split");
+      });
       throw e;
     }
+    logger.info({ split: id, rows: dataset.frame.height, strategy: options.strategy }, "split stored");
+    say(`stored split ${id} in ${store.uri}/${splitPrefix(id)}`);
+    return { record, report };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -1,28 +1,12 @@
 /** `arbor split`: read a dataset, split it into train/valid/test, store the parts and the report. */
-import { createReadStream } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import os from "node:os";
-import path from "node:path";
 import { z } from "zod";
-import { newId } from "../../registry/ids.ts";
 import { openRegistry } from "../../registry/index.ts";
-import { openArtifactStore } from "../../registry/store/open.ts";
 import { NAME_PATTERN } from "../../shared/bundle.ts";
 import { arborError } from "../../shared/errors.ts";
 import { operationLogger } from "../../shared/logger.ts";
-import { splitKey, splitPrefix } from "../../shared/paths.ts";
+import { storeSplit } from "../api/splits.ts";
 import { defineCommand } from "../cli/command.ts";
-import { readDataset } from "../data/read.ts";
-import { buildReport } from "../data/report.ts";
-import {
-  DEFAULT_RATIOS,
-  PARTS,
-  parseRatios,
-  planSplit,
-  type SplitOptions,
-  STRATEGIES,
-} from "../data/split.ts";
-import { takeParts, writeParts } from "../data/write.ts";
+import { DEFAULT_RATIOS, parseRatios, type SplitOptions, STRATEGIES } from "../data/split.ts";
 
 /** Seed when `--seed` is not given. */
 export const DEFAULT_SEED = 0;
@@ -105,62 +89,13 @@ export const splitCommand = defineCommand({
     const registry = await openRegistry(ctx.config, logger);
     ctx.onClose(() => registry.close());
 
-    ctx.say(`reading ${args.data}`);
-    const dataset = await readDataset(args.data, {
+    const { report } = await storeSplit(
+      registry,
+      ctx.config,
+      { data: args.data, name: args.name ?? null, options },
       logger,
-      openStore: (uri) =>
-        openArtifactStore(uri, { gcsEndpoint: ctx.config.gcsEndpoint, gcsProject: ctx.config.gcsProject }),
-    });
-    ctx.say(`read ${dataset.frame.height} rows × ${dataset.frame.width} columns (${dataset.format})`);
-    const plan = planSplit(dataset.frame, options, logger);
-    const frames = takeParts(dataset.frame, plan);
-    ctx.say(`split ${options.strategy}: ${PARTS.map((p, i) => `${p} ${frames[i].height}`).join(", ")}`);
-
-    const dir = await mkdtemp(path.join(os.tmpdir(), "arbor-split-"));
-    ctx.onClose(() => rm(dir, { recursive: true, force: true }));
-    const files = await writeParts(frames, dir);
-    const id = newId("spl");
-    const report = buildReport({
-      id,
-      name: args.name ?? null,
-      dataset,
-      options,
-      plan,
-      frames,
-      files,
-      logger,
-    });
-
-    const store = registry.store;
-    try {
-      for (const f of files) {
-        await store.put(splitKey(id, `${f.part}.parquet`), createReadStream(f.file), {
-          contentType: "application/vnd.apache.parquet",
-        });
-      }
-      await store.put(splitKey(id, "split.json"), `${JSON.stringify(report, null, 2)}\n`, {
-        contentType: "application/json",
-      });
-      await registry.splits.create({
-        id,
-        name: report.name,
-        sourceUri: dataset.sourceUri,
-        fingerprint: dataset.fingerprint,
-        strategy: options.strategy,
-        target: options.target,
-        options: { ...report.options },
-        report: report as unknown as Record<string, unknown>,
-        rows: dataset.frame.height,
-      });
-    } catch (e) {
-      // No row without artifacts, and no orphaned artifacts without a row.
-      await store.deletePrefix(splitPrefix(id)).catch((err: unknown) => {
-        logger.warn({ err, split: id }, "could not remove the artifacts of a failed split");
-      });
-      throw e;
-    }
-    logger.info({ split: id, rows: dataset.frame.height, strategy: options.strategy }, "split stored");
-    ctx.say(`stored split ${id} in ${store.uri}/${splitPrefix(id)}`);
-    return { json: report, text: id };
+      ctx.say,
+    );
+    return { json: report, text: report.id };
   },
 });
