@@ -218,6 +218,24 @@ describe("arbor tune on PGlite", () => {
     expect(b.json.error.code).toBe("SPLIT_NOT_FOUND");
   }, 60_000);
 
+  test("no trial completes: exit 3, nothing registered, each failure's reason on stderr", async () => {
+    const space = path.join(dir, "no-leaves.json");
+    await Bun.write(space, JSON.stringify({ numLeaves: { type: "int", low: 1, high: 1 } }));
+    const r = await cli(
+      [
+        ...["tune", "--split", splitId, "--task", "binary", "--rounds", "10", "--trials", "2"],
+        ...["--study", "none-done", "--search-space", space, "--register", "m", "--promote", "production"],
+        "--json",
+      ],
+      db.env,
+    );
+    expect(r.code).toBe(3);
+    expect(r.json.trials).toMatchObject({ total: 2, failed: 2, complete: 0 });
+    expect(r.json.registered).toBeNull();
+    expect(r.json.promotion).toMatchObject({ promoted: false, code: "NO_TRIAL" });
+    expect(r.stderr).toMatch(/trial 0 failed \(.+\) in /);
+  }, 60_000);
+
   test("a complete study whose closer died before its refit is refitted by a rerun, once", async () => {
     const base = ["tune", "--split", splitId, "--task", "binary", "--rounds", "20", "--trials", "2"];
     const first = await cli([...base, "--study", "orphan", "--json"], db.env);

@@ -28,7 +28,13 @@ export function formatDuration(seconds: number): string {
 
 /** The stderr progress line of one finished trial. */
 export function progressLine(p: StudyProgress, metric: string): string {
-  const v = p.last.value === null ? "" : ` ${metric}=${p.last.value.toFixed(5)}`;
+  // A failed trial says why (else a study whose every trial fails, exit 3, gives no clue).
+  const v =
+    p.last.value !== null
+      ? ` ${metric}=${p.last.value.toFixed(5)}`
+      : p.last.error
+        ? ` (${p.last.error.split("\n")[0].slice(0, 200)})`
+        : "";
   const best = p.best === null ? "none yet" : `${p.best.toFixed(5)} (#${p.bestNumber})`;
   const eta = p.etaSeconds === null ? "" : ` | ETA ${formatDuration(p.etaSeconds)}`;
   return `trial ${p.last.number} ${p.last.state}${v} in ${p.last.seconds.toFixed(1)}s | ${p.finished}/${p.total} done | best ${best}${eta}`;

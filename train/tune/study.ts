@@ -48,7 +48,7 @@ export interface StudyProgress {
   total: number;
   best: number | null;
   bestNumber: number | null;
-  last: { number: number; state: string; value: number | null; seconds: number };
+  last: { number: number; state: string; value: number | null; seconds: number; error?: string | null };
   /** Estimated seconds left, from the mean trial time and the parallelism. */
   etaSeconds: number | null;
 }
@@ -144,7 +144,13 @@ export async function runStudy(o: RunStudyOptions): Promise<RunStudySummary> {
       total: settings.nTrials,
       best: best?.value ?? null,
       bestNumber: best?.number ?? null,
-      last: { number: trial.number, state: outcome.state, value: outcome.value, seconds },
+      last: {
+        number: trial.number,
+        state: outcome.state,
+        value: outcome.value,
+        seconds,
+        error: outcome.error,
+      },
       etaSeconds: durations.length > 0 ? (left * mean) / Math.max(1, o.parallel) : null,
     });
   };
