@@ -17,7 +17,10 @@ try {
   );
   process.exit(1);
 }
-const child = spawn(bun, [path.join(here, "..", "cli.ts"), ...process.argv.slice(2)], { stdio: "inherit" });
+const child = spawn(bun, [path.join(here, "..", "cli.ts"), ...process.argv.slice(2)], {
+  stdio: "inherit",
+  env: { ...process.env, ARBOR_LAUNCHER_PID: String(process.pid) },
+});
 for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) process.on(sig, () => child.kill(sig));
 child.on("exit", (code, signal) => {
   if (signal) process.kill(process.pid, signal);
