@@ -12,7 +12,7 @@
  * is installed, and reports the time ratio.
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -162,6 +162,7 @@ function runXgb(name: string, train: Dataset, test: Dataset): Record<string, num
     "--threads",
     "2",
   ]).toString();
+  rmSync(dir, { recursive: true, force: true });
   return JSON.parse(out.trim().split("\n").pop()!) as Record<string, number>;
 }
 
