@@ -32,7 +32,7 @@ const { values: args } = parseArgs({
     rounds: { type: "string", default: "500" },
     growth: { type: "string", default: "leafwise,depthwise,oblivious" },
     datasets: { type: "string", default: "flights,synthetic" },
-    threads: { type: "string", default: String(os.availableParallelism()) },
+    threads: { type: "string", default: "1" },
     xgb: { type: "boolean", default: false },
     out: { type: "string", default: "bench/results/train.json" },
   },
