@@ -1,22 +1,10 @@
 import { describe, expect, test } from "bun:test";
 import { ENV_NAMES } from "../shared/config.ts";
 import { COMMANDS } from "../train/cli/commands.ts";
-import { runCli } from "../train/cli/dispatch.ts";
+import { runArbor } from "./helpers/cli.ts";
 
-async function cli(argv: string[], env: Record<string, string | undefined> = {}) {
-  let stdout = "";
-  let stderr = "";
-  const code = await runCli(COMMANDS, argv, {
-    stdout: (t) => {
-      stdout += t;
-    },
-    stderr: (t) => {
-      stderr += t;
-    },
-    env,
-    cwd: "/tmp",
-  });
-  return { code, stdout, stderr };
+function cli(argv: string[], env: Record<string, string | undefined> = {}) {
+  return runArbor(argv, { env, cwd: "/tmp" });
 }
 
 describe("cli", () => {

@@ -18,9 +18,8 @@ import type { ArtifactStore } from "../registry/store/artifact-store.ts";
 import { type LabelPointer, labelPointerSchema, manifestSchema } from "../shared/bundle.ts";
 import { type ArborError, arborError, isArborError } from "../shared/errors.ts";
 import { labelKey, splitKey, versionFileKey } from "../shared/paths.ts";
-import { COMMANDS } from "../train/cli/commands.ts";
-import { runCli } from "../train/cli/dispatch.ts";
 import { type GcsServer, startGcsServer } from "./gcs-server.ts";
+import { runArbor } from "./helpers/cli.ts";
 import {
   createTestDatabase,
   databaseKinds,
@@ -446,20 +445,8 @@ describe("arbor models commands (PGlite)", () => {
     await tdb?.drop();
   });
 
-  async function cli(...argv: string[]) {
-    let stdout = "";
-    let stderr = "";
-    const code = await runCli(COMMANDS, argv, {
-      stdout: (t) => {
-        stdout += t;
-      },
-      stderr: (t) => {
-        stderr += t;
-      },
-      env: { ...tdb.env, ARBOR_USER: "ci-bot" },
-      cwd: tdb.home,
-    });
-    return { code, stdout, stderr };
+  function cli(...argv: string[]) {
+    return runArbor(argv, { env: { ...tdb.env, ARBOR_USER: "ci-bot" }, cwd: tdb.home });
   }
 
   test("register, promote, rollback, archive, list, show; text and --json", async () => {

@@ -8,8 +8,6 @@ import { openArtifactStore } from "../registry/store/open.ts";
 import { type ErrorCode, isArborError } from "../shared/errors.ts";
 import { createLogger } from "../shared/logger.ts";
 import { Random, shuffleInPlace } from "../shared/random.ts";
-import { COMMANDS } from "../train/cli/commands.ts";
-import { runCli } from "../train/cli/dispatch.ts";
 import type { Dataset } from "../train/data/read.ts";
 import { buildReport, type SplitReport, stableReport } from "../train/data/report.ts";
 import {
@@ -22,6 +20,7 @@ import {
 } from "../train/data/split.ts";
 import { takeParts, writeParts } from "../train/data/write.ts";
 import { startGcsServer } from "./gcs-server.ts";
+import { runArbor } from "./helpers/cli.ts";
 import { createTestDatabase, databaseKinds, type TestDatabase } from "./helpers/db.ts";
 
 const logger = createLogger({ name: "test", level: "silent" });
@@ -419,20 +418,8 @@ for (const kind of databaseKinds()) {
     let home: string;
     let data: string;
 
-    async function cli(argv: string[]) {
-      let stdout = "";
-      let stderr = "";
-      const code = await runCli(COMMANDS, argv, {
-        stdout: (t) => {
-          stdout += t;
-        },
-        stderr: (t) => {
-          stderr += t;
-        },
-        env: { ...db.env, ARBOR_LOG_LEVEL: "silent" },
-        cwd: dir,
-      });
-      return { code, stdout, stderr };
+    function cli(argv: string[]) {
+      return runArbor(argv, { env: { ...db.env, ARBOR_LOG_LEVEL: "silent" }, cwd: dir });
     }
 
     const storeFile = (id: string, file: string) => path.join(home, "store", "splits", id, file);
@@ -623,21 +610,9 @@ describe("arbor split with gs:// data and a gs:// store (real GCS client, test s
       });
       await upload.put("flights.parquet", frame(1500, 4).writeParquet());
       await upload.close();
-      let stdout = "";
-      let stderr = "";
-      const code = await runCli(
-        COMMANDS,
+      const { code, stdout, stderr } = await runArbor(
         ["split", "--data", "gs://bkt/raw/flights.parquet", "--target", "cls", "--strategy", "stratified"],
-        {
-          stdout: (t) => {
-            stdout += t;
-          },
-          stderr: (t) => {
-            stderr += t;
-          },
-          env,
-          cwd: dir,
-        },
+        { env, cwd: dir },
       );
       expect(stderr).not.toContain("arbor:");
       expect(code).toBe(0);
@@ -649,18 +624,9 @@ describe("arbor split with gs:// data and a gs:// store (real GCS client, test s
           ),
         ),
       );
-      let shown = "";
-      expect(
-        await runCli(COMMANDS, ["splits", "show", id, "--json"], {
-          stdout: (t) => {
-            shown += t;
-          },
-          stderr: () => {},
-          env,
-          cwd: dir,
-        }),
-      ).toBe(0);
-      const report = (JSON.parse(shown) as { report: SplitReport }).report;
+      const shown = await runArbor(["splits", "show", id, "--json"], { env, cwd: dir });
+      expect(shown.code).toBe(0);
+      const report = (JSON.parse(shown.stdout) as { report: SplitReport }).report;
       expect(report.source.uri).toBe("gs://bkt/raw/flights.parquet");
       expect(report.parts.train.rows + report.parts.valid.rows + report.parts.test.rows).toBe(1500);
     } finally {

@@ -13,9 +13,8 @@ import pl from "nodejs-polars";
 import postgres from "postgres";
 import { studies } from "../registry/db/schema.ts";
 import { openRegistry } from "../registry/index.ts";
-import { COMMANDS } from "../train/cli/commands.ts";
-import { runCli } from "../train/cli/dispatch.ts";
 import { Rng } from "../train/tune/random.ts";
+import { runArbor } from "./helpers/cli.ts";
 import { createTestDatabase, POSTGRES_URL, type TestDatabase, testLogger } from "./helpers/db.ts";
 
 const ROOT = path.resolve(import.meta.dir, "..");
@@ -42,19 +41,8 @@ function syntheticFrame(n: number, seed: number): pl.DataFrame {
 }
 
 async function cli(argv: string[], env: Record<string, string | undefined>) {
-  let stdout = "";
-  let stderr = "";
-  const code = await runCli(COMMANDS, argv, {
-    stdout: (t) => {
-      stdout += t;
-    },
-    stderr: (t) => {
-      stderr += t;
-    },
-    env: { ...env, ARBOR_LOG_LEVEL: "silent" },
-    cwd: dir,
-  });
-  return { code, stdout, stderr, json: /^[[{]/.test(stdout.trim()) ? JSON.parse(stdout) : null };
+  const run = await runArbor(argv, { env: { ...env, ARBOR_LOG_LEVEL: "silent" }, cwd: dir });
+  return { ...run, json: /^[[{]/.test(run.stdout.trim()) ? JSON.parse(run.stdout) : null };
 }
 
 beforeAll(() => {
