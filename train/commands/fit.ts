@@ -3,13 +3,14 @@ import path from "node:path";
 import { z } from "zod";
 import { openRegistry } from "../../registry/index.ts";
 import { openArtifactStore } from "../../registry/store/open.ts";
-import { GROWTH_POLICIES, MODEL_TYPES, type Signature, TASKS } from "../../shared/bundle.ts";
+import { GROWTH_POLICIES, MODEL_TYPES, TASKS } from "../../shared/bundle.ts";
 import { arborError } from "../../shared/errors.ts";
 import { operationLogger } from "../../shared/logger.ts";
 import { splitKey } from "../../shared/paths.ts";
 import { defineCommand } from "../cli/command.ts";
 import { readDataset } from "../data/read.ts";
 import { writeBundle } from "../export/bundle.ts";
+import { signatureOf } from "../export/signature.ts";
 import { type Dataset, frameToDataset, frameToEvalDataset } from "../gbdt/dataset.ts";
 import { auc, logloss, mlogloss, rmse } from "../gbdt/metric.ts";
 import { predictMarginColumns } from "../gbdt/predict.ts";
@@ -59,24 +60,6 @@ export function datasetMetrics(
     if (best === data.label[i]) correct++;
   }
   return { mlogloss: mlogloss(margin, data.label, k, data.weight), accuracy: correct / data.numRows };
-}
-
-/** The signature of a trained model. */
-export function signatureOf(result: TrainResult, target: string): Signature {
-  const signature: Signature = {
-    format: "arbor-bundle/1",
-    task: result.task,
-    target,
-    features: result.features,
-    objective: result.objective,
-    baseScore: Array.from(result.ensemble.baseScore),
-    modelType: result.modelType,
-    growth: result.growth,
-    numTrees: result.ensemble.trees.length,
-    source: "arbor",
-  };
-  if (result.classes) signature.classes = result.classes;
-  return signature;
 }
 
 /** `arbor fit`. */

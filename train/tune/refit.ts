@@ -5,9 +5,10 @@
 import type { StudyRow, TrialRow } from "../../registry/db/schema.ts";
 import type { SplitRecord } from "../../registry/splits.ts";
 import type { ArtifactStore } from "../../registry/store/artifact-store.ts";
-import type { Lineage, Signature } from "../../shared/bundle.ts";
+import type { Lineage } from "../../shared/bundle.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { writeBundle } from "../export/bundle.ts";
+import { signatureOf } from "../export/signature.ts";
 import type { Dataset } from "../gbdt/dataset.ts";
 import { evaluateMetric, type MetricName } from "../gbdt/metric.ts";
 import { predictMarginColumns } from "../gbdt/predict.ts";
@@ -40,24 +41,6 @@ export function evaluate(result: TrainResult, data: Dataset, metrics: MetricName
   const out: Record<string, number> = {};
   for (const m of metrics) out[m] = evaluateMetric(m, margin, data.label, result.ensemble.numOutputs, null);
   return out;
-}
-
-/** The signature of a fitted model. */
-export function signatureOf(result: TrainResult, target: string): Signature {
-  const sig: Signature = {
-    format: "arbor-bundle/1",
-    task: result.task,
-    target,
-    features: result.features,
-    objective: result.objective,
-    baseScore: Array.from(result.ensemble.baseScore),
-    modelType: result.modelType,
-    growth: result.growth,
-    numTrees: result.ensemble.trees.length,
-    source: "arbor",
-  };
-  if (result.classes) sig.classes = result.classes;
-  return sig;
 }
 
 /** Refit, evaluate, and (when `bundleDir` is set) write the bundle. */
