@@ -27,6 +27,7 @@ const { values } = parseArgs({
     threads: { type: "string", default: "1" },
     quick: { type: "boolean", default: false },
     reference: { type: "boolean", default: false },
+    profile: { type: "string" },
   },
 });
 const SECONDS = Number(values.seconds);
@@ -35,6 +36,8 @@ const WORKERS = Number(values.workers);
 const THREADS = Number(values.threads);
 /** --quick: only single-row JSON on the 500-tree model (for before/after checks while developing). */
 const QUICK = values.quick === true;
+/** --profile DIR: run the server under `node --cpu-prof` and write its .cpuprofile into DIR. */
+const PROFILE = values.profile;
 /**
  * --reference: also train a real 500-tree depth-6 XGBoost model, import it with `arbor import
  * --xgboost`, and load-test it beside the Python reference stack (/work/shared/tools/
@@ -267,15 +270,10 @@ async function helloFor(key: string, run: () => Promise<Load>): Promise<Load> {
 }
 
 async function scenarioSet(label: string, extraArgs: string[], only?: string[]): Promise<void> {
-  const server = await startServe([
-    "--store",
-    pathToFileURL(dir).href,
-    "--workers",
-    String(WORKERS),
-    "--log-level",
-    "warn",
-    ...extraArgs,
-  ]);
+  const server = await startServe(
+    ["--store", pathToFileURL(dir).href, "--workers", String(WORKERS), "--log-level", "warn", ...extraArgs],
+    PROFILE === undefined ? {} : { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${path.resolve(PROFILE)}` },
+  );
   try {
     for (const model of QUICK ? (["flights"] as const) : (["flights", "trivial"] as const)) {
       const url = `${server.url}/v1/models/${model}:predict`;

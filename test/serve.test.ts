@@ -605,6 +605,24 @@ describe("serve: explain and importance", () => {
       expect(Math.abs(sum - pred[i])).toBeLessThan(1e-4);
     }
   });
+
+  test("explain has its own row limit (413 TOO_MANY_ROWS, default 100); predict of the same rows works", async () => {
+    const sig = models["house@1"].signature;
+    const rs = rows(sig, 101, 41);
+    const ex = await post("/v1/models/house:explain", { instances: rs });
+    expect(ex.status).toBe(413);
+    expect(ex.value.error.code).toBe("TOO_MANY_ROWS");
+    expect(ex.value.error.message).toContain("explain limit is 100");
+    expect((await post("/v1/models/house:predict", { instances: rs })).status).toBe(200);
+    const data = Array.from(matrix(sig, rs), (v) => (Number.isNaN(v) ? null : v));
+    const input = { name: "input", shape: [101, 6], datatype: "FP32", data };
+    const v2 = await post("/v2/models/house/infer", {
+      inputs: [input],
+      outputs: [{ name: "treeshap_output" }],
+    });
+    expect(v2.status).toBe(413);
+    expect((await post("/v2/models/house/infer", { inputs: [input] })).status).toBe(200);
+  });
 });
 
 describe("serve: parity with the offline CLI", () => {

@@ -65,6 +65,20 @@ function missingFeatures(plan: FeaturePlan, seen: Uint8Array): string[] {
   return out;
 }
 
+/**
+ * SHAP is computed on the event loop, so its row limit is far below the predict limit: one large
+ * explain would stall every other request on this process.
+ */
+export function checkExplainRows(rows: number, limit: number, op: string): void {
+  if (rows > limit) {
+    throw clientError(
+      "TOO_MANY_ROWS",
+      `${op}: ${rows} rows to explain, the explain limit is ${limit} (ARBOR_SERVE_MAX_EXPLAIN_ROWS); predict has a higher limit`,
+      { details: { rows, limit } },
+    );
+  }
+}
+
 function checkRowCount(n: number, maxRows: number, what: string): void {
   if (n === 0) throw clientError("BAD_REQUEST", `validate rows: '${what}' is empty`);
   if (n > maxRows) {

@@ -15,7 +15,7 @@ import { clientError } from "./client-error.ts";
 import { decodeBody, type Format, requestFormat } from "./codec.ts";
 import { describeModel, listModels } from "./describe.ts";
 import { formatPredictions } from "./predictions.ts";
-import { rowsFromBody } from "./rows.ts";
+import { checkExplainRows, rowsFromBody } from "./rows.ts";
 import { v2Infer, v2ModelMetadata } from "./v2.ts";
 
 /** A request as the transport hands it over (everything copied out of uWS already). */
@@ -158,6 +158,7 @@ export class ServeCore {
     const slot = await this.acquire(ref);
     try {
       const m = rowsFromBody(slot.plan, body, this.config.maxRows);
+      checkExplainRows(m.rows, this.config.maxExplainRows, "explain");
       const b = body as Record<string, unknown>;
       const topK = b["top_k"];
       if (topK !== undefined && (typeof topK !== "number" || !Number.isInteger(topK) || topK < 1)) {

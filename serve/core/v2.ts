@@ -10,7 +10,7 @@ import { shapMatrix } from "../explain.ts";
 import type { ModelSlot } from "../model-cache/slot.ts";
 import { clientError } from "./client-error.ts";
 import { classLabels } from "./predictions.ts";
-import { type RowMatrix, rowsFromColumns } from "./rows.ts";
+import { checkExplainRows, type RowMatrix, rowsFromColumns } from "./rows.ts";
 import type { ServeCore } from "./service.ts";
 
 const NUMERIC_TYPES = new Set([
@@ -314,6 +314,7 @@ export async function v2Infer(
       if (flag === true || (flag === undefined && allBinary)) binaryOut.add(name);
     }
   } else if (allBinary) for (const n of wanted) binaryOut.add(n);
+  if (wanted.includes("treeshap_output")) checkExplainRows(m.rows, core.config.maxExplainRows, "infer");
   const s = await slot.score(m.data, m.rows);
   const outputs: Record<string, unknown>[] = [];
   for (const name of wanted) {
