@@ -169,6 +169,10 @@ function numericSplit(
   }
 }
 
+/** Scratch of the categorical scan (no allocation per node and feature). */
+let catUsed = new Int32Array(256);
+let catRatio = new Float64Array(256);
+
 function categoricalSplit(
   hist: Float64Array,
   o: number,
@@ -190,76 +194,97 @@ function categoricalSplit(
   const mg = hist[mo];
   const mh = hist[mo + 1];
   const mc = mh * cf;
-  // Candidate categories (present in the node), and the scan order.
-  const used: number[] = [];
+  const sides = mh > 0 ? 2 : 1;
+  if (catUsed.length < nc) {
+    catUsed = new Int32Array(nc);
+    catRatio = new Float64Array(nc);
+  }
+  // Candidate categories (present in the node, and not rare for the sorted scan).
   const oneHot = nc <= p.maxCatToOnehot;
+  let nu = 0;
   for (let c = 0; c < nc; c++) {
     const h = hist[o + c * 2 + 1];
-    if (h > 0 && (oneHot || h * cf >= p.catSmooth)) used.push(c);
+    if (h > 0 && (oneHot || h * cf >= p.catSmooth)) catUsed[nu++] = c;
   }
-  if (used.length < (oneHot ? 1 : 2)) return;
+  if (nu < (oneHot ? 1 : 2)) return;
   let bestLocal = best.gain;
-  let found: { order: number[]; k: number; missingLeft: boolean; s: number[] } | null = null;
-  const consider = (gl: number, hl: number, cl: number): [number, boolean, number[]] | null => {
-    let res: [number, boolean, number[]] | null = null;
-    for (let ml = 0; ml < (mh > 0 ? 2 : 1); ml++) {
+  // The best candidate: scan direction, categories taken, missing side and child totals.
+  let foundDir = -1;
+  let foundK = 0;
+  let foundMl = 0;
+  let g1b = 0;
+  let h1b = 0;
+  let c1b = 0;
+  const consider = (gl: number, hl: number, cl: number): boolean => {
+    let hit = false;
+    for (let ml = 0; ml < sides; ml++) {
       const g1 = ml ? gl + mg : gl;
       const h1 = ml ? hl + mh : hl;
       const c1 = ml ? cl + mc : cl;
-      const g2 = G - g1;
       const h2 = H - h1;
       const c2 = C - c1;
       if (c1 < minDataInLeaf || c2 < minDataInLeaf || h1 < minChildWeight || h2 < minChildWeight) continue;
-      const gain = leafScore(g1, h1, lambda, alpha) + leafScore(g2, h2, lambda, alpha) - parent;
+      const gain = leafScore(g1, h1, lambda, alpha) + leafScore(G - g1, h2, lambda, alpha) - parent;
       if (gain > floor && gain > bestLocal) {
         bestLocal = gain;
-        res = [gain, ml === 1, [g1, h1, c1, g2, h2, c2]];
+        foundMl = ml;
+        g1b = g1;
+        h1b = h1;
+        c1b = c1;
+        hit = true;
       }
     }
-    return res;
+    return hit;
   };
+  const used = catUsed.subarray(0, nu);
   if (oneHot) {
-    for (const c of used) {
-      const k = o + c * 2;
-      const r = consider(hist[k], hist[k + 1], hist[k + 1] * cf);
-      if (r) found = { order: [c], k: 1, missingLeft: r[1], s: r[2] };
+    for (let i = 0; i < nu; i++) {
+      const k = o + used[i] * 2;
+      if (consider(hist[k], hist[k + 1], hist[k + 1] * cf)) {
+        foundDir = 0;
+        foundK = i;
+      }
     }
   } else {
-    const ratio = new Map<number, number>();
-    for (const c of used) ratio.set(c, hist[o + c * 2] / (hist[o + c * 2 + 1] + p.catSmooth));
-    const asc = [...used].sort((a, b) => ratio.get(a)! - ratio.get(b)! || a - b);
-    const maxK = Math.min(p.maxCatThreshold, (used.length + 1) >> 1);
+    for (let i = 0; i < nu; i++)
+      catRatio[used[i]] = hist[o + used[i] * 2] / (hist[o + used[i] * 2 + 1] + p.catSmooth);
+    const ratio = catRatio;
+    used.sort((a, b) => ratio[a] - ratio[b] || a - b);
+    const maxK = Math.min(p.maxCatThreshold, (nu + 1) >> 1);
     for (let dir = 0; dir < 2; dir++) {
-      const order = dir === 0 ? asc : [...asc].reverse();
       let gl = 0;
       let hl = 0;
-      let cl = 0;
-      for (let i = 0; i < maxK && i < order.length - 1; i++) {
-        const k = o + order[i] * 2;
+      for (let i = 0; i < maxK && i < nu - 1; i++) {
+        const k = o + used[dir === 0 ? i : nu - 1 - i] * 2;
         gl += hist[k];
         hl += hist[k + 1];
-        cl = hl * cf;
-        const r = consider(gl, hl, cl);
-        if (r) found = { order, k: i + 1, missingLeft: r[1], s: r[2] };
+        if (consider(gl, hl, hl * cf)) {
+          foundDir = dir;
+          foundK = i + 1;
+        }
       }
     }
   }
-  if (found === null) return;
-  const set = Int32Array.from(found.order.slice(0, found.k)).sort();
+  if (foundDir < 0) return;
+  let set: Int32Array;
+  if (oneHot) set = Int32Array.of(used[foundK]);
+  else {
+    set = new Int32Array(foundK);
+    for (let i = 0; i < foundK; i++) set[i] = used[foundDir === 0 ? i : nu - 1 - i];
+    set.sort();
+  }
   best.gain = bestLocal;
   best.feature = f;
   best.categorical = true;
   best.bin = 0;
-  best.defaultLeft = found.missingLeft;
+  best.defaultLeft = foundMl === 1;
   best.leftSet = set;
-  [best.gl, best.hl, best.cl, best.gr, best.hr, best.cr] = found.s as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
+  best.gl = g1b;
+  best.hl = h1b;
+  best.cl = c1b;
+  best.gr = G - g1b;
+  best.hr = H - h1b;
+  best.cr = C - c1b;
 }
 
 /** Routing table by bin (256 entries, 1 = left) of a split, missing bin included. */
