@@ -11,6 +11,7 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import type { ArtifactStore } from "../registry/store/artifact-store.ts";
 import { openArtifactStore } from "../registry/store/open.ts";
+import { labelKey } from "../shared/paths.ts";
 import { pointLabel, publishFixture, startServe } from "./serve-fixtures.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: response bodies are checked field by field.
@@ -198,5 +199,40 @@ describe("serve: graceful shutdown", () => {
     }
     expect(await server.proc.exited).toBe(0);
     expect(server.logs()).toContain("shutting down: finishing in-flight requests");
+  });
+});
+
+describe("serve: label pointer deleted", () => {
+  test("the label stops being served (404 LABEL_NOT_FOUND); explicit versions still answer; re-pointing restores it", async () => {
+    const f = await publishFixture(store, {
+      name: "gone",
+      version: 1,
+      task: "regression",
+      numFeatures: 6,
+      numTrees: 5,
+      depth: 3,
+      seed: 7,
+    });
+    await pointLabel(store, "gone", "production", 1, f.manifestSha256);
+    const server = await startServe(["--store", pathToFileURL(dir).href, "--poll-ms", "100"]);
+    try {
+      expect((await predict(server.url, "/v1/models/gone:predict")).status).toBe(200);
+      await store.delete(labelKey("gone", "production"));
+      let last = { status: 0, body: null as Json };
+      await until("the deleted label to stop answering", async () => {
+        last = await predict(server.url, "/v1/models/gone:predict");
+        return last.status === 404;
+      });
+      expect(last.body.error.code).toBe("LABEL_NOT_FOUND");
+      expect((await predict(server.url, "/v1/models/gone/labels/production:predict")).status).toBe(404);
+      expect((await predict(server.url, "/v1/models/gone/versions/1:predict")).status).toBe(200);
+      expect(server.logs()).toContain("label pointer deleted from the store; label no longer served");
+      await pointLabel(store, "gone", "production", 1, f.manifestSha256);
+      await until("the re-pointed label to answer", async () => {
+        return (await predict(server.url, "/v1/models/gone:predict")).status === 200;
+      });
+    } finally {
+      expect(await server.stop()).toBe(0);
+    }
   });
 });

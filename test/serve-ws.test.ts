@@ -36,6 +36,8 @@ beforeAll(async () => {
     ARBOR_SERVE_WS_MAX_IN_FLIGHT: "400",
     ARBOR_SERVE_WS_MAX_CONNECTIONS: "3",
     ARBOR_SERVE_WS_MAX_PAYLOAD_BYTES: "2000000",
+    // The backpressure test needs big replies: 1000-row explains (the default explain limit is 100).
+    ARBOR_SERVE_MAX_EXPLAIN_ROWS: "1000",
   });
 });
 

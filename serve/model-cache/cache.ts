@@ -236,7 +236,12 @@ export class ModelCache {
    * costlier than a stat per pointer on gs://, so the follower asks for it less often).
    */
   async refresh(discover = true): Promise<void> {
-    const names = discover || this.#labels.size === 0 ? await this.#modelNames() : [...this.#labels.keys()];
+    // Known models stay in the list even when a listing no longer shows them: their pointers were
+    // deleted, and only a stat of each pointer takes their labels out of service.
+    const names =
+      discover || this.#labels.size === 0
+        ? [...new Set([...(await this.#modelNames()), ...this.#labels.keys()])]
+        : [...this.#labels.keys()];
     const work: Promise<void>[] = [];
     for (const name of names) {
       let labels = this.#labels.get(name);
@@ -276,7 +281,23 @@ export class ModelCache {
     });
     if (info === undefined) return; // store unreachable: keep serving what we have
     if (info === null) {
-      if (st.slot === null) st.state = "absent";
+      // The pointer is gone (a definite "not found", not an unreachable store): the label is
+      // unpublished, so stop serving it (404 LABEL_NOT_FOUND) rather than answer with a stale
+      // version nobody points at any more. Requests holding the slot finish on it.
+      const old = st.slot;
+      st.slot = null;
+      st.state = "absent";
+      st.pointerVersion = null;
+      st.pointerGeneration = null;
+      st.error = null;
+      if (old !== null) {
+        this.#unpin(old);
+        this.#updateGauges();
+        this.#logger.warn(
+          { model: name, label: st.label, version: old.version },
+          "label pointer deleted from the store; label no longer served",
+        );
+      }
       return;
     }
     const failedRecently = st.state === "failed" && Date.now() - st.lastAttemptAt < RETRY_FAILED_MS;
