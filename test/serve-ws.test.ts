@@ -1,8 +1,8 @@
 /**
  * WebSocket limits against a real node server: a raw TCP client (node:net, so it can stop reading)
  * shows that when the client does not read, the server parks new messages instead of buffering
- * unbounded replies, and resumes on drain; too many messages in flight close the socket with 1008;
- * the connection limit answers 503.
+ * unbounded replies, and resumes on drain; messages past the in-flight limit get their own 503
+ * TOO_MANY_IN_FLIGHT reply and the socket stays open; the connection limit answers 503.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -142,7 +142,7 @@ test("a client that stops reading gets its messages parked, then every reply aft
   c.socket.destroy();
 }, 60_000);
 
-test("the connection limit answers 503; too many messages in flight close with 1008", async () => {
+test("the connection limit answers 503; messages past the in-flight limit are refused one by one", async () => {
   const open: WebSocket[] = [];
   for (let i = 0; i < 3; i++) {
     const ws = new WebSocket(`ws://127.0.0.1:${server.port}/v1/stream`);
@@ -162,20 +162,33 @@ test("the connection limit answers 503; too many messages in flight close with 1
   const flood = await rawClient(server.port);
   await flood.until(() => flood.status() !== "");
   flood.socket.pause();
-  const big = JSON.stringify({
-    id: 1,
-    model: "w",
-    op: "predict",
-    instances: Array.from({ length: 500 }, () => [1, 2, 3, 4]),
-  });
-  for (let i = 0; i < 1000; i++) flood.send(big);
+  const instances = Array.from({ length: 500 }, () => [1, 2, 3, 4]);
+  for (let i = 0; i < 1000; i++) flood.send(JSON.stringify({ id: i, model: "w", op: "predict", instances }));
   // Still not reading: replies back up, messages park, and the in-flight limit (400) is reached.
   const end = Date.now() + 10_000;
   while ((await metric("arbor_serve_ws_parked_messages")) === 0 && Date.now() < end) await Bun.sleep(50);
   flood.socket.resume();
-  await flood.until(() => flood.frames.some((f) => f.opcode === 8));
-  const close = flood.frames.find((f) => f.opcode === 8)!;
-  expect(close.payload.readUInt16BE(0)).toBe(1008);
+  await flood.until(
+    () =>
+      flood.frames.some((f) => f.opcode === 8) || flood.frames.filter((f) => f.opcode === 1).length === 1000,
+  );
+  expect(flood.frames.some((f) => f.opcode === 8)).toBe(false);
+  const replies = flood.frames.map((f) => JSON.parse(f.payload.toString()));
+  // Every message answered exactly once, under its own id: scored, or refused with 503.
+  expect(replies.map((r) => r.id as number).sort((a, b) => a - b)).toEqual(
+    Array.from({ length: 1000 }, (_, i) => i),
+  );
+  const refused = replies.filter((r) => r.error !== undefined);
+  expect(refused.length).toBeGreaterThan(0);
+  for (const r of refused) {
+    expect(r.error.code).toBe("TOO_MANY_IN_FLIGHT");
+    expect(r.status).toBe(503);
+  }
+  expect(replies.filter((r) => r.predictions !== undefined).length).toBeGreaterThanOrEqual(400);
+  // The connection still works after the refusals.
+  flood.send(JSON.stringify({ id: "after", model: "w", op: "predict", instances: [[1, 2, 3, 4]] }));
+  await flood.until(() => flood.frames.length === 1001);
+  expect(JSON.parse(flood.frames[1000].payload.toString()).id).toBe("after");
   flood.socket.destroy();
 }, 60_000);
 

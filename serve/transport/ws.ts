@@ -5,9 +5,11 @@
  * once, so concurrent requests share micro-batches). Backpressure: uWS cannot stop reading a
  * WebSocket in this build (no ws.pause), so once the send buffer passes `wsMaxBackpressureBytes`
  * new messages are parked unprocessed and resumed on `drain`; past `wsMaxInFlight` parked plus
- * running messages the connection is closed (1008). The buffer can therefore exceed the bound by
- * at most the replies of the running messages; uWS's own hard limit (which would drop or close) is
- * set far above that and is only a last resort. Errors are per message, never per connection.
+ * running messages each further message is refused with its own 503 TOO_MANY_IN_FLIGHT reply
+ * (carrying its id), and the connection stays open. Only a client that neither reads nor stops
+ * sending, so that even those small refusals pile up past REFUSE_CLOSE_FACTOR times the bound, is
+ * closed (1008). uWS's own hard limit (which would drop or close) is set far above that and is only
+ * a last resort. Errors are per message, never per connection.
  */
 import type { TemplatedApp, WebSocket } from "uWebSockets.js";
 import { arborError, toArborError } from "../../shared/errors.ts";
@@ -34,6 +36,22 @@ interface Conn {
 const RUNNING_PER_CONNECTION = 32;
 /** uWS's hard send-buffer limit (closes the socket when exceeded): a last resort only. */
 const HARD_BACKPRESSURE_BYTES = 256 * 1024 * 1024;
+/**
+ * Past the in-flight limit, messages are refused one by one; once the unread send buffer reaches
+ * this many times `wsMaxBackpressureBytes` as well, the client is not reading at all: close (1008).
+ */
+const REFUSE_CLOSE_FACTOR = 16;
+
+/** The `id` of a message we will not process, for its refusal (null when it has none or is unreadable). */
+function idOf(data: Uint8Array, binary: boolean): string | number | null {
+  try {
+    const m = decodeBody(data, binary ? "msgpack" : "json") as Record<string, unknown> | null;
+    const id = m !== null && typeof m === "object" ? m["id"] : null;
+    return typeof id === "string" || typeof id === "number" ? id : null;
+  } catch {
+    return null;
+  }
+}
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 
@@ -182,11 +200,20 @@ export function attachStream(
       // Copy now: uWS neuters the ArrayBuffer when this callback returns.
       const data = new Uint8Array(message.slice(0));
       if (conn.running + conn.parked.length >= cfg.wsMaxInFlight) {
-        logger.warn(
-          { conn: conn.id, limit: cfg.wsMaxInFlight },
-          "stream: too many messages in flight; closing",
+        if (ws.getBufferedAmount() >= cfg.wsMaxBackpressureBytes * REFUSE_CLOSE_FACTOR) {
+          logger.warn(
+            { conn: conn.id, limit: cfg.wsMaxInFlight, buffered: ws.getBufferedAmount() },
+            "stream: too many messages in flight and replies unread; closing",
+          );
+          ws.end(1008, "too many messages in flight");
+          return;
+        }
+        counter.inc({ op: "invalid", status: "503" });
+        const err = clientError(
+          "TOO_MANY_IN_FLIGHT",
+          `stream: ${conn.running + conn.parked.length} messages in flight on this connection, the limit is ${cfg.wsMaxInFlight}; wait for replies`,
         );
-        ws.end(1008, "too many messages in flight");
+        send(ws, { id: idOf(data, isBinary), ...err.toJSON(), status: err.status }, isBinary);
         return;
       }
       if (
