@@ -25,8 +25,13 @@ export interface BinnedData {
   mappers: BinMapper[];
   /** Column-major: feature f's bins are colBins[f*numRows .. (f+1)*numRows). */
   colBins: Uint8Array;
-  /** Row-major: row r's bins are rowBins[r*numFeatures .. (r+1)*numFeatures) (histogram building). */
+  /**
+   * Row-major: row r's bins are rowBins[r*rowStride .. r*rowStride+numFeatures) (histogram
+   * building); rows are padded to a multiple of 4 bytes (rowStrideOf) so the kernel reads 4 bins
+   * per 32-bit load.
+   */
   rowBins: Uint8Array;
+  rowStride: number;
   /** Histogram offset (in bins) of each feature; feature f owns numBins+1 slots. */
   offsets: Int32Array;
   totalBins: number;
@@ -146,6 +151,11 @@ function binNumeric(
   }
 }
 
+/** Bytes per row of `rowBins`: the feature count rounded up to a multiple of 4. */
+export function rowStrideOf(numFeatures: number): number {
+  return (numFeatures + 3) & ~3;
+}
+
 /** Bin every row of every feature. */
 export function binColumns(
   columns: readonly Float32Array[],
@@ -155,7 +165,8 @@ export function binColumns(
   const F = mappers.length;
   const colBins = new Uint8Array(F * numRows);
   // Shared so that histogram workers read it without a copy.
-  const rowBins = new Uint8Array(new SharedArrayBuffer(Math.max(1, F * numRows)));
+  const S = rowStrideOf(F);
+  const rowBins = new Uint8Array(new SharedArrayBuffer(Math.max(4, S * numRows)));
   const offsets = new Int32Array(F);
   let total = 0;
   for (let f = 0; f < F; f++) {
@@ -186,8 +197,8 @@ export function binColumns(
     const r1 = Math.min(numRows, r0 + BLOCK);
     for (let f = 0; f < F; f++) {
       const base = f * numRows;
-      for (let r = r0; r < r1; r++) rowBins[r * F + f] = colBins[base + r];
+      for (let r = r0; r < r1; r++) rowBins[r * S + f] = colBins[base + r];
     }
   }
-  return { numRows, numFeatures: F, mappers, colBins, rowBins, offsets, totalBins: total };
+  return { numRows, numFeatures: F, mappers, colBins, rowBins, rowStride: S, offsets, totalBins: total };
 }

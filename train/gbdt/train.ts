@@ -111,7 +111,7 @@ function updateTrainMargin(
 function addTreeBins(grown: GrownTree, data: BinnedData, margin: Float64Array, k: number, out: number): void {
   const { tree, luts } = grown;
   const n = data.numRows;
-  const F = data.numFeatures;
+  const F = data.rowStride;
   const rowBins = data.rowBins;
   for (let r = 0; r < n; r++) {
     let node = 0;
