@@ -8,15 +8,103 @@ import {
   gauge,
   type Histogram,
   histogram,
+  LATENCY_BUCKETS,
   type Registry,
 } from "../shared/metrics.ts";
 
 type RequestLabels = "route" | "model" | "version" | "status";
 
+/** One label set of a {@link LatencyHistogram}: plain counters, no hashing per observation. */
+class LatencySeries {
+  readonly labels: Readonly<Record<string, string>>;
+  /** Non-cumulative counts per bucket; the last slot is +Inf. */
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
+  readonly #bounds: readonly number[];
+
+  constructor(labels: Record<string, string>, bounds: readonly number[]) {
+    this.labels = labels;
+    this.#bounds = bounds;
+    this.counts = new Float64Array(bounds.length + 1);
+  }
+
+  observe(v: number): void {
+    const b = this.#bounds;
+    let i = 0;
+    while (i < b.length && v > b[i]) i++;
+    this.counts[i]++;
+    this.sum += v;
+    this.count++;
+  }
+}
+
+/**
+ * The request latency histogram, exported in Prometheus' histogram format through the registry's
+ * custom-metric interface (`name`, `get()`). prom-client's labelled child re-validates and re-hashes
+ * the label set on every `observe` (~0.5 µs); here a request adds to a cached series directly.
+ */
+export class LatencyHistogram {
+  readonly name: string;
+  readonly help: string;
+  readonly type = "histogram";
+  readonly aggregator = "sum";
+  readonly #bounds: readonly number[];
+  readonly #series = new Map<string, LatencySeries>();
+
+  constructor(registry: Registry, name: string, help: string, bounds: readonly number[] = LATENCY_BUCKETS) {
+    this.name = name;
+    this.help = help;
+    this.#bounds = [...bounds];
+    registry.registerMetric(this as never);
+  }
+
+  /** The series of one label set, created on first use (the caller caches it). */
+  series(key: string, labels: Record<string, string>): LatencySeries {
+    let s = this.#series.get(key);
+    if (s === undefined) {
+      s = new LatencySeries(labels, this.#bounds);
+      this.#series.set(key, s);
+    }
+    return s;
+  }
+
+  /** prom-client's metric interface: cumulative buckets, sum and count per series. */
+  async get(): Promise<{
+    name: string;
+    help: string;
+    type: string;
+    aggregator: string;
+    values: { labels: Record<string, string | number>; value: number; metricName: string }[];
+  }> {
+    const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
+    for (const s of this.#series.values()) {
+      let acc = 0;
+      for (let i = 0; i <= this.#bounds.length; i++) {
+        acc += s.counts[i];
+        const le = i < this.#bounds.length ? this.#bounds[i] : "+Inf";
+        values.push({ labels: { ...s.labels, le }, value: acc, metricName: `${this.name}_bucket` });
+      }
+      values.push({ labels: { ...s.labels }, value: s.sum, metricName: `${this.name}_sum` });
+      values.push({ labels: { ...s.labels }, value: s.count, metricName: `${this.name}_count` });
+    }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
+
+  /** prom-client calls this on `registry.resetMetrics()`. */
+  reset(): void {
+    for (const s of this.#series.values()) {
+      s.counts.fill(0);
+      s.sum = 0;
+      s.count = 0;
+    }
+  }
+}
+
 interface StatsEntry {
   pending: number;
   count: { inc(n: number): void };
-  latency: { observe(v: number): void };
+  latency: LatencySeries;
 }
 
 /**
@@ -27,9 +115,9 @@ interface StatsEntry {
 export class RequestStats {
   readonly #map = new Map<string, StatsEntry>();
   #requests: Counter<RequestLabels> | null = null;
-  readonly #latency: Histogram<RequestLabels>;
+  readonly #latency: LatencyHistogram;
 
-  constructor(latency: Histogram<RequestLabels>) {
+  constructor(latency: LatencyHistogram) {
     this.#latency = latency;
   }
 
@@ -48,7 +136,7 @@ export class RequestStats {
         this.#map.clear();
       }
       const labels = { route, model, version, status: String(status) };
-      e = { pending: 0, count: this.#requests!.labels(labels), latency: this.#latency.labels(labels) };
+      e = { pending: 0, count: this.#requests!.labels(labels), latency: this.#latency.series(key, labels) };
       this.#map.set(key, e);
     }
     e.pending++;
@@ -72,7 +160,7 @@ export interface ServeMetrics {
   /** Use `stats.observe` per request; `requests` is filled from it at scrape time. */
   stats: RequestStats;
   requests: Counter<"route" | "model" | "version" | "status">;
-  latency: Histogram<"route" | "model" | "version" | "status">;
+  latency: LatencyHistogram;
   batchRows: Histogram<never>;
   loads: Counter<"model" | "result">;
   evictions: Counter<"model">;
@@ -86,11 +174,10 @@ export interface ServeMetrics {
 /** Create the metrics on a fresh registry. */
 export function createServeMetrics(labels: Record<string, string> = {}): ServeMetrics {
   const registry = createMetricsRegistry({ labels });
-  const latency = histogram(
+  const latency = new LatencyHistogram(
     registry,
     "arbor_serve_request_duration_seconds",
     "HTTP request latency (first body byte to response)",
-    ["route", "model", "version", "status"],
   );
   const stats = new RequestStats(latency);
   const requests = new Counter<RequestLabels>({
