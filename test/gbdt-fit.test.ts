@@ -212,6 +212,30 @@ describe("arbor fit", () => {
     expect(r3.stderr).toContain("INVALID_ARGUMENT");
   });
 
+  test("--weight: the column weighs rows and is not a feature; --growth alone gets a usual size", async () => {
+    const weighted = path.join(dir, "weighted.csv");
+    const f = frame(1500, 5, false);
+    f.withColumn(
+      pl.Series(
+        "w",
+        Array.from({ length: f.height }, (_, i) => (i % 3) + 0.5),
+      ),
+    ).writeCSV(weighted);
+    const base = ["fit", "--train", weighted, "--target", "churn", "--task", "binary", "--rounds", "5"];
+    const out = path.join(dir, "weighted");
+    // lightgbm defaults (max depth 0) with --growth depthwise: depth 6, not an error.
+    const r = await cli([...base, "--weight", "w", "--growth", "depthwise", "--out", out]);
+    expect(r.code).toBe(0);
+    const sig = JSON.parse(readFileSync(path.join(out, "signature.json"), "utf8"));
+    expect(sig.features.map((x: { name: string }) => x.name)).toEqual(["x", "color", "z", "kind", "amount"]);
+    expect(sig.growth).toBe("depthwise");
+    const bad = await cli([...base, "--weight", "color", "--out", path.join(dir, "weighted-bad")]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain("FIT_BAD_OPTION");
+    const missing = await cli([...base, "--weight", "nope", "--out", path.join(dir, "weighted-bad")]);
+    expect(missing.stderr).toContain("DATA_UNKNOWN_COLUMN");
+  });
+
   test("--split reads the split's train and valid parts from the store", async () => {
     const s = await cli(["split", "--data", trainFile, "--target", "churn", "--quiet"]);
     expect(s.code).toBe(0);

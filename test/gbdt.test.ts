@@ -381,6 +381,14 @@ describe("training", () => {
       maxDepth: 4,
       lambda: 3,
     });
+    // A growth policy without its size knob gets a usual one, not the other library's 0.
+    expect(resolveParams({ task: "binary", growth: "depthwise" })).toMatchObject({ maxDepth: 6 });
+    expect(resolveParams({ task: "binary", growth: "oblivious" })).toMatchObject({ maxDepth: 6 });
+    expect(resolveParams({ task: "binary", modelType: "xgboost", growth: "leafwise" })).toMatchObject({
+      numLeaves: 31,
+      maxDepth: 6,
+    });
+    expect(() => resolveParams({ task: "binary", growth: "depthwise", maxDepth: 0 })).toThrow("max-depth");
     try {
       resolveParams({ task: "binary", maxBins: 300 });
       throw new Error("accepted");

@@ -39,6 +39,7 @@ const schema = z.object({
   threads: z.number().int().positive().optional(),
   seed: z.number().int().optional(),
   categorical: z.array(z.string()).optional(),
+  weight: z.string().optional(),
   out: z.string(),
 });
 
@@ -137,6 +138,12 @@ export const fitCommand = defineCommand({
     { name: "seed", type: "integer", description: "seed of sampling (default 0)" },
     { name: "categorical", type: "list", placeholder: "COL,...", description: "extra categorical columns" },
     {
+      name: "weight",
+      type: "string",
+      placeholder: "COL",
+      description: "column of non-negative sample weights (training rows; not a feature)",
+    },
+    {
       name: "out",
       type: "string",
       placeholder: "DIR",
@@ -178,7 +185,12 @@ export const fitCommand = defineCommand({
     const trainData = await readDataset(trainUri!, { logger, openStore });
     const train = frameToDataset(
       trainData.frame,
-      { target, task: args.task, ...(args.categorical ? { categorical: args.categorical } : {}) },
+      {
+        target,
+        task: args.task,
+        ...(args.categorical ? { categorical: args.categorical } : {}),
+        ...(args.weight !== undefined ? { weight: args.weight } : {}),
+      },
       logger,
     );
     let valid: Dataset | null = null;
@@ -189,7 +201,17 @@ export const fitCommand = defineCommand({
     ctx.say(
       `training on ${train.numRows} rows × ${train.features.length} features${valid ? `, validating on ${valid.numRows}` : ""}`,
     );
-    const { _, train: _t, valid: _v, split: _s, target: _g, categorical: _c, out: _o, ...options } = args;
+    const {
+      _,
+      train: _t,
+      valid: _v,
+      split: _s,
+      target: _g,
+      categorical: _c,
+      weight: _w,
+      out: _o,
+      ...options
+    } = args;
     const result = trainGbdt(train, valid, options, { progress: (line) => ctx.say(line), logger });
     const metrics = {
       task: result.task,

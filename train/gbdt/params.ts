@@ -105,6 +105,10 @@ export function resolveParams(options: TrainOptions): TrainParams {
     modelType,
     ...defined(options),
   } as TrainParams;
+  // A growth policy picked without its size knob gets a usual value instead of the model type's
+  // (e.g. --growth depthwise with the lightgbm defaults, whose max depth is 0 = unlimited).
+  if (options.maxDepth === undefined && p.maxDepth === 0 && p.growth !== "leafwise") p.maxDepth = 6;
+  if (options.numLeaves === undefined && p.numLeaves < 2 && p.growth === "leafwise") p.numLeaves = 31;
   const bad = (name: string, why: string): never => {
     throw arborError("FIT_BAD_OPTION", `fit: ${name} ${why}`);
   };
