@@ -12,6 +12,7 @@ import { parseArgs } from "node:util";
 import { toArborError } from "../shared/errors.ts";
 import { createLogger } from "../shared/logger.ts";
 import { loadServeConfig, type ServeConfig, type ServeConfigOverrides } from "./config.ts";
+import { serveClusterMetrics } from "./metrics.ts";
 import { startServer } from "./server.ts";
 
 function overridesFromArgv(argv: string[]): ServeConfigOverrides {
@@ -121,6 +122,7 @@ async function runPrimary(config: ServeConfig): Promise<void> {
         ARBOR_SERVE_WORKER_PORT: String(port),
       });
       live.set(index, w);
+      serveClusterMetrics(w);
       w.on("message", (m: { listening?: number }) => {
         if (typeof m?.listening === "number") resolve();
       });

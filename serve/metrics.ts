@@ -1,4 +1,5 @@
 /** The serve tier's Prometheus metrics, on one registry per process (shared/metrics.ts). */
+import { AggregatorRegistry } from "prom-client";
 import {
   BATCH_BUCKETS,
   Counter,
@@ -157,6 +158,11 @@ export class RequestStats {
 /** Every metric the server exports. */
 export interface ServeMetrics {
   registry: Registry;
+  /**
+   * The text GET /metrics answers: this process's registry, or, in a cluster worker, every
+   * worker's metrics gathered by the primary (see {@link clusterExposition}).
+   */
+  exposition: () => Promise<string>;
   /** Use `stats.observe` per request; `requests` is filled from it at scrape time. */
   stats: RequestStats;
   requests: Counter<"route" | "model" | "version" | "status">;
@@ -190,6 +196,7 @@ export function createServeMetrics(labels: Record<string, string> = {}): ServeMe
   stats.bind(requests);
   return {
     registry,
+    exposition: () => registry.metrics(),
     stats,
     requests,
     latency,
@@ -221,3 +228,64 @@ export function createServeMetrics(labels: Record<string, string> = {}): ServeMe
     ]),
   };
 }
+
+/** IPC messages between a cluster worker and the primary for GET /metrics. */
+export interface MetricsRequest {
+  arborMetricsReq: number;
+}
+/** The primary's answer to a {@link MetricsRequest}. */
+export interface MetricsReply {
+  arborMetricsRes: number;
+  text?: string;
+  error?: string;
+}
+
+/**
+ * In a cluster worker: GET /metrics asks the primary, which gathers every worker's registry
+ * (prom-client's AggregatorRegistry; each series keeps its `worker` label). Without this a scrape
+ * sees whichever worker the kernel picked, i.e. a fraction of the requests. Falls back to this
+ * worker's own metrics if the primary does not answer within `timeoutMs`.
+ */
+export function clusterExposition(registry: Registry, timeoutMs = 3000): () => Promise<string> {
+  AggregatorRegistry.setRegistries([registry]);
+  const pending = new Map<number, (text: string | null) => void>();
+  let next = 1;
+  process.on("message", (m: Partial<MetricsReply>) => {
+    if (typeof m?.arborMetricsRes !== "number") return;
+    const done = pending.get(m.arborMetricsRes);
+    pending.delete(m.arborMetricsRes);
+    done?.(typeof m.text === "string" ? m.text : null);
+  });
+  return async () => {
+    const id = next++;
+    const text = await new Promise<string | null>((resolve) => {
+      const timer = setTimeout(() => {
+        pending.delete(id);
+        resolve(null);
+      }, timeoutMs);
+      pending.set(id, (t) => {
+        clearTimeout(timer);
+        resolve(t);
+      });
+      process.send?.({ arborMetricsReq: id } satisfies MetricsRequest);
+    });
+    return text ?? (await registry.metrics());
+  };
+}
+
+/** In the cluster primary: answer workers' {@link MetricsRequest}s with every worker's metrics. */
+export function serveClusterMetrics(worker: {
+  on(event: "message", fn: (m: unknown) => void): unknown;
+  send(m: MetricsReply): unknown;
+}): void {
+  worker.on("message", (m) => {
+    const id = (m as Partial<MetricsRequest> | null)?.arborMetricsReq;
+    if (typeof id !== "number") return;
+    aggregator.clusterMetrics().then(
+      (text) => worker.send({ arborMetricsRes: id, text }),
+      (e: unknown) => worker.send({ arborMetricsRes: id, error: (e as Error).message }),
+    );
+  });
+}
+
+const aggregator = new AggregatorRegistry();

@@ -3,13 +3,14 @@
  * `stop()` is the graceful path: close the listen socket, answer requests already in flight, close
  * WebSockets, release sessions.
  */
+import cluster from "node:cluster";
 import { createRequire } from "node:module";
 import pkg from "../package.json" with { type: "json" };
 import { openArtifactStore } from "../registry/store/open.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ServeConfig } from "./config.ts";
 import { type BuildInfo, ServeCore } from "./core/service.ts";
-import { createServeMetrics } from "./metrics.ts";
+import { clusterExposition, createServeMetrics } from "./metrics.ts";
 import { ModelCache } from "./model-cache/cache.ts";
 import { LabelFollower } from "./model-cache/follower.ts";
 import { attachHttp, type TransportState } from "./transport/http.ts";
@@ -50,6 +51,7 @@ export async function startServer(
     gcsProject: config.gcsProject,
   });
   const metrics = createServeMetrics({ worker: String(workerIndex) });
+  if (cluster.isWorker) metrics.exposition = clusterExposition(metrics.registry);
   const cache = new ModelCache(store, config, logger, metrics);
   const follower = new LabelFollower(cache, logger);
   const core = new ServeCore(cache, config, metrics, logger, buildInfo());

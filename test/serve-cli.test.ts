@@ -65,7 +65,7 @@ test("arbor serve: bad flags exit 2 with a code; the default cluster (one proces
   }
 }, 60_000);
 
-test("cluster: a worker that dies is replaced; the port keeps answering; SIGTERM still exits 0", async () => {
+test("cluster: /metrics gathers every worker; a worker that dies is replaced; the port keeps answering; SIGTERM still exits 0", async () => {
   const dir = mkdtempSync(path.join(tmpdir(), "arbor-serve-cluster-"));
   const server = await startServe(["--store", pathToFileURL(dir).href, "--workers", "2"]);
   try {
@@ -76,6 +76,14 @@ test("cluster: a worker that dies is replaced; the port keeps answering; SIGTERM
     const pids = new Set<number>();
     for (let i = 0; i < 50 && pids.size < 2; i++) pids.add(await pidOf());
     expect(pids.size).toBe(2);
+    // One scrape, whichever worker answers it, shows every worker's requests.
+    for (let i = 0; i < 4; i++) {
+      const text = await (await fetch(`${server.url}/metrics`, { headers: { connection: "close" } })).text();
+      for (const w of ["0", "1"])
+        expect(text).toMatch(
+          new RegExp(`arbor_serve_requests_total\\{route="/version"[^}]*worker="${w}"\\} [1-9]`),
+        );
+    }
     const victim = [...pids][0];
     process.kill(victim, "SIGKILL");
     const end = Date.now() + 30_000;

@@ -284,7 +284,7 @@ export class ServeCore {
         else
           reply.text = {
             contentType: this.metrics.registry.contentType,
-            value: await this.metrics.registry.metrics(),
+            value: await this.metrics.exposition(),
           };
         return;
       }
