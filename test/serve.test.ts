@@ -186,6 +186,23 @@ describe("serve: health, metadata, metrics", () => {
     expect(text).toMatch(/arbor_serve_model_loads_total\{model="flights",result="ok"/);
   });
 
+  test("requests for random model names or versions add no metric series and no load failures", async () => {
+    for (let i = 0; i < 5; i++) {
+      const r = await post(`/v1/models/zz-random-${i}/versions/3:predict`, { instances: [[1]] });
+      expect(r.status).toBe(404);
+      expect((await post(`/v1/models/zz-random-${i}:predict`, { instances: [[1]] })).status).toBe(404);
+    }
+    expect((await post("/v1/models/house/versions/999:predict", { instances: [[1]] })).status).toBe(404);
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    expect(text).not.toContain("zz-random");
+    expect(text).not.toMatch(/arbor_serve_model_loads_total\{model="house",result="failed"/);
+    expect(text).toMatch(
+      /arbor_serve_requests_total\{route="\/v1\/models\/:name:predict",model="",version="",status="404"/,
+    );
+    const house = await getJson("/v1/models/house");
+    expect(house.failures).toEqual([]);
+  });
+
   test("GET /v1/models and /v1/models/{name} show labels, versions and the signature", async () => {
     const list = await getJson(`/v1/models`);
     const names = list.models.map((m: { name: string }) => m.name).sort();

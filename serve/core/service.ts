@@ -191,6 +191,9 @@ export class ServeCore {
     } catch (e) {
       const err = toArborError(e);
       reply.status = err.status;
+      // The model label of a failed request comes from the URL: keep it only for a model this
+      // server follows, so that requests for random names cannot create unbounded metric series.
+      if (reply.model !== "" && !this.cache.hasModel(reply.model)) reply.model = "";
       reply.body = v2 ? { error: err.message, code: err.code } : err.toJSON();
       if (err.code === "INTERNAL") {
         this.logger.error(

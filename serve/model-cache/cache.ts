@@ -151,8 +151,17 @@ export class ModelCache {
         this.#updateGauges();
         return slot;
       } catch (e) {
-        this.#metrics.loads.inc({ model: name, result: "failed" });
         const err = isArborError(e) ? e : arborError("MODEL_LOAD_FAILED", String(e), { cause: e });
+        // A version that is not in the store is the client's 404, not a failed load: no failure
+        // record, no metric (its model name comes from the URL), no error log.
+        if (err.code === "VERSION_NOT_FOUND") {
+          this.#logger.debug(
+            { model: name, version, err: err.message },
+            "requested version not in the store",
+          );
+          throw err;
+        }
+        this.#metrics.loads.inc({ model: name, result: "failed" });
         // Bounded: requests for random versions must not grow memory without limit.
         if (this.#failures.size >= MAX_FAILURES) this.#failures.delete(this.#failures.keys().next().value!);
         this.#failures.set(key, { code: err.code, message: err.message, at: new Date().toISOString() });
