@@ -5,11 +5,13 @@
  *
  *   npx bun bench/train.ts [--rows 3000000] [--synthetic-rows 1000000] [--rounds 500]
  *     [--growth leafwise,depthwise,oblivious] [--datasets flights,synthetic] [--threads N]
- *     [--xgb] [--out bench/results/train.json]
+ *     [--xgb] [--cat-codes] [--out bench/results/train.json]
  *
  * Prints a table and writes JSON. `--xgb` also runs /work/shared/tools/xgb-reference.py (XGBoost
  * hist, 2 threads, same rounds/depth/eta, 256 bins) on the same train/test rows when python3-xgboost
- * is installed, and reports the time ratio.
+ * is installed, and reports the time ratio. The reference sees origin and destination as integer
+ * codes (it takes numeric columns only); `--cat-codes` makes arbor treat them as numeric codes too,
+ * for a like-for-like comparison of the split algorithm.
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
@@ -34,6 +36,7 @@ const { values: args } = parseArgs({
     datasets: { type: "string", default: "flights,synthetic" },
     threads: { type: "string", default: "1" },
     xgb: { type: "boolean", default: false },
+    "cat-codes": { type: "boolean", default: false },
     out: { type: "string", default: "bench/results/train.json" },
   },
 });
@@ -84,7 +87,12 @@ function flights(rows: number): Dataset {
     pl.col("destination"),
     pl.col("delay").gt(15).alias("late"),
   );
-  return frameToDataset(features, { target: "late", task: "binary" }, logger);
+  const d = frameToDataset(features, { target: "late", task: "binary" }, logger);
+  if (!args["cat-codes"]) return d;
+  return {
+    ...d,
+    features: d.features.map((f) => (f.type === "categorical" ? { name: f.name, type: "numeric" } : f)),
+  };
 }
 
 function synthetic(n: number): Dataset {
