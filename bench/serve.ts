@@ -272,7 +272,8 @@ async function helloFor(key: string, run: () => Promise<Load>): Promise<Load> {
 async function scenarioSet(label: string, extraArgs: string[], only?: string[]): Promise<void> {
   const server = await startServe(
     ["--store", pathToFileURL(dir).href, "--workers", String(WORKERS), "--log-level", "warn", ...extraArgs],
-    PROFILE === undefined ? {} : { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${path.resolve(PROFILE)}` },
+    {},
+    PROFILE === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${path.resolve(PROFILE)}`],
   );
   try {
     for (const model of QUICK ? (["flights"] as const) : (["flights", "trivial"] as const)) {
@@ -348,15 +349,19 @@ async function scenarioSet(label: string, extraArgs: string[], only?: string[]):
 console.log(
   `wrk -t${THREADS} -c${CONNS} -d${SECONDS}s; serve workers=${WORKERS}; in-process ORT µs/run: ${JSON.stringify(ort)}`,
 );
-if (QUICK) await scenarioSet("batching on", [], ["single-row JSON"]);
-else {
-  await scenarioSet("batching on", []);
-  await scenarioSet("batching off", ["--no-batching"], ["single-row JSON", "single-row msgpack"]);
+// A failed scenario must not leave the hello server (or the temp store) behind.
+try {
+  if (QUICK) await scenarioSet("batching on", [], ["single-row JSON"]);
+  else {
+    await scenarioSet("batching on", []);
+    await scenarioSet("batching off", ["--no-batching"], ["single-row JSON", "single-row msgpack"]);
+  }
+  if (REFERENCE) await referenceComparison();
+} finally {
+  await hello.stop();
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
 }
-if (REFERENCE) await referenceComparison();
-await hello.stop();
-await store.close();
-rmSync(dir, { recursive: true, force: true });
 mkdirIfNeeded();
 writeFileSync(
   path.join(ROOT, "bench/results/serve.json"),

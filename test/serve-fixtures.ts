@@ -134,10 +134,16 @@ export interface ServeProcess {
 const ROOT = new URL("..", import.meta.url).pathname;
 
 /** Spawn `node --import tsx serve/main.ts` on port 0 and wait for its `listening` line. */
-export async function startServe(args: string[], env: Record<string, string> = {}): Promise<ServeProcess> {
+export async function startServe(
+  args: string[],
+  env: Record<string, string> = {},
+  /** Extra Node.js flags (e.g. `--cpu-prof`, which NODE_OPTIONS does not accept). */
+  nodeArgs: string[] = [],
+): Promise<ServeProcess> {
   const proc = Bun.spawn(
     [
       "node",
+      ...nodeArgs,
       "--import",
       "tsx",
       "serve/main.ts",
