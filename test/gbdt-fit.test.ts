@@ -212,7 +212,7 @@ describe("arbor fit", () => {
     expect(r3.stderr).toContain("INVALID_ARGUMENT");
   });
 
-  test("--weight: the column weighs rows and is not a feature; --growth alone gets a usual size", async () => {
+  test("--weight is not a feature; --growth alone gets a usual size; --early-stopping needs validation", async () => {
     const weighted = path.join(dir, "weighted.csv");
     const f = frame(1500, 5, false);
     f.withColumn(
@@ -234,6 +234,11 @@ describe("arbor fit", () => {
     expect(bad.stderr).toContain("FIT_BAD_OPTION");
     const missing = await cli([...base, "--weight", "nope", "--out", path.join(dir, "weighted-bad")]);
     expect(missing.stderr).toContain("DATA_UNKNOWN_COLUMN");
+    // Early stopping without validation data would be silently ignored: refused instead.
+    const early = await cli([...base, "--early-stopping", "5", "--out", path.join(dir, "weighted-bad")]);
+    expect(early.code).not.toBe(0);
+    expect(early.stderr).toContain("INVALID_ARGUMENT");
+    expect(early.stderr).toContain("--early-stopping");
   });
 
   test("--split reads the split's train and valid parts from the store", async () => {

@@ -167,6 +167,17 @@ export const fitCommand = defineCommand({
         "fit: --valid cannot be combined with --split (the split has one)",
       );
     }
+    if (
+      args.earlyStopping !== undefined &&
+      args.earlyStopping > 0 &&
+      args.split === undefined &&
+      args.valid === undefined
+    ) {
+      throw arborError(
+        "INVALID_ARGUMENT",
+        "fit: --early-stopping needs validation data (--valid, or --split whose valid part is used)",
+      );
+    }
     const openStore = (uri: string) =>
       openArtifactStore(uri, { gcsEndpoint: ctx.config.gcsEndpoint, gcsProject: ctx.config.gcsProject });
     let trainUri = args.train;
