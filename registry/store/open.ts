@@ -15,6 +15,12 @@ export interface OpenStoreOptions {
   gcsProject?: string | undefined;
 }
 
+/** A store opener bound to the GCS settings of a configuration, for code that opens URIs it is given. */
+export function storeOpener(options: OpenStoreOptions): (uri: string) => Promise<ArtifactStore> {
+  return (uri) =>
+    openArtifactStore(uri, { gcsEndpoint: options.gcsEndpoint, gcsProject: options.gcsProject });
+}
+
 /** Open the store named by `uri`; STORE_BAD_URI for any other scheme. */
 export async function openArtifactStore(uri: string, options: OpenStoreOptions = {}): Promise<ArtifactStore> {
   if (typeof uri !== "string" || uri.length === 0) {

@@ -1,14 +1,10 @@
 /** `arbor explain`: exact TreeSHAP contributions of every row, from the trees inside model.onnx. */
 import path from "node:path";
 import { z } from "zod";
-import { openArtifactStore } from "../../registry/store/open.ts";
 import { operationLogger } from "../../shared/logger.ts";
 import { TreeExplainer } from "../../shared/treeshap.ts";
 import { defineCommand } from "../cli/command.ts";
-import { readDataset } from "../data/read.ts";
-import { loadBundle } from "../export/load.ts";
-import { explainColumns, writeColumns } from "../export/score.ts";
-import { frameToMatrix } from "../gbdt/dataset.ts";
+import { explainColumns, loadScoringInput, writeColumns } from "../export/score.ts";
 
 /** `arbor explain`. */
 export const explainCommand = defineCommand({
@@ -48,13 +44,7 @@ export const explainCommand = defineCommand({
   examples: ["arbor explain --model ./bundle --data test.parquet --out shap.parquet --top-k 3"],
   async run(ctx, args) {
     const logger = operationLogger(ctx.logger, "explain");
-    const bundle = await loadBundle(args.model);
-    const dataset = await readDataset(args.data, {
-      logger,
-      openStore: (uri) =>
-        openArtifactStore(uri, { gcsEndpoint: ctx.config.gcsEndpoint, gcsProject: ctx.config.gcsProject }),
-    });
-    const { data, rows } = frameToMatrix(dataset.frame, bundle.signature, logger);
+    const { bundle, data, rows } = await loadScoringInput(args.model, args.data, ctx.config, logger);
     const started = performance.now();
     const explainer = new TreeExplainer(bundle.ensemble);
     const { columns, meanAbs } = explainColumns(explainer, bundle.signature, data, rows, args.topK, logger);

@@ -2,7 +2,7 @@
 import path from "node:path";
 import { z } from "zod";
 import { openRegistry } from "../../registry/index.ts";
-import { openArtifactStore } from "../../registry/store/open.ts";
+import { storeOpener } from "../../registry/store/open.ts";
 import { GROWTH_POLICIES, MODEL_TYPES, TASKS } from "../../shared/bundle.ts";
 import { arborError } from "../../shared/errors.ts";
 import { operationLogger } from "../../shared/logger.ts";
@@ -178,8 +178,7 @@ export const fitCommand = defineCommand({
         "fit: --early-stopping needs validation data (--valid, or --split whose valid part is used)",
       );
     }
-    const openStore = (uri: string) =>
-      openArtifactStore(uri, { gcsEndpoint: ctx.config.gcsEndpoint, gcsProject: ctx.config.gcsProject });
+    const openStore = storeOpener(ctx.config);
     let trainUri = args.train;
     let validUri = args.valid;
     let target = args.target;

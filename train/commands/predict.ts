@@ -1,13 +1,9 @@
 /** `arbor predict`: score a dataset with a bundle through onnxruntime-node. */
 import path from "node:path";
 import { z } from "zod";
-import { openArtifactStore } from "../../registry/store/open.ts";
 import { operationLogger } from "../../shared/logger.ts";
 import { defineCommand } from "../cli/command.ts";
-import { readDataset } from "../data/read.ts";
-import { loadBundle } from "../export/load.ts";
-import { predictionColumns, runOnnx, writeColumns } from "../export/score.ts";
-import { frameToMatrix } from "../gbdt/dataset.ts";
+import { loadScoringInput, predictionColumns, runOnnx, writeColumns } from "../export/score.ts";
 
 /** `arbor predict`. */
 export const predictCommand = defineCommand({
@@ -41,13 +37,7 @@ export const predictCommand = defineCommand({
   examples: ["arbor predict --model ./bundle --data test.parquet --out predictions.csv"],
   async run(ctx, args) {
     const logger = operationLogger(ctx.logger, "predict");
-    const bundle = await loadBundle(args.model);
-    const dataset = await readDataset(args.data, {
-      logger,
-      openStore: (uri) =>
-        openArtifactStore(uri, { gcsEndpoint: ctx.config.gcsEndpoint, gcsProject: ctx.config.gcsProject }),
-    });
-    const { data, rows } = frameToMatrix(dataset.frame, bundle.signature, logger);
+    const { bundle, data, rows } = await loadScoringInput(args.model, args.data, ctx.config, logger);
     const started = performance.now();
     const { outputs, width } = await runOnnx(bundle.modelBytes, bundle.signature, data, rows, logger);
     const seconds = (performance.now() - started) / 1000;

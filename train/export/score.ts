@@ -6,14 +6,32 @@ import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import pl from "nodejs-polars";
 import * as ort from "onnxruntime-node";
+import { storeOpener } from "../../registry/store/open.ts";
 import type { Signature } from "../../shared/bundle.ts";
+import type { ArborConfig } from "../../shared/config.ts";
 import { arborError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
 import type { TreeExplainer } from "../../shared/treeshap.ts";
+import { readDataset } from "../data/read.ts";
 import { writeParquet } from "../data/write.ts";
+import { frameToMatrix } from "../gbdt/dataset.ts";
+import { type LoadedBundle, loadBundle } from "./load.ts";
 
 /** Rows per onnxruntime call: bounds the input/output tensors' memory. */
 const BATCH_ROWS = 65_536;
+
+/** A verified bundle and the data file as its float32 input matrix (row-major, signature order). */
+export async function loadScoringInput(
+  modelDir: string,
+  dataUri: string,
+  config: ArborConfig,
+  logger: Logger,
+): Promise<{ bundle: LoadedBundle; data: Float32Array; rows: number }> {
+  const bundle = await loadBundle(modelDir);
+  const dataset = await readDataset(dataUri, { logger, openStore: storeOpener(config) });
+  const { data, rows } = frameToMatrix(dataset.frame, bundle.signature, logger);
+  return { bundle, data, rows };
+}
 
 /** Output format by the extension of `--out`. */
 export function outputFormat(file: string): "csv" | "parquet" {
