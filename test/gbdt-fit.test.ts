@@ -5,32 +5,19 @@ import path from "node:path";
 import pl from "nodejs-polars";
 import { createLogger } from "../shared/logger.ts";
 import { predictMarginRow, sigmoid, softmaxInPlace } from "../shared/tree.ts";
-import { COMMANDS } from "../train/cli/commands.ts";
-import { runCli } from "../train/cli/dispatch.ts";
 import { loadBundle } from "../train/export/load.ts";
 import { runOnnx } from "../train/export/score.ts";
 import { frameToMatrix } from "../train/gbdt/dataset.ts";
 import { auc } from "../train/gbdt/metric.ts";
 import { Rng } from "../train/gbdt/rng.ts";
+import { runArbor } from "./helpers/cli.ts";
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "arbor-fit-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const logger = createLogger({ name: "test", level: "silent" });
 
-async function cli(argv: string[]) {
-  let stdout = "";
-  let stderr = "";
-  const code = await runCli(COMMANDS, argv, {
-    stdout: (t) => {
-      stdout += t;
-    },
-    stderr: (t) => {
-      stderr += t;
-    },
-    env: { ARBOR_HOME: path.join(dir, "home") },
-    cwd: dir,
-  });
-  return { code, stdout, stderr };
+function cli(argv: string[]) {
+  return runArbor(argv, { env: { ARBOR_HOME: path.join(dir, "home") }, cwd: dir });
 }
 
 /** x (numeric with nulls), color (string with nulls; "violet" only in valid), z; targets for each task. */

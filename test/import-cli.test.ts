@@ -3,10 +3,10 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import pl from "nodejs-polars";
-import { runCli } from "../train/cli/dispatch.ts";
 import { explainCommand } from "../train/commands/explain.ts";
 import { importCommand } from "../train/commands/import.ts";
 import { predictCommand } from "../train/commands/predict.ts";
+import { runArbor } from "./helpers/cli.ts";
 
 const COMMANDS = [predictCommand, explainCommand, importCommand];
 const FIXTURES = path.join(import.meta.dir, "fixtures", "xgboost");
@@ -15,20 +15,8 @@ let dir = "";
 /** Path inside the test folder (the commands resolve relative paths against the process cwd). */
 const at = (p: string) => path.join(dir, p);
 
-async function cli(argv: string[]) {
-  let stdout = "";
-  let stderr = "";
-  const code = await runCli(COMMANDS, [...argv, "--quiet"], {
-    stdout: (t) => {
-      stdout += t;
-    },
-    stderr: (t) => {
-      stderr += t;
-    },
-    env: { ARBOR_HOME: path.join(dir, "home") },
-    cwd: dir,
-  });
-  return { code, stdout, stderr };
+function cli(argv: string[]) {
+  return runArbor([...argv, "--quiet"], { env: { ARBOR_HOME: path.join(dir, "home") }, cwd: dir });
 }
 
 interface Fixture {
