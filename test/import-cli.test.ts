@@ -3,12 +3,8 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import pl from "nodejs-polars";
-import { explainCommand } from "../train/commands/explain.ts";
-import { importCommand } from "../train/commands/import.ts";
-import { predictCommand } from "../train/commands/predict.ts";
 import { runArbor } from "./helpers/cli.ts";
 
-const COMMANDS = [predictCommand, explainCommand, importCommand];
 const FIXTURES = path.join(import.meta.dir, "fixtures", "xgboost");
 let dir = "";
 
