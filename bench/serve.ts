@@ -45,7 +45,8 @@ const PROFILE = values.profile;
  * Needs Debian's python3-xgboost, python3-fastapi, python3-uvicorn, python3-uvloop, python3-httptools.
  */
 const REFERENCE = values.reference === true;
-const REFERENCE_SERVER = "/work/shared/tools/reference-server.py";
+// The reference tools live in the shared/ folder beside the checkout (../shared/tools).
+const REFERENCE_SERVER = path.resolve(import.meta.dir, "..", "..", "shared", "tools", "reference-server.py");
 const ROOT = new URL("..", import.meta.url).pathname;
 const F = 28;
 

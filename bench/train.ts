@@ -43,7 +43,8 @@ const { values: args } = parseArgs({
 const logger = createLogger({ name: "bench", level: "warn" });
 const rounds = Number(args.rounds);
 const threads = Number(args.threads);
-const XGB = "/work/shared/tools/xgb-reference.py";
+// The reference tools live in the shared/ folder beside the checkout (../shared/tools).
+const XGB = path.resolve(import.meta.dir, "..", "..", "shared", "tools", "xgb-reference.py");
 
 /** Rows of a Dataset by index. */
 function take(d: Dataset, rows: Uint32Array): Dataset {
