@@ -172,6 +172,49 @@ function numericSplit(
 /** Scratch of the categorical scan (no allocation per node and feature). */
 let catUsed = new Int32Array(256);
 let catRatio = new Float64Array(256);
+let catTmp = new Int32Array(256);
+
+/**
+ * Stable sort of `a` (ascending codes) by key[a[i]], in place; `tmp` is scratch of the same length.
+ * Stable on ascending codes equals the order of the comparator (key, code), with no callback per
+ * comparison: the comparator sort cost ~10% of a flights fit. Insertion sort for runs of 16, then
+ * bottom-up merges.
+ */
+function sortByKey(a: Int32Array, key: Float64Array, tmp: Int32Array): void {
+  const n = a.length;
+  const RUN = 16;
+  for (let lo = 0; lo < n; lo += RUN) {
+    const hi = Math.min(lo + RUN, n);
+    for (let i = lo + 1; i < hi; i++) {
+      const v = a[i];
+      const kv = key[v];
+      let j = i - 1;
+      while (j >= lo && key[a[j]] > kv) {
+        a[j + 1] = a[j];
+        j--;
+      }
+      a[j + 1] = v;
+    }
+  }
+  let src = a;
+  let dst = tmp;
+  for (let width = RUN; width < n; width *= 2) {
+    for (let lo = 0; lo < n; lo += 2 * width) {
+      const mid = Math.min(lo + width, n);
+      const hi = Math.min(lo + 2 * width, n);
+      let i = lo;
+      let j = mid;
+      let k = lo;
+      while (i < mid && j < hi) dst[k++] = key[src[j]] < key[src[i]] ? src[j++] : src[i++];
+      while (i < mid) dst[k++] = src[i++];
+      while (j < hi) dst[k++] = src[j++];
+    }
+    const t = src;
+    src = dst;
+    dst = t;
+  }
+  if (src !== a) a.set(src.subarray(0, n));
+}
 
 function categoricalSplit(
   hist: Float64Array,
@@ -198,6 +241,7 @@ function categoricalSplit(
   if (catUsed.length < nc) {
     catUsed = new Int32Array(nc);
     catRatio = new Float64Array(nc);
+    catTmp = new Int32Array(nc);
   }
   // Candidate categories (present in the node, and not rare for the sorted scan).
   const oneHot = nc <= p.maxCatToOnehot;
@@ -248,8 +292,7 @@ function categoricalSplit(
   } else {
     for (let i = 0; i < nu; i++)
       catRatio[used[i]] = hist[o + used[i] * 2] / (hist[o + used[i] * 2 + 1] + p.catSmooth);
-    const ratio = catRatio;
-    used.sort((a, b) => ratio[a] - ratio[b] || a - b);
+    sortByKey(used, catRatio, catTmp.subarray(0, nu));
     const maxK = Math.min(p.maxCatThreshold, (nu + 1) >> 1);
     for (let dir = 0; dir < 2; dir++) {
       let gl = 0;
