@@ -24,6 +24,7 @@ import { encodeEnsembleOnnx } from "../shared/onnx/encode.ts";
 import { randomEnsemble, randomRows, signatureFor } from "../shared/onnx/random.ts";
 import type { TreeEnsemble } from "../shared/tree.ts";
 import { TreeExplainer } from "../shared/treeshap.ts";
+import { FLIGHTS_FEATURES, flightsSample } from "../train/data/flights-sample.ts";
 import { importXgboostJson } from "../train/import/xgboost.ts";
 
 const { values: opts } = parseArgs({
@@ -36,7 +37,7 @@ const { values: opts } = parseArgs({
 const ROWS = Number(opts.rows);
 const TRAIN_ROWS = Number(opts["train-rows"]);
 const PYTHON = "/usr/bin/python3";
-const FEATURES = ["month", "day", "weekday", "hour", "minute", "distance", "origin", "destination"];
+const FEATURES: string[] = [...FLIGHTS_FEATURES];
 
 const PY_SCRIPT = `
 import json, sys, time
@@ -69,28 +70,7 @@ function hasXgboost(): boolean {
 
 /** Flights sample as float32 rows (codes for origin/destination) and labels. */
 function flights(n: number): { x: Float32Array; y: Float32Array } {
-  const file = path.join(
-    import.meta.dir,
-    "..",
-    "node_modules",
-    "vega-datasets",
-    "data",
-    "flights-3m.parquet",
-  );
-  let frame = pl.readParquet(file);
-  if (n < frame.height) frame = frame.sample({ n, seed: 1 });
-  const date = pl.col("date");
-  const df = frame.select(
-    date.dt.month().cast(pl.Float32).alias("month"),
-    date.dt.day().cast(pl.Float32).alias("day"),
-    date.dt.weekday().cast(pl.Float32).alias("weekday"),
-    date.dt.hour().cast(pl.Float32).alias("hour"),
-    date.dt.minute().cast(pl.Float32).alias("minute"),
-    pl.col("distance").cast(pl.Float32),
-    pl.col("origin"),
-    pl.col("destination"),
-    pl.col("delay").gt(15).cast(pl.Float32).alias("late"),
-  );
+  const df = flightsSample(n, 1);
   const f = FEATURES.length;
   const x = new Float32Array(n * f);
   FEATURES.forEach((name, j) => {
@@ -100,11 +80,11 @@ function flights(n: number): { x: Float32Array; y: Float32Array } {
       const dict = new Map([...new Set(values)].sort().map((v, i) => [v, i]));
       for (let i = 0; i < n; i++) x[i * f + j] = dict.get(values[i])!;
     } else {
-      const col = df.getColumn(name).toTypedArray() as Float32Array;
+      const col = df.getColumn(name).cast(pl.Float32).toTypedArray() as Float32Array;
       for (let i = 0; i < n; i++) x[i * f + j] = col[i];
     }
   });
-  return { x, y: df.getColumn("late").toTypedArray() as Float32Array };
+  return { x, y: df.getColumn("delayed").cast(pl.Float32).toTypedArray() as Float32Array };
 }
 
 interface Setup {

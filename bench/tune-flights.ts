@@ -8,16 +8,14 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import pl from "nodejs-polars";
 import { openRegistry } from "../registry/index.ts";
 import { loadArborConfig } from "../shared/config.ts";
 import { createLogger } from "../shared/logger.ts";
 import { COMMANDS } from "../train/cli/commands.ts";
 import { runCli } from "../train/cli/dispatch.ts";
+import { flightsSample } from "../train/data/flights-sample.ts";
 import { runTune, type TuneOptions } from "../train/tune/pipeline.ts";
 import { StudyStorage } from "../train/tune/storage.ts";
-
-const ROOT = path.resolve(import.meta.dir, "..");
 
 /** Size of the flights runs (bench/tune.ts flags --rows, --rounds, --flight-seeds). */
 export interface FlightsBenchOptions {
@@ -28,17 +26,7 @@ export interface FlightsBenchOptions {
 
 async function makeSplit(home: string, ROWS: number): Promise<string> {
   const file = path.join(home, "flights.parquet");
-  pl.readParquet(path.join(ROOT, "node_modules", "vega-datasets", "data", "flights-3m.parquet"))
-    .sample({ n: ROWS, seed: 7 })
-    .withColumns(
-      pl.col("date").dt.month().cast(pl.Int32).alias("month"),
-      pl.col("date").dt.weekday().cast(pl.Int32).alias("day_of_week"),
-      pl.col("date").dt.hour().cast(pl.Int32).alias("hour"),
-      pl.col("date").dt.minute().cast(pl.Int32).alias("minute"),
-      pl.col("delay").gt(15).alias("delayed"),
-    )
-    .select("month", "day_of_week", "hour", "minute", "distance", "origin", "destination", "delayed")
-    .writeParquet(file);
+  flightsSample(ROWS, 7).writeParquet(file);
   let out = "";
   const code = await runCli(
     COMMANDS,

@@ -6,8 +6,8 @@
 import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
-import pl from "nodejs-polars";
 import { loadArborConfig } from "../shared/config.ts";
+import { flightsSample } from "./data/flights-sample.ts";
 
 const ROOT = path.resolve(import.meta.dir, "..");
 const ARBOR = path.join(ROOT, "train", "bin", "arbor.mjs");
@@ -38,28 +38,7 @@ function arbor(args: string[]): unknown {
 
 step("1. prepare data: 200,000 flights from vega-datasets, target delayed = delay > 15 min");
 const dataPath = path.join(workDir, "flights-200k.parquet");
-const flights = pl
-  .readParquet(path.join(ROOT, "node_modules", "vega-datasets", "data", "flights-3m.parquet"))
-  .sample({ n: 200_000, seed: 7 })
-  .withColumns(
-    pl.col("date").dt.month().cast(pl.Int32).alias("month"),
-    pl.col("date").dt.day().cast(pl.Int32).alias("day_of_month"),
-    pl.col("date").dt.weekday().cast(pl.Int32).alias("day_of_week"),
-    pl.col("date").dt.hour().cast(pl.Int32).alias("hour"),
-    pl.col("date").dt.minute().cast(pl.Int32).alias("minute"),
-    pl.col("delay").gt(15).alias("delayed"),
-  )
-  .select(
-    "month",
-    "day_of_month",
-    "day_of_week",
-    "hour",
-    "minute",
-    "distance",
-    "origin",
-    "destination",
-    "delayed",
-  );
+const flights = flightsSample(200_000, 7);
 flights.writeParquet(dataPath);
 process.stderr.write(`wrote ${dataPath} (${flights.height} rows × ${flights.width} columns)\n`);
 
