@@ -103,7 +103,12 @@ export async function copyToStore(
   });
   const source = createReadStream(file.path);
   source.on("error", (e) => tap.destroy(e));
-  await store.put(key, source.pipe(tap));
+  try {
+    await store.put(key, source.pipe(tap));
+  } finally {
+    // pipe() does not destroy the source when the store gives up on `tap`: close the file here.
+    source.destroy();
+  }
   return { path: file.name, sha256: hash.digest("hex"), size };
 }
 
