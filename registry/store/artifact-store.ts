@@ -10,7 +10,7 @@
  */
 import type { Readable } from "node:stream";
 
-/** An object's version token: a GCS generation, or a content hash + mtime locally. Opaque. */
+/** An object's version token: a GCS generation, or inode + mtime + size locally. Opaque. */
 export type Generation = string;
 
 /** Metadata of one stored object. */

@@ -23,7 +23,8 @@ export interface FileLock {
   release(): Promise<void>;
 }
 
-function errno(e: unknown): string | undefined {
+/** The `code` of a Node.js system error (`ENOENT`, `EEXIST`, …); FileArtifactStore uses it too. */
+export function errno(e: unknown): string | undefined {
   return typeof e === "object" && e !== null && "code" in e
     ? String((e as { code: unknown }).code)
     : undefined;

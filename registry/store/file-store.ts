@@ -22,8 +22,16 @@ import type { Readable } from "node:stream";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { arborError, isArborError } from "../../shared/errors.ts";
 import type { ArtifactStore, Generation, ObjectInfo, VersionedObject } from "./artifact-store.ts";
-import { acquireLock } from "./file-lock.ts";
-import { assertKey, assertPrefix, INTERNAL_PREFIX, isInternalPath } from "./keys.ts";
+import { acquireLock, errno } from "./file-lock.ts";
+import {
+  assertDeletePrefix,
+  assertKey,
+  assertPrefix,
+  compareKeys,
+  INTERNAL_PREFIX,
+  isBodyStreamError,
+  isInternalPath,
+} from "./keys.ts";
 
 const TMP_PREFIX = `${INTERNAL_PREFIX}tmp-`;
 const LOCK_PREFIX = `${INTERNAL_PREFIX}lock-`;
@@ -44,12 +52,6 @@ function generationOf(s: BigStats): Generation {
 
 function infoOf(key: string, s: BigStats): ObjectInfo {
   return { key, size: Number(s.size), generation: generationOf(s), updatedAt: s.mtime };
-}
-
-function errno(e: unknown): string | undefined {
-  return typeof e === "object" && e !== null && "code" in e
-    ? String((e as { code: unknown }).code)
-    : undefined;
 }
 
 function toBytes(body: Uint8Array | string): Uint8Array {
@@ -136,6 +138,9 @@ export class FileArtifactStore implements ArtifactStore {
         throw arborError(
           "INVALID_ARGUMENT",
           `put: key '${key}' lies below an existing object in ${this.uri}`,
+          {
+            cause: e,
+          },
         );
       }
       const tmp = path.join(dir, `${TMP_PREFIX}${randomBytes(8).toString("hex")}`);
@@ -195,13 +200,12 @@ export class FileArtifactStore implements ArtifactStore {
         await fsp.rename(tmp, file);
       } catch (e) {
         await fsp.rm(tmp, { force: true }).catch(() => {});
-        throw this.#renameError(e, key);
+        throw this.#renameError(e, "put", key);
       }
       await syncDir(path.dirname(file));
       return infoOf(key, stats);
     } catch (e) {
-      // The caller's own stream failing is the caller's error, not the store's: pass it on as is.
-      if (typeof body === "object" && !(body instanceof Uint8Array) && body.errored === e) throw e;
+      if (isBodyStreamError(body, e)) throw e;
       throw this.#wrap(e, "put", key);
     }
   }
@@ -283,7 +287,7 @@ export class FileArtifactStore implements ArtifactStore {
     const start = base === "." || base === "" ? "" : base;
     const out: ObjectInfo[] = [];
     await this.#walk(start, prefix, out);
-    out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    out.sort(compareKeys);
     return out;
   }
 
@@ -323,13 +327,7 @@ export class FileArtifactStore implements ArtifactStore {
   }
 
   async deletePrefix(prefix: string): Promise<number> {
-    assertPrefix(prefix, "deletePrefix");
-    if (prefix === "") {
-      throw arborError(
-        "INVALID_ARGUMENT",
-        "deletePrefix: prefix must not be empty (that would empty the store)",
-      );
-    }
+    assertDeletePrefix(prefix, "deletePrefix");
     let n = 0;
     for (const info of await this.list(prefix)) {
       const file = this.#path(info.key);
@@ -447,7 +445,7 @@ export class FileArtifactStore implements ArtifactStore {
           await fsp.rename(tmp, file);
         } catch (e) {
           await fsp.rm(tmp, { force: true }).catch(() => {});
-          throw this.#renameError(e, key);
+          throw this.#renameError(e, "compareAndSwap", key);
         }
         await syncDir(path.dirname(file));
         return infoOf(key, stats);
@@ -460,9 +458,9 @@ export class FileArtifactStore implements ArtifactStore {
   }
 
   /** rename(2) onto a folder fails with EISDIR: the key is the folder of other objects. */
-  #renameError(e: unknown, key: string): unknown {
+  #renameError(e: unknown, op: string, key: string): unknown {
     if (errno(e) !== "EISDIR" && errno(e) !== "ENOTEMPTY" && errno(e) !== "EEXIST") return e;
-    return arborError("INVALID_ARGUMENT", `put: key '${key}' is a folder of other objects in ${this.uri}`, {
+    return arborError("INVALID_ARGUMENT", `${op}: key '${key}' is a folder of other objects in ${this.uri}`, {
       cause: e,
     });
   }

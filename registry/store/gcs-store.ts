@@ -18,7 +18,7 @@ import { pipeline } from "node:stream/promises";
 import { type Bucket, type File, type FileMetadata, Storage } from "@google-cloud/storage";
 import { type ArborError, arborError, isArborError } from "../../shared/errors.ts";
 import type { ArtifactStore, Generation, ObjectInfo, VersionedObject } from "./artifact-store.ts";
-import { assertKey, assertPrefix } from "./keys.ts";
+import { assertDeletePrefix, assertKey, assertPrefix, compareKeys, isBodyStreamError } from "./keys.ts";
 
 /** Options of {@link GcsArtifactStore.create}. */
 export interface GcsStoreOptions {
@@ -53,7 +53,9 @@ export function parseGsUri(uri: string): { bucket: string; prefix: string } {
     try {
       assertKey(prefix, "open gcs store");
     } catch (e) {
-      throw arborError("STORE_BAD_URI", `open gcs store: bad prefix in '${uri}': ${(e as Error).message}`);
+      throw arborError("STORE_BAD_URI", `open gcs store: bad prefix in '${uri}': ${(e as Error).message}`, {
+        cause: e,
+      });
     }
   }
   return { bucket: m[1], prefix };
@@ -77,13 +79,11 @@ function httpStatus(e: unknown): number | undefined {
 /** The artifact store in a GCS bucket. */
 export class GcsArtifactStore implements ArtifactStore {
   readonly uri: string;
-  readonly #storage: Storage;
   readonly #bucket: Bucket;
   readonly #prefix: string;
 
   private constructor(uri: string, storage: Storage, bucket: string, prefix: string) {
     this.uri = uri;
-    this.#storage = storage;
     this.#bucket = storage.bucket(bucket);
     this.#prefix = prefix;
   }
@@ -198,8 +198,7 @@ export class GcsArtifactStore implements ArtifactStore {
       );
       return this.#info(key, file.metadata);
     } catch (e) {
-      // The caller's own stream failing is the caller's error, not the store's: pass it on as is.
-      if (typeof body === "object" && !(body instanceof Uint8Array) && body.errored === e) throw e;
+      if (isBodyStreamError(body, e)) throw e;
       throw this.#map(e, "put", key);
     }
   }
@@ -265,8 +264,7 @@ export class GcsArtifactStore implements ArtifactStore {
       throw this.#map(e, "list", prefix);
     }
     const out = files.map((f) => this.#info(this.#key(f.name), f.metadata));
-    // Same order as FileArtifactStore (UTF-16 code units; identical to GCS's byte order for ASCII keys).
-    out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    out.sort(compareKeys);
     return out;
   }
 
@@ -280,13 +278,7 @@ export class GcsArtifactStore implements ArtifactStore {
   }
 
   async deletePrefix(prefix: string): Promise<number> {
-    assertPrefix(prefix, "deletePrefix");
-    if (prefix === "") {
-      throw arborError(
-        "INVALID_ARGUMENT",
-        "deletePrefix: prefix must not be empty (that would empty the store)",
-      );
-    }
+    assertDeletePrefix(prefix, "deletePrefix");
     const queue = (await this.list(prefix)).map((i) => i.key);
     let deleted = 0;
     const worker = async () => {
@@ -334,6 +326,5 @@ export class GcsArtifactStore implements ArtifactStore {
 
   async close(): Promise<void> {
     // The client keeps no sockets that need closing (its HTTP agent's keep-alive sockets are unref'd).
-    void this.#storage;
   }
 }

@@ -1,7 +1,9 @@
 /**
  * Validation of object keys and prefixes, shared by every ArtifactStore so that a key valid on
- * `file://` is valid on `gs://` and the other way round.
+ * `file://` is valid on `gs://` and the other way round, plus the few rules both stores must apply
+ * identically (listing order, what deletePrefix refuses, whose error a failed upload stream is).
  */
+import type { Readable } from "node:stream";
 import { arborError } from "../../shared/errors.ts";
 
 /** Segments starting with this belong to the store itself (temp files, locks) and are never keys. */
@@ -64,4 +66,25 @@ export function assertPrefix(prefix: unknown, op: string): asserts prefix is str
 export function isInternalPath(relative: string): boolean {
   for (const s of relative.split("/")) if (s.startsWith(INTERNAL_PREFIX)) return true;
   return false;
+}
+
+/** assertPrefix, and refuse "" too: deleting everything under it would empty the store. */
+export function assertDeletePrefix(prefix: unknown, op: string): asserts prefix is string {
+  assertPrefix(prefix, op);
+  if (prefix === "") {
+    throw arborError("INVALID_ARGUMENT", `${op}: prefix must not be empty (that would empty the store)`);
+  }
+}
+
+/** Key order of `list` on every store: UTF-16 code units (GCS's byte order for ASCII keys). */
+export function compareKeys(a: { key: string }, b: { key: string }): number {
+  return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
+}
+
+/**
+ * Whether `e` is the failure of the caller's own body stream. That is the caller's error, not the
+ * store's, so `put` passes it on as is instead of wrapping it in a store code.
+ */
+export function isBodyStreamError(body: Readable | Uint8Array | string, e: unknown): boolean {
+  return typeof body === "object" && !(body instanceof Uint8Array) && body.errored === e;
 }
