@@ -135,6 +135,15 @@ describe("serve: hot reload", () => {
       const metrics = await (await fetch(`${server.url}/metrics`)).text();
       expect(metrics).toMatch(/arbor_serve_model_loads_total\{model="m",result="failed"[^}]*\} [1-9]/);
       expect(server.logs()).toContain("label update failed; keeping the previous version");
+
+      // Rolling the pointer back to the version still served clears the failure.
+      await pointLabel(store, "m", "production", 2, sha[2]);
+      await until("the label to be ready again", async () => {
+        info = await (await fetch(`${server.url}/v1/models/m`)).json();
+        return info.labels.production.state === "ready";
+      });
+      expect(info.labels.production.version).toBe(2);
+      expect(info.labels.production.error).toBeNull();
       expect(await server.stop()).toBe(0);
     } finally {
       await server.stop();

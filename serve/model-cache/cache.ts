@@ -319,8 +319,11 @@ export class ModelCache {
       version = pointer.version;
       st.pointerVersion = version;
       if (st.slot !== null && st.slot.version === version && st.slot.manifestSha256 === pointer.sha256) {
+        // The pointer is back on the version we serve (e.g. a failed promotion rolled back): the
+        // earlier failure no longer describes this label.
         st.pointerGeneration = obj.generation;
         st.state = "ready";
+        st.error = null;
         return;
       }
       if (st.slot === null) st.state = "loading";
