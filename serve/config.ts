@@ -66,6 +66,9 @@ export const SERVE_DEFAULTS = {
   shutdownTimeoutMs: 10_000,
 } as const;
 
+/** Model and label names: what the config accepts is what a request may name. */
+export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 const posInt = z.number().int().positive();
 
@@ -73,8 +76,8 @@ const serveConfigSchema = z.object({
   host: z.string().min(1),
   port: z.number().int().min(0).max(65535),
   store: z.string().regex(/^(file:\/\/|gs:\/\/)/, "must be a file:// or gs:// URI"),
-  labels: z.array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, "bad label name")),
-  models: z.array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, "bad model name")),
+  labels: z.array(z.string().regex(NAME_PATTERN, "bad label name")),
+  models: z.array(z.string().regex(NAME_PATTERN, "bad model name")),
   workers: posInt.max(256),
   logLevel: z.enum(LOG_LEVELS),
   gcsEndpoint: z.string().optional(),

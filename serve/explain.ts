@@ -64,9 +64,11 @@ export function explainRows(
     const margins: number[] = [];
     for (let o = 0; o < k; o++) {
       const base = o * (f + 1);
+      let margin = st.buf[base + f];
       for (let j = 0; j < f; j++) {
         order[j] = j;
         st.absSums[j] += Math.abs(st.buf[base + j]);
+        margin += st.buf[base + j];
       }
       let sorted: ArrayLike<number> = order;
       if (topK !== null && topK < f) {
@@ -75,9 +77,7 @@ export function explainRows(
           .slice(0, topK);
       }
       const c: Record<string, number> = {};
-      let margin = st.buf[base + f];
       for (let i = 0; i < sorted.length; i++) c[names[sorted[i]]] = st.buf[base + sorted[i]];
-      for (let j = 0; j < f; j++) margin += st.buf[base + j];
       perOutput.push(c);
       bases.push(st.buf[base + f]);
       margins.push(margin);

@@ -19,6 +19,13 @@ export function classLabels(signature: Signature, count: number): string[] {
   return out;
 }
 
+/** Index of the highest of `width` probabilities starting at `base` (first one on ties). */
+export function argmax(data: Float32Array, base: number, width: number): number {
+  let best = 0;
+  for (let j = 1; j < width; j++) if (data[base + j] > data[base + best]) best = j;
+  return best;
+}
+
 /** Predictions of the rows of one request. */
 export function formatPredictions(signature: Signature, slice: BatchSlice): (number | ClassPrediction)[] {
   const out: (number | ClassPrediction)[] = new Array(slice.rows);
@@ -31,12 +38,8 @@ export function formatPredictions(signature: Signature, slice: BatchSlice): (num
     for (let r = 0; r < slice.rows; r++) {
       const base = (slice.offset + r) * c;
       const p: number[] = new Array(c);
-      let best = 0;
-      for (let j = 0; j < c; j++) {
-        p[j] = data[base + j];
-        if (p[j] > p[best]) best = j;
-      }
-      out[r] = { label: labels[best], probabilities: p };
+      for (let j = 0; j < c; j++) p[j] = data[base + j];
+      out[r] = { label: labels[argmax(data, base, c)], probabilities: p };
     }
     return out;
   }

@@ -7,7 +7,8 @@
 import { clientError } from "./client-error.ts";
 import type { FeaturePlan } from "./plan.ts";
 
-const FLOAT32_MAX = 3.4028234663852886e38;
+/** The largest finite float32. */
+export const FLOAT32_MAX = 3.4028234663852886e38;
 
 /** A validated batch of rows, ready to feed. */
 export interface RowMatrix {

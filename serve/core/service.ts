@@ -6,7 +6,7 @@
  */
 import { type ArborError, toArborError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
-import type { ServeConfig } from "../config.ts";
+import { NAME_PATTERN, type ServeConfig } from "../config.ts";
 import { explainRows, importanceOf } from "../explain.ts";
 import type { ServeMetrics } from "../metrics.ts";
 import type { ModelCache } from "../model-cache/cache.ts";
@@ -50,8 +50,6 @@ export interface ModelRef {
   label: string | null;
 }
 
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
-
 /** Build facts for GET /version and GET /v2. */
 export interface BuildInfo {
   name: string;
@@ -69,7 +67,7 @@ function parseVersion(raw: string): number {
 }
 
 function checkName(raw: string, what: "model" | "label"): string {
-  if (!NAME.test(raw)) {
+  if (!NAME_PATTERN.test(raw)) {
     throw clientError(
       what === "model" ? "MODEL_NOT_FOUND" : "LABEL_NOT_FOUND",
       `resolve model: bad ${what} name '${raw.slice(0, 40)}'`,

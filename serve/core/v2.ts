@@ -9,8 +9,8 @@
 import { shapMatrix } from "../explain.ts";
 import type { ModelSlot } from "../model-cache/slot.ts";
 import { clientError } from "./client-error.ts";
-import { classLabels } from "./predictions.ts";
-import { checkExplainRows, type RowMatrix, rowsFromColumns } from "./rows.ts";
+import { argmax, classLabels } from "./predictions.ts";
+import { checkExplainRows, FLOAT32_MAX, type RowMatrix, rowsFromColumns } from "./rows.ts";
 import type { ServeCore } from "./service.ts";
 
 const NUMERIC_TYPES = new Set([
@@ -27,7 +27,8 @@ const NUMERIC_TYPES = new Set([
   "UINT64",
   "BOOL",
 ]);
-const FLOAT32_MAX = 3.4028234663852886e38;
+const utf8Encoder = new TextEncoder();
+const utf8Decoder = new TextDecoder();
 
 /** `GET /v2/models/{name}[/versions/{v}]`. */
 export function v2ModelMetadata(core: ServeCore, slot: ModelSlot): Record<string, unknown> {
@@ -102,7 +103,6 @@ function binaryValues(bytes: Uint8Array, datatype: string, name: string): unknow
   if (datatype === "BYTES") {
     const out: unknown[] = [];
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const dec = new TextDecoder();
     let at = 0;
     while (at < bytes.length) {
       if (at + 4 > bytes.length)
@@ -110,7 +110,7 @@ function binaryValues(bytes: Uint8Array, datatype: string, name: string): unknow
       const len = view.getUint32(at, true);
       if (at + 4 + len > bytes.length)
         throw clientError("BAD_SHAPE", `infer: input '${name}' has a truncated BYTES element`);
-      out.push(dec.decode(bytes.subarray(at + 4, at + 4 + len)));
+      out.push(utf8Decoder.decode(bytes.subarray(at + 4, at + 4 + len)));
       at += 4 + len;
     }
     return out;
@@ -327,12 +327,8 @@ export async function v2Infer(
       const probs = s.outputs.tensors.get("probabilities")!;
       const labels = classLabels(slot.signature, probs.width);
       const data: string[] = new Array(s.rows);
-      for (let r = 0; r < s.rows; r++) {
-        const base = (s.offset + r) * probs.width;
-        let best = 0;
-        for (let j = 1; j < probs.width; j++) if (probs.data[base + j] > probs.data[base + best]) best = j;
-        data[r] = labels[best];
-      }
+      for (let r = 0; r < s.rows; r++)
+        data[r] = labels[argmax(probs.data, (s.offset + r) * probs.width, probs.width)];
       outputs.push({ name, datatype: "BYTES", shape: [s.rows], data });
       continue;
     }
@@ -367,8 +363,7 @@ export async function v2Infer(
 
 /** BYTES elements as the binary extension lays them out: u32 LE length + bytes each. */
 function encodeBytes(values: string[]): Uint8Array {
-  const enc = new TextEncoder();
-  const parts = values.map((v) => enc.encode(v));
+  const parts = values.map((v) => utf8Encoder.encode(v));
   const out = new Uint8Array(parts.reduce((n, p) => n + 4 + p.length, 0));
   const view = new DataView(out.buffer);
   let at = 0;

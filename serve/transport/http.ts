@@ -33,6 +33,8 @@ const REASONS: Record<number, string> = {
   503: "503 Service Unavailable",
 };
 
+const utf8Encoder = new TextEncoder();
+
 function statusLine(status: number): string {
   return REASONS[status] ?? `${status} Status`;
 }
@@ -87,7 +89,7 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
       let ctype: string;
       let headerLength = "";
       if (reply.binary !== undefined) {
-        const head = new TextEncoder().encode(reply.binary.header);
+        const head = utf8Encoder.encode(reply.binary.header);
         let total = head.length;
         for (const b of reply.binary.blobs) total += b.length;
         const all = new Uint8Array(total);

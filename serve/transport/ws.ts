@@ -14,6 +14,7 @@
 import type { TemplatedApp, WebSocket } from "uWebSockets.js";
 import { arborError, toArborError } from "../../shared/errors.ts";
 import { newRequestId } from "../../shared/logger.ts";
+import { NAME_PATTERN } from "../config.ts";
 import { clientError } from "../core/client-error.ts";
 import { decodeBody, encodeBody } from "../core/codec.ts";
 import type { ModelRef, ServeCore } from "../core/service.ts";
@@ -53,11 +54,9 @@ function idOf(data: Uint8Array, binary: boolean): string | number | null {
   }
 }
 
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
-
 function refOf(msg: Record<string, unknown>): ModelRef {
   const model = msg["model"];
-  if (typeof model !== "string" || !NAME.test(model))
+  if (typeof model !== "string" || !NAME_PATTERN.test(model))
     throw clientError("BAD_REQUEST", "stream: 'model' must be a model name");
   const version = msg["version"];
   const label = msg["label"];
@@ -69,7 +68,7 @@ function refOf(msg: Record<string, unknown>): ModelRef {
       throw clientError("BAD_REQUEST", "stream: 'version' must be a positive integer");
     return { name: model, version: v, label: null };
   }
-  if (label !== undefined && (typeof label !== "string" || !NAME.test(label))) {
+  if (label !== undefined && (typeof label !== "string" || !NAME_PATTERN.test(label))) {
     throw clientError("BAD_REQUEST", "stream: 'label' must be a label name");
   }
   return { name: model, version: null, label: (label as string | undefined) ?? null };
