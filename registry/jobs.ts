@@ -7,7 +7,7 @@
 import { and, asc, desc, eq, inArray, lte, type SQL, sql } from "drizzle-orm";
 import { arborError } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
-import type { RegistryDatabase } from "./db/client.ts";
+import type { RegistryDatabase, RegistryTransaction } from "./db/client.ts";
 import { type JobRow, type JobState, jobs } from "./db/schema.ts";
 import { newId } from "./ids.ts";
 
@@ -139,7 +139,7 @@ export class JobQueue {
     result: Record<string, unknown>,
     state: "succeeded" | "cancelled" = "succeeded",
   ): Promise<JobRow> {
-    return this.#finish(id, workerId, { state, result, error: null });
+    return this.#finish(this.#db, id, workerId, { state, result, error: null });
   }
 
   /** Record a failure; the job is queued again (after `retryAfterMs`) while attempts remain. */
@@ -149,9 +149,15 @@ export class JobQueue {
     error: string,
     options: { retry?: boolean; retryAfterMs?: number } = {},
   ): Promise<JobRow> {
-    const job = await this.get(id);
-    if (options.retry !== false && job.attempts < job.maxAttempts && job.cancelRequestedAt === null) {
-      const [row] = await this.#db
+    // Row-locked so that a cancel arriving between the read and the update cannot be lost: the
+    // update would otherwise queue the job again, and claim() would run a cancelled job.
+    return this.#db.transaction(async (tx) => {
+      const [job] = await tx.select().from(jobs).where(eq(jobs.id, id)).for("update");
+      if (!job) throw arborError("JOB_NOT_FOUND", `fail job: no job with id "${id}"`);
+      if (options.retry === false || job.attempts >= job.maxAttempts || job.cancelRequestedAt !== null) {
+        return this.#finish(tx, id, workerId, { state: "failed", result: null, error });
+      }
+      const [row] = await tx
         .update(jobs)
         .set({
           state: "queued",
@@ -164,8 +170,7 @@ export class JobQueue {
         .returning();
       if (!row) throw arborError("CONFLICT", `fail job: job ${id} is no longer run by ${workerId}`);
       return row;
-    }
-    return this.#finish(id, workerId, { state: "failed", result: null, error });
+    });
   }
 
   /**
@@ -190,23 +195,21 @@ export class JobQueue {
 
   /** Cancel: a queued job at once; a running one is asked to stop (its worker sees it at heartbeat). */
   async cancel(id: string): Promise<JobRow> {
-    const [queued] = await this.#db
+    // One statement, not "cancel if queued, else flag if running": a worker's fail() can requeue
+    // the job between two statements, and the cancel would then be lost. An UPDATE that waits on
+    // the row lock evaluates WHERE and SET again on the row as committed.
+    const queued = sql`${jobs.state} = 'queued'`;
+    const [row] = await this.#db
       .update(jobs)
       .set({
-        state: "cancelled",
-        cancelRequestedAt: sql`now()`,
-        finishedAt: sql`now()`,
+        state: sql`case when ${queued} then 'cancelled' else ${jobs.state} end`,
+        cancelRequestedAt: sql`coalesce(${jobs.cancelRequestedAt}, now())`,
+        finishedAt: sql`case when ${queued} then now() else ${jobs.finishedAt} end`,
         updatedAt: sql`now()`,
       })
-      .where(and(eq(jobs.id, id), eq(jobs.state, "queued")))
+      .where(and(eq(jobs.id, id), inArray(jobs.state, ["queued", "running"])))
       .returning();
-    if (queued) return queued;
-    const [running] = await this.#db
-      .update(jobs)
-      .set({ cancelRequestedAt: sql`coalesce(${jobs.cancelRequestedAt}, now())`, updatedAt: sql`now()` })
-      .where(and(eq(jobs.id, id), eq(jobs.state, "running")))
-      .returning();
-    return running ?? this.get(id);
+    return row ?? this.get(id);
   }
 
   /**
@@ -241,6 +244,7 @@ export class JobQueue {
   }
 
   async #finish(
+    db: RegistryDatabase | RegistryTransaction,
     id: string,
     workerId: string,
     end: {
@@ -249,7 +253,7 @@ export class JobQueue {
       error: string | null;
     },
   ): Promise<JobRow> {
-    const [row] = await this.#db
+    const [row] = await db
       .update(jobs)
       .set({ ...end, finishedAt: sql`now()`, updatedAt: sql`now()` })
       .where(and(eq(jobs.id, id), eq(jobs.workerId, workerId), eq(jobs.state, "running")))
