@@ -90,7 +90,7 @@ function checkRowCount(n: number, maxRows: number, what: string): void {
 }
 
 /** Rows from `instances`: objects keyed by feature name, or positional arrays of length F. */
-export function rowsFromInstances(plan: FeaturePlan, instances: unknown[], maxRows: number): RowMatrix {
+function rowsFromInstances(plan: FeaturePlan, instances: unknown[], maxRows: number): RowMatrix {
   const n = instances.length;
   checkRowCount(n, maxRows, "instances");
   const width = plan.width;

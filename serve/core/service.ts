@@ -77,7 +77,7 @@ function checkName(raw: string, what: "model" | "label"): string {
 }
 
 /** Parse `{name}[/versions/{v}|/labels/{label}]` segments. */
-export function parseModelRef(segs: readonly string[]): ModelRef | null {
+function parseModelRef(segs: readonly string[]): ModelRef | null {
   if (segs.length === 1) return { name: checkName(segs[0], "model"), version: null, label: null };
   if (segs.length === 3 && segs[1] === "versions") {
     return { name: checkName(segs[0], "model"), version: parseVersion(segs[2]), label: null };

@@ -83,7 +83,7 @@ export class ModelSlot {
 
   async #run(data: Float32Array, rows: number): Promise<RunOutputs> {
     const input = new Tensor("float32", data, [rows, this.plan.width]);
-    const out = await this.#session.run({ input }, this.fetches as string[]);
+    const out = await this.#session.run({ input }, this.fetches);
     const tensors = new Map<string, { data: Float32Array; width: number }>();
     for (const name of this.fetches) {
       const t = out[name];
@@ -115,11 +115,6 @@ export class ModelSlot {
     if (this.#retired) return;
     this.#retired = true;
     if (this.#refs === 0) this.#dispose();
-  }
-
-  /** Whether the session has been released. */
-  get released(): boolean {
-    return this.#released;
   }
 
   /** Requests using this slot right now. */

@@ -35,6 +35,12 @@ const REASONS: Record<number, string> = {
 
 const utf8Encoder = new TextEncoder();
 
+/** A request or stream message is finished: count it out, and wake a shutdown waiting for idle. */
+export function requestFinished(state: TransportState): void {
+  state.inFlight--;
+  if (state.inFlight === 0 && state.onIdle !== null) state.onIdle();
+}
+
 function statusLine(status: number): string {
   return REASONS[status] ?? `${status} Status`;
 }
@@ -133,8 +139,7 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
         "request",
       );
     }
-    state.inFlight--;
-    if (state.inFlight === 0 && state.onIdle !== null) state.onIdle();
+    requestFinished(state);
   };
 
   const fail = (
@@ -196,8 +201,7 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
       ex.aborted = true;
       if (!ex.done) {
         ex.done = true;
-        state.inFlight--;
-        if (state.inFlight === 0 && state.onIdle !== null) state.onIdle();
+        requestFinished(state);
       }
     });
     if (state.shuttingDown) {

@@ -13,7 +13,7 @@ import { arborError } from "../../shared/errors.ts";
 export type Uws = typeof UwsModule;
 
 /** True when `mod` is the native addon, not the `ws`-based fallback. */
-export function isNativeUws(mod: unknown): boolean {
+function isNativeUws(mod: unknown): boolean {
   if (mod === null || typeof mod !== "object") return false;
   const m = mod as Record<string, unknown>;
   // The fallback exports only App/_cfg/us_listen_socket_close/us_socket_local_port; the addon's

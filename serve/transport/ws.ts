@@ -18,7 +18,7 @@ import { NAME_PATTERN } from "../config.ts";
 import { clientError } from "../core/client-error.ts";
 import { decodeBody, encodeBody } from "../core/codec.ts";
 import type { ModelRef, ServeCore } from "../core/service.ts";
-import type { TransportState } from "./http.ts";
+import { requestFinished, type TransportState } from "./http.ts";
 
 interface Parked {
   data: Uint8Array;
@@ -121,8 +121,7 @@ export function attachStream(
       counter.inc({ op, status });
       send(ws, value, binary);
       conn.running--;
-      state.inFlight--;
-      if (state.inFlight === 0 && state.onIdle !== null) state.onIdle();
+      requestFinished(state);
       pump(ws);
     };
     const failed = (e: unknown): void => {
