@@ -28,14 +28,25 @@ export class Rng {
       return all;
     }
     const mark = new Uint8Array(n);
+    // next() inlined on a local state (same sequence): the private-field round trip per draw made
+    // sampling 80% of 160k rows cost ~3 ms, as much as growing a tree.
+    let state = this.#state;
     for (let j = n - k; j < n; j++) {
-      const t = this.int(j + 1);
+      state = (state + 0x6d2b79f5) >>> 0;
+      let x = Math.imul(state ^ (state >>> 15), state | 1);
+      x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+      const t = Math.floor((((x ^ (x >>> 14)) >>> 0) / 4294967296) * (j + 1));
       if (mark[t] === 0) mark[t] = 1;
       else mark[j] = 1;
     }
-    const out = new Uint32Array(k);
+    this.#state = state;
+    // Branch-free gather (a kept row is as likely as not at 50%): one spare slot for the last write.
+    const out = new Uint32Array(k + 1);
     let o = 0;
-    for (let i = 0; i < n; i++) if (mark[i] === 1) out[o++] = i;
-    return out;
+    for (let i = 0; i < n; i++) {
+      out[o] = i;
+      o += mark[i];
+    }
+    return out.subarray(0, k);
   }
 }

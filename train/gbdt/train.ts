@@ -107,18 +107,29 @@ function updateTrainMargin(
 /**
  * Add a tree's leaf values to margins by routing rows on their bins. Equal to routing the float32
  * values on the thresholds (x <= upper[b] ⇔ bin ≤ b), and several times faster than the float walk.
+ * The routing tables are flattened into one array (node × 256 + bin) and the children interleaved
+ * (node × 2 + go right), so the walk is typed-array loads only, without a branch on the side.
  */
 function addTreeBins(grown: GrownTree, data: BinnedData, margin: Float64Array, k: number, out: number): void {
   const { tree, luts } = grown;
+  const nn = tree.left.length;
+  const lut = new Uint8Array(nn * 256);
+  const kids = new Int32Array(nn * 2);
+  for (let node = 0; node < nn; node++) {
+    const l = luts[node];
+    if (l) lut.set(l, node * 256);
+    kids[2 * node] = tree.right[node];
+    kids[2 * node + 1] = tree.left[node];
+  }
   const n = data.numRows;
   const F = data.rowStride;
   const rowBins = data.rowBins;
+  const { left, feature, value } = tree;
   for (let r = 0; r < n; r++) {
     let node = 0;
-    while (tree.left[node] >= 0) {
-      node = luts[node]![rowBins[r * F + tree.feature[node]]] === 1 ? tree.left[node] : tree.right[node];
-    }
-    margin[r * k + out] += tree.value[node];
+    const b = r * F;
+    while (left[node] >= 0) node = kids[2 * node + lut[(node << 8) + rowBins[b + feature[node]]]];
+    margin[r * k + out] += value[node];
   }
 }
 
