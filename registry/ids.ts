@@ -19,8 +19,3 @@ export function newId(prefix: string, now: number = Date.now()): string {
   for (let i = 0; i < 10; i++) rand += ALPHABET[bytes[i] % 32];
   return `${prefix}_${time}${rand}`;
 }
-
-/** Whether `id` looks like an id from {@link newId} with this prefix. */
-export function isId(prefix: string, id: string): boolean {
-  return new RegExp(`^${prefix}_[0-9a-hjkmnp-tv-z]{20}$`).test(id);
-}

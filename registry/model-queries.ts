@@ -87,9 +87,18 @@ export async function labelOf(db: RegistryDatabase, name: string, label: string)
   return found;
 }
 
-/** The model row; MODEL_NOT_FOUND when absent. */
-export async function getModel(db: RegistryDatabase, name: string, op: string): Promise<ModelRow> {
-  const [model] = await db.select().from(models).where(eq(models.name, name)).limit(1);
+/**
+ * The model row; MODEL_NOT_FOUND when absent. With `forUpdate` (inside a transaction) it also takes
+ * the row lock that serialises registrations, label moves and archives of the model.
+ */
+export async function getModel(
+  db: Tx | RegistryDatabase,
+  name: string,
+  op: string,
+  forUpdate = false,
+): Promise<ModelRow> {
+  const query = db.select().from(models).where(eq(models.name, name));
+  const [model] = forUpdate ? await query.for("update") : await query.limit(1);
   if (!model || model.deletedAt) throw arborError("MODEL_NOT_FOUND", `${op}: no model named "${name}"`);
   return model;
 }
@@ -137,7 +146,7 @@ export async function findVersion(
 }
 
 /** The public view of a version row. */
-export function versionInfo(v: ModelVersionRow, labels: readonly LabelInfo[]): VersionInfo {
+function versionInfo(v: ModelVersionRow, labels: readonly LabelInfo[]): VersionInfo {
   return {
     version: v.version,
     description: v.description,

@@ -41,7 +41,7 @@ import {
   rollbackCandidates,
   writePointer,
 } from "./label-pointer.ts";
-import { findVersion, labelOf, listModels, showModel, versionOf } from "./model-queries.ts";
+import { findVersion, getModel, labelOf, listModels, showModel, versionOf } from "./model-queries.ts";
 import type {
   LabelChange,
   LabelChangeOptions,
@@ -226,7 +226,7 @@ export class ModelRegistry {
   async archive(name: string, version: number): Promise<{ name: string; version: number; archivedAt: Date }> {
     checkName(name, "archive", "NAME");
     return this.#db.transaction(async (tx) => {
-      const model = await lockModel(tx, name, "archive");
+      const model = await getModel(tx, name, "archive", true);
       const row = await findVersion(tx, model, version, "archive");
       const using = await tx
         .select({ label: modelLabels.label })
@@ -296,7 +296,7 @@ export class ModelRegistry {
       const change = await this.#db.transaction(async (tx) => {
         // The model row lock serialises every label move (and archive) of this model, so the
         // pointer written below is always the one the committed row describes.
-        const model = await lockModel(tx, name, action);
+        const model = await getModel(tx, name, action, true);
         const [current] = await tx
           .select()
           .from(modelLabels)
@@ -389,12 +389,6 @@ export class ModelRegistry {
     await this.#store.delete(versionFileKey(name, version, BUNDLE_FILES.manifest));
     await this.#store.deletePrefix(versionPrefix(name, version));
   }
-}
-
-async function lockModel(tx: Tx, name: string, op: string): Promise<ModelRow> {
-  const [model] = await tx.select().from(models).where(eq(models.name, name)).for("update");
-  if (!model || model.deletedAt) throw arborError("MODEL_NOT_FOUND", `${op}: no model named "${name}"`);
-  return model;
 }
 
 function checkName(name: string, op: string, what: string): string {

@@ -21,11 +21,6 @@ export function trialMetricsKey(studyId: string, trialNumber: number): string {
   return `studies/${studyId}/trials/${trialNumber}/metrics.json`;
 }
 
-/** Prefix of a study's files. */
-export function studyPrefix(studyId: string): string {
-  return `studies/${studyId}/`;
-}
-
 /** Prefix of one model version's bundle: `models/{name}/v{version}/`. */
 export function versionPrefix(model: string, version: number): string {
   return `models/${model}/v${version}/`;

@@ -11,8 +11,11 @@
  * - NaN (missing, or a category not in the dictionary) goes left when `defaultLeft[node] === 1`.
  */
 
+/** `Tree.kind` of a leaf. */
 export const NODE_LEAF = 0;
+/** `Tree.kind` of a numeric split (`x <= threshold` goes left). */
 export const NODE_NUMERIC = 1;
+/** `Tree.kind` of a categorical split (`x` in `categories[node]` goes left). */
 export const NODE_CATEGORICAL = 2;
 
 /** One tree, struct-of-arrays. */
@@ -48,11 +51,6 @@ export interface TreeEnsemble {
   trees: Tree[];
   /** Output index (class) of each tree. */
   treeOutput: Int32Array;
-}
-
-/** Number of nodes of a tree. */
-export function nodeCount(tree: Tree): number {
-  return tree.kind.length;
 }
 
 /** Allocate an empty tree of `n` nodes. */

@@ -81,7 +81,7 @@ async function syncDir(dir: string): Promise<void> {
 }
 
 /** Turn a `file://` URI or a local path into an absolute folder path; STORE_BAD_URI otherwise. */
-export function fileStoreRoot(uri: string): string {
+function fileStoreRoot(uri: string): string {
   if (typeof uri !== "string" || uri.length === 0) {
     throw arborError("STORE_BAD_URI", "open file store: uri must be a non-empty string");
   }

@@ -40,7 +40,7 @@ const CONTENT_TYPES: Record<string, string> = {
 };
 
 /** Split `gs://bucket/prefix/` into bucket and prefix (no slashes at its ends); STORE_BAD_URI otherwise. */
-export function parseGsUri(uri: string): { bucket: string; prefix: string } {
+function parseGsUri(uri: string): { bucket: string; prefix: string } {
   const m = /^gs:\/\/([^/]+)(?:\/(.*))?$/.exec(uri);
   if (!m || !BUCKET_NAME.test(m[1])) {
     throw arborError(
