@@ -50,6 +50,12 @@ export interface ModelRef {
   label: string | null;
 }
 
+/** A predict/explain reply body and the version that produced it (for the metric label). */
+export interface Scored {
+  value: Record<string, unknown>;
+  version: number;
+}
+
 /** Build facts for GET /version and GET /v2. */
 export interface BuildInfo {
   name: string;
@@ -127,10 +133,7 @@ export class ServeCore {
   }
 
   /** Predict: validate rows, score (micro-batched), format. Caller-supplied decoded body. */
-  async predict(
-    ref: ModelRef,
-    body: unknown,
-  ): Promise<{ value: Record<string, unknown>; slot: { name: string; version: number } }> {
+  async predict(ref: ModelRef, body: unknown): Promise<Scored> {
     const slot = await this.acquire(ref);
     try {
       const m = rowsFromBody(slot.plan, body, this.config.maxRows);
@@ -142,17 +145,14 @@ export class ServeCore {
       };
       if (slot.signature.task !== "regression" && slot.signature.classes)
         value["classes"] = slot.signature.classes;
-      return { value, slot: { name: slot.name, version: slot.version } };
+      return { value, version: slot.version };
     } finally {
       slot.release();
     }
   }
 
   /** Explain: SHAP contributions per row (TreeSHAP over the decoded ensemble). */
-  async explain(
-    ref: ModelRef,
-    body: unknown,
-  ): Promise<{ value: Record<string, unknown>; slot: { name: string; version: number } }> {
+  async explain(ref: ModelRef, body: unknown): Promise<Scored> {
     const slot = await this.acquire(ref);
     try {
       const m = rowsFromBody(slot.plan, body, this.config.maxRows);
@@ -173,7 +173,7 @@ export class ServeCore {
       );
       return {
         value: { explanations, model: slot.name, version: slot.version },
-        slot: { name: slot.name, version: slot.version },
+        version: slot.version,
       };
     } finally {
       slot.release();
@@ -237,7 +237,7 @@ export class ServeCore {
         if (!post) throw methodNotAllowed(req);
         const body = this.decode(req);
         const out = verb === "predict" ? await this.predict(ref, body) : await this.explain(ref, body);
-        reply.version = String(out.slot.version);
+        reply.version = String(out.version);
         reply.body = out.value;
         return;
       }

@@ -292,7 +292,8 @@ export async function v2Infer(
   const available = [
     "margin",
     ...slot.fetches.filter((f) => f !== "margin"),
-    ...(slot.signature.task === "regression" ? [] : ["label"]),
+    // The label is the argmax of the probabilities: only a model that outputs them has one.
+    ...(slot.fetches.includes("probabilities") ? ["label"] : []),
     "treeshap_output",
   ];
   let wanted = available.filter((n) => n !== "treeshap_output");
