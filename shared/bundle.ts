@@ -19,14 +19,19 @@ export const REQUIRED_BUNDLE_FILES: readonly string[] = [
   BUNDLE_FILES.metrics,
 ];
 
+/** Values of `signature.task`. */
 export const TASKS = ["binary", "multiclass", "regression"] as const;
 /** What the model predicts. */
 export type Task = (typeof TASKS)[number];
 
+/** Values of `signature.modelType` and of `--model-type`. */
 export const MODEL_TYPES = ["lightgbm", "xgboost", "catboost"] as const;
+/** One of {@link MODEL_TYPES}. */
 export type ModelType = (typeof MODEL_TYPES)[number];
 
+/** Values of `signature.growth`: how trees were grown. */
 export const GROWTH_POLICIES = ["leafwise", "depthwise", "oblivious"] as const;
+/** One of {@link GROWTH_POLICIES}. */
 export type GrowthPolicy = (typeof GROWTH_POLICIES)[number];
 
 /**

@@ -22,6 +22,7 @@ export const ENV_NAMES = {
   user: "ARBOR_USER",
 } as const;
 
+/** A config field that can come from the environment. */
 export type ConfigKey = keyof typeof ENV_NAMES;
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;

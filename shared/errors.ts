@@ -12,6 +12,7 @@ export interface ErrorDef {
   readonly hint: string;
 }
 
+/** Every error code with its HTTP status and hint, by area. */
 export const ERRORS = {
   // ── generic ──────────────────────────────────────────────────────────────────────────
   INTERNAL: { status: 500, hint: "an unexpected error; please report it with the log line" },
