@@ -74,7 +74,7 @@ export async function startServer(
     stopping ??= (async () => {
       state.shuttingDown = true;
       uws.us_listen_socket_close(listenSocket as never);
-      follower.stop();
+      const following = follower.stop();
       logger.info(
         { in_flight: state.inFlight, websockets: stream.count() },
         "shutting down: finishing in-flight requests",
@@ -88,6 +88,7 @@ export async function startServer(
           };
         });
       }
+      await following;
       stream.closeAll();
       cache.close();
       await store.close();

@@ -80,10 +80,15 @@ export class LabelFollower {
     return this.#running;
   }
 
-  /** Stop the timer and the watcher. */
-  stop(): void {
+  /**
+   * Stop the timer and the watcher. Resolves when a refresh under way has finished: closing the
+   * cache or the store under it would leave a freshly loaded session pinned to a label nobody
+   * releases, and log the closed store as a failed update.
+   */
+  stop(): Promise<void> {
     this.#stopped = true;
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#watcher?.close();
+    return this.#running ?? Promise.resolve();
   }
 }
