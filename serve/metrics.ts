@@ -132,10 +132,11 @@ export class RequestStats {
     const key = `${route}|${model}|${version}|${status}`;
     let e = this.#map.get(key);
     if (e === undefined) {
-      if (this.#map.size > 10_000) {
-        this.flush();
-        this.#map.clear();
-      }
+      // No cap here: clearing this cache would not free anything, since the counter's children and
+      // the latency series stay registered. The label values are bounded where they are set:
+      // routes are a fixed set, unknown paths share "unknown", a served request names a version that
+      // exists in the store, and a failed one keeps its model name only for a followed model
+      // (service.ts handle()).
       const labels = { route, model, version, status: String(status) };
       e = { pending: 0, count: this.#requests!.labels(labels), latency: this.#latency.series(key, labels) };
       this.#map.set(key, e);
