@@ -381,6 +381,15 @@ for (const { kind, store } of VARIANTS) {
       expect(await reg.jobs.claim("w6")).toBeNull();
     });
 
+    test("jobs: a failure after a cancel request ends the job instead of queueing it again", async () => {
+      const job = await reg.jobs.enqueue({ kind: "cancel-race", maxAttempts: 5 });
+      expect((await reg.jobs.claim("c1", { kinds: ["cancel-race"] }))?.id).toBe(job.id);
+      expect((await reg.jobs.cancel(job.id)).state).toBe("running");
+      expect((await reg.jobs.fail(job.id, "c1", "stopped")).state).toBe("failed");
+      expect(await reg.jobs.claim("c2", { kinds: ["cancel-race"] })).toBeNull();
+      expect(await codeOf(reg.jobs.fail("job_missing", "c1", "boom"))).toBe("JOB_NOT_FOUND");
+    });
+
     test("a failing pointer write rolls the database back; a failure after it restores the pointer", async () => {
       const name = "faulty";
       await reg.models.register({ name, bundleDir: path.join(bundles, "b1") });

@@ -8,7 +8,7 @@ import path from "node:path";
 import type { Lineage, Manifest, Signature } from "../../shared/bundle.ts";
 
 /** A minimal valid binary-classifier signature. */
-export const FAKE_SIGNATURE: Signature = {
+const FAKE_SIGNATURE: Signature = {
   format: "arbor-bundle/1",
   task: "binary",
   target: "delayed",
