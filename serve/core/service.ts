@@ -183,7 +183,6 @@ export class ServeCore {
   /** Route one HTTP request. Never throws: errors become replies. */
   async handle(req: CoreRequest): Promise<CoreReply> {
     const reply: CoreReply = { status: 200, body: null, route: "unknown", model: "", version: "" };
-    const v2 = req.path.startsWith("/v2");
     try {
       await this.#route(req, reply);
     } catch (e) {
@@ -192,7 +191,7 @@ export class ServeCore {
       // The model label of a failed request comes from the URL: keep it only for a model this
       // server follows, so that requests for random names cannot create unbounded metric series.
       if (reply.model !== "" && !this.cache.hasModel(reply.model)) reply.model = "";
-      reply.body = v2 ? { error: err.message, code: err.code } : err.toJSON();
+      reply.body = errorBody(req.path, err);
       if (err.code === "INTERNAL") {
         this.logger.error(
           {
@@ -359,6 +358,11 @@ export class ServeCore {
       slot.release();
     }
   }
+}
+
+/** An error reply body: `{error, code}` under /v2 (KServe V2), `{error: {code, message}}` elsewhere. */
+export function errorBody(path: string, err: ArborError): unknown {
+  return path.startsWith("/v2") ? { error: err.message, code: err.code } : err.toJSON();
 }
 
 function routeNotFound(req: CoreRequest): ArborError {

@@ -5,10 +5,10 @@
  * behaviour is the same whether or not sockets are involved.
  */
 import type { HttpRequest, HttpResponse, TemplatedApp } from "uWebSockets.js";
-import { arborError, ERRORS } from "../../shared/errors.ts";
+import { arborError } from "../../shared/errors.ts";
 import { requestIdFrom } from "../../shared/logger.ts";
 import { CONTENT_TYPES, encodeBody, type Format, responseFormat } from "../core/codec.ts";
-import type { CoreReply, ServeCore } from "../core/service.ts";
+import { type CoreReply, errorBody, type ServeCore } from "../core/service.ts";
 
 /** Lifecycle state the transports share (in-flight count for graceful shutdown). */
 export interface TransportState {
@@ -149,8 +149,13 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
     message: string,
   ): void => {
     const err = arborError(code, message);
-    const body = ex.path.startsWith("/v2") ? { error: err.message, code } : err.toJSON();
-    finish(res, ex, { status: ERRORS[code].status, body, route: "unknown", model: "", version: "" });
+    finish(res, ex, {
+      status: err.status,
+      body: errorBody(ex.path, err),
+      route: "unknown",
+      model: "",
+      version: "",
+    });
   };
 
   const dispatch = (res: HttpResponse, ex: Exchange, body: Uint8Array | null): void => {
@@ -169,7 +174,7 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
           logger.error({ request_id: ex.requestId, err: (e as Error).message }, "unhandled request failure");
           finish(res, ex, {
             status: 500,
-            body: arborError("INTERNAL", "internal error").toJSON(),
+            body: errorBody(ex.path, arborError("INTERNAL", "internal error")),
             route: "unknown",
             model: "",
             version: "",
