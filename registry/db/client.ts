@@ -70,17 +70,17 @@ async function openPostgres(url: string, logger: Logger): Promise<RegistryClient
       cause: e,
     });
   }
-  const db = drizzlePostgres(sql, { schema }) as unknown as RegistryDatabase;
+  const db = drizzlePostgres(sql, { schema });
   const log = logger.child({ db: "postgres" });
   return {
     kind: "postgres",
-    db,
+    db: db as unknown as RegistryDatabase,
     async migrate() {
       // A session-level lock on a reserved connection; the migrator itself runs on the pool.
       const conn = await sql.reserve();
       try {
         await conn`select pg_advisory_lock(${MIGRATION_LOCK[0]}, ${MIGRATION_LOCK[1]})`;
-        await migratePostgres(drizzlePostgres(sql, { schema }), { migrationsFolder: MIGRATIONS_FOLDER });
+        await migratePostgres(db, { migrationsFolder: MIGRATIONS_FOLDER });
         log.debug("migrations applied");
       } finally {
         await conn`select pg_advisory_unlock(${MIGRATION_LOCK[0]}, ${MIGRATION_LOCK[1]})`.catch(() => {});

@@ -224,17 +224,16 @@ export class FileArtifactStore implements ArtifactStore {
     } catch (e) {
       throw this.#wrap(e, "get", key);
     }
-    let isFile = false;
+    let stats: fs.Stats;
     try {
-      isFile = (
-        await new Promise<fs.Stats>((resolve, reject) =>
-          fs.fstat(fd, (e, st) => (e ? reject(e) : resolve(st))),
-        )
-      ).isFile();
-    } catch {
-      // treated as missing below
+      stats = await new Promise<fs.Stats>((resolve, reject) =>
+        fs.fstat(fd, (e, st) => (e ? reject(e) : resolve(st))),
+      );
+    } catch (e) {
+      fs.close(fd, () => {});
+      throw this.#wrap(e, "get", key);
     }
-    if (!isFile) {
+    if (!stats.isFile()) {
       fs.close(fd, () => {});
       throw arborError("STORE_NOT_FOUND", `get: no object '${key}' in ${this.uri}`);
     }
