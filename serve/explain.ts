@@ -130,5 +130,14 @@ export function shapMatrix(
   const all = st.explainer.explainRows(data, rows);
   const f = st.ensemble.numFeatures;
   const k = st.ensemble.numOutputs;
+  // These rows are explained too: GET …/importance averages |SHAP| over them as over V1's.
+  const size = st.explainer.rowSize;
+  for (let r = 0; r < rows; r++) {
+    for (let o = 0; o < k; o++) {
+      const base = r * size + o * (f + 1);
+      for (let j = 0; j < f; j++) st.absSums[j] += Math.abs(all[base + j]);
+    }
+  }
+  st.rows += rows;
   return { shape: k === 1 ? [rows, f + 1] : [rows, k, f + 1], data: Array.from(all) };
 }

@@ -609,11 +609,15 @@ describe("serve: explain and importance", () => {
     const x = matrix(sig, rs);
     const pred = (await offline("house@1", rs)).prediction.data as Float32Array;
     const data = Array.from(x, (v) => (Number.isNaN(v) ? null : v));
+    const shapRows = async () => (await getJson("/v1/models/house/importance")).importance.shap_rows;
+    const before = await shapRows();
     const r = await post("/v2/models/house/infer", {
       inputs: [{ name: "input", shape: [4, 6], datatype: "FP32", data }],
       outputs: [{ name: "prediction" }, { name: "treeshap_output" }],
     });
     expect(r.status).toBe(200);
+    // Rows explained through V2 count in the importance's mean |SHAP| too.
+    expect(await shapRows()).toBe(before + 4);
     const shap = r.value.outputs[1];
     expect(shap.name).toBe("treeshap_output");
     expect(shap.shape).toEqual([4, 7]);
