@@ -68,7 +68,13 @@ export async function writePointer(
 /** Put back what {@link writePointer} replaced, unless someone has written the pointer since. */
 export async function restorePointer(store: ArtifactStore, write: PointerWrite): Promise<void> {
   if (write.previous) {
-    await store.compareAndSwap(write.key, write.previous.data, write.generation);
+    try {
+      await store.compareAndSwap(write.key, write.previous.data, write.generation);
+    } catch (e) {
+      // The label's row lock is gone once the transaction ended: a newer promotion may have
+      // written the pointer since, and its pointer is the right one to keep.
+      if (!isArborError(e, "STORE_PRECONDITION_FAILED")) throw e;
+    }
     return;
   }
   const now = await store.stat(write.key);
