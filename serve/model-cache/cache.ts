@@ -328,6 +328,14 @@ export class ModelCache {
       }
       if (st.slot === null) st.state = "loading";
       const slot = await this.#load(name, version, pointer.sha256);
+      // #load shares a load already under way, which an explicit-version request may have started
+      // without the pointer's sha256: check it here so a label never skips that check.
+      if (slot.manifestSha256 !== pointer.sha256) {
+        throw arborError(
+          "STORE_INTEGRITY",
+          `load ${name} v${version}: manifest.json sha256 ${slot.manifestSha256} differs from the label pointer's ${pointer.sha256}`,
+        );
+      }
       // Atomic swap: one assignment; requests that already acquired the old slot keep it.
       const old = st.slot;
       this.#pin(slot);
