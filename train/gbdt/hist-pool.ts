@@ -3,7 +3,7 @@
  * SharedArrayBuffer and every build is cut into 2 × threads feature-range chunks that the main
  * thread and `threads − 1` Bun workers claim with a compare-and-swap on a shared counter (bins,
  * gradients and row indices are SharedArrayBuffers too). Each feature is always summed by one
- * thread in row order, so histograms are bit-identical for any thread count.
+ * thread in a fixed order (hist-kernel.ts), so histograms are bit-identical for any thread count.
  *
  * Why claiming instead of a fixed range per thread: on these shared 2-core machines a worker is
  * often descheduled; with fixed ranges the main thread waited for it on every build. With
