@@ -22,13 +22,19 @@ interface ExplainState {
 }
 
 function stateOf(slot: ModelSlot): ExplainState {
-  if (slot.explainState !== null) return slot.explainState as ExplainState;
+  const cached = slot.explainState;
+  // A model that cannot be decoded stays that way: remember the refusal rather than decode the
+  // whole ONNX again on every explain or importance request.
+  if (cached instanceof Error) throw cached;
+  if (cached !== null) return cached as ExplainState;
   let ensemble: TreeEnsemble;
   try {
     ensemble = decodeEnsembleOnnx(slot.modelBytes).ensemble;
   } catch (e) {
-    if (isArborError(e)) throw arborError("EXPLAIN_UNAVAILABLE", `explain: ${e.message}`, { cause: e });
-    throw e;
+    if (!isArborError(e)) throw e;
+    const err = arborError("EXPLAIN_UNAVAILABLE", `explain: ${e.message}`, { cause: e });
+    slot.explainState = err;
+    throw err;
   }
   const explainer = new TreeExplainer(ensemble);
   const state: ExplainState = {

@@ -52,7 +52,7 @@ export class ModelSlot {
   #refs = 0;
   #retired = false;
   #released = false;
-  /** Cache for explain: whatever the explain glue stores (decoded ensemble). */
+  /** Owned by serve/explain.ts: the decoded ensemble and SHAP sums, or the error that refused them. */
   explainState: unknown = null;
 
   constructor(parts: SlotParts, batching: SlotBatching) {
