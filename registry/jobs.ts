@@ -175,21 +175,25 @@ export class JobQueue {
 
   /**
    * Hand a job this worker runs back to the queue (graceful shutdown): queued again at once and
-   * this attempt is not counted. False when the job is no longer this worker's.
+   * this attempt is not counted; cancelled instead when a cancel was requested meanwhile (the
+   * worker may not have seen it at a heartbeat yet). False when the job is no longer this worker's.
    */
   async release(id: string, workerId: string): Promise<boolean> {
+    const cancelRequested = sql`${jobs.cancelRequestedAt} is not null`;
     const rows = await this.#db
       .update(jobs)
       .set({
-        state: "queued",
+        state: sql`case when ${cancelRequested} then 'cancelled' else 'queued' end`,
         attempts: sql`greatest(${jobs.attempts} - 1, 0)`,
-        workerId: null,
+        workerId: sql`case when ${cancelRequested} then ${jobs.workerId} end`,
         runAfter: sql`now()`,
+        finishedAt: sql`case when ${cancelRequested} then now() end`,
         updatedAt: sql`now()`,
       })
       .where(and(eq(jobs.id, id), eq(jobs.workerId, workerId), eq(jobs.state, "running")))
-      .returning({ id: jobs.id });
-    if (rows.length > 0) this.#logger.info({ job: id, worker: workerId }, "job released");
+      .returning({ id: jobs.id, state: jobs.state });
+    if (rows.length > 0)
+      this.#logger.info({ job: id, worker: workerId, state: rows[0].state }, "job released");
     return rows.length > 0;
   }
 

@@ -381,6 +381,19 @@ for (const { kind, store } of VARIANTS) {
       expect(await reg.jobs.claim("w6")).toBeNull();
     });
 
+    test("jobs: a release after a cancel request cancels the job; without one it queues it again", async () => {
+      const job = await reg.jobs.enqueue({ kind: "release-race" });
+      expect((await reg.jobs.claim("r1", { kinds: ["release-race"] }))?.id).toBe(job.id);
+      expect(await reg.jobs.release(job.id, "r1")).toBe(true);
+      expect(await reg.jobs.get(job.id)).toMatchObject({ state: "queued", attempts: 0, workerId: null });
+      expect((await reg.jobs.claim("r2", { kinds: ["release-race"] }))?.id).toBe(job.id);
+      await reg.jobs.cancel(job.id);
+      expect(await reg.jobs.release(job.id, "r2")).toBe(true);
+      expect((await reg.jobs.get(job.id)).state).toBe("cancelled");
+      expect(await reg.jobs.release(job.id, "r2")).toBe(false);
+      expect(await reg.jobs.claim("r3", { kinds: ["release-race"] })).toBeNull();
+    });
+
     test("jobs: a failure after a cancel request ends the job instead of queueing it again", async () => {
       const job = await reg.jobs.enqueue({ kind: "cancel-race", maxAttempts: 5 });
       expect((await reg.jobs.claim("c1", { kinds: ["cancel-race"] }))?.id).toBe(job.id);
