@@ -343,15 +343,21 @@ export async function v2Infer(
     });
   }
   const blobs: Uint8Array[] = [];
-  for (const o of outputs) {
+  for (let i = 0; i < outputs.length; i++) {
+    const o = outputs[i];
     if (!binaryOut.has(o["name"] as string)) continue;
     const blob =
       o["datatype"] === "BYTES"
         ? encodeBytes(o["data"] as string[])
         : new Uint8Array(Float32Array.from(o["data"] as number[]).buffer);
     blobs.push(blob);
-    o["parameters"] = { binary_data_size: blob.length };
-    delete o["data"];
+    // A new object rather than `delete o.data` (STYLE: no delete; same JSON key order).
+    outputs[i] = {
+      name: o["name"],
+      datatype: o["datatype"],
+      shape: o["shape"],
+      parameters: { binary_data_size: blob.length },
+    };
   }
   const out: Record<string, unknown> = {
     model_name: slot.name,
