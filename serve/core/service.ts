@@ -138,13 +138,12 @@ export class ServeCore {
     try {
       const m = rowsFromBody(slot.plan, body, this.config.maxRows);
       const s = await slot.score(m.data, m.rows);
-      const value: Record<string, unknown> = {
-        predictions: formatPredictions(slot.signature, s),
-        model: slot.name,
-        version: slot.version,
-      };
-      if (slot.signature.task !== "regression" && slot.signature.classes)
-        value["classes"] = slot.signature.classes;
+      const predictions = formatPredictions(slot.signature, s);
+      const classes = slot.signature.task === "regression" ? undefined : slot.signature.classes;
+      // Built whole (STYLE: no properties added later); `classes` stays the last key.
+      const value: Record<string, unknown> = classes
+        ? { predictions, model: slot.name, version: slot.version, classes }
+        : { predictions, model: slot.name, version: slot.version };
       return { value, version: slot.version };
     } finally {
       slot.release();
