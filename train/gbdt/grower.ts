@@ -24,6 +24,21 @@ export class GrowScratch {
     this.pool = pool;
   }
 
+  /** Nodes reused across trees (allocating a Node and its SplitInfo per node showed in profiles). */
+  readonly nodePool: Node[] = [];
+  nodesUsed = 0;
+
+  /** A reset node from the pool. */
+  node(): Node {
+    let n = this.nodePool[this.nodesUsed];
+    if (n === undefined) {
+      n = new Node();
+      this.nodePool.push(n);
+    } else n.reset();
+    this.nodesUsed++;
+    return n;
+  }
+
   /** A histogram buffer from the pool. */
   take(): Float64Array {
     return this.pool.take();
@@ -73,6 +88,23 @@ class Node {
   left = -1;
   right = -1;
   gain = 0;
+
+  reset(): void {
+    this.start = 0;
+    this.end = 0;
+    this.depth = 0;
+    this.g = 0;
+    this.h = 0;
+    this.c = 0;
+    this.hist = null;
+    const sp = this.split;
+    sp.reset();
+    sp.gl = sp.hl = sp.cl = sp.gr = sp.hr = sp.cr = 0;
+    this.lut = null;
+    this.left = -1;
+    this.right = -1;
+    this.gain = 0;
+  }
 }
 
 /** Stable in-place partition of idx[start..end) by lut[bins of feature f]; returns the left count. */
@@ -128,7 +160,8 @@ function canSplit(node: Node, p: TrainParams, maxDepth: number): boolean {
 export function growTree(input: GrowInput): GrownTree {
   const p = input.params;
   const nodes: Node[] = [];
-  const root = new Node();
+  input.scratch.nodesUsed = 0;
+  const root = input.scratch.node();
   root.end = input.numSample;
   const gh = input.gh;
   const idx = input.scratch.idx;
@@ -164,8 +197,8 @@ function applySplit(input: GrowInput, nodes: Node[], ni: number, wantHist: boole
   const mapper = input.data.mappers[s.feature];
   node.lut = splitLut(s, mapper, new Uint8Array(256));
   const nl = partition(input, node, s.feature, node.lut);
-  const left = new Node();
-  const right = new Node();
+  const left = input.scratch.node();
+  const right = input.scratch.node();
   left.start = node.start;
   left.end = node.start + nl;
   right.start = node.start + nl;
@@ -292,8 +325,8 @@ function growOblivious(input: GrowInput, nodes: Node[]): void {
       s.gr = node.g - gl;
       s.hr = node.h - hl;
       node.lut = Uint8Array.from(lutBest);
-      const left = new Node();
-      const right = new Node();
+      const left = input.scratch.node();
+      const right = input.scratch.node();
       left.start = node.start;
       left.end = node.start + nl;
       right.start = node.start + nl;
