@@ -136,6 +136,22 @@ describe("serve: hot reload", () => {
       expect(metrics).toMatch(/arbor_serve_model_loads_total\{model="m",result="failed"[^}]*\} [1-9]/);
       expect(server.logs()).toContain("label update failed; keeping the previous version");
 
+      // Explicit requests for the version that just failed answer from the failure record (503
+      // MODEL_LOAD_FAILED) instead of reading and hashing the bundle again each time.
+      const failedLoads = async () =>
+        Number(
+          /arbor_serve_model_loads_total\{model="m",result="failed"[^}]*\} (\d+)/.exec(
+            await (await fetch(`${server.url}/metrics`)).text(),
+          )?.[1],
+        );
+      const failedBefore = await failedLoads();
+      for (let i = 0; i < 3; i++) {
+        const r = await predict(server.url, "/v1/models/m/versions/3:predict");
+        expect(r.status).toBe(503);
+        expect(r.body.error.code).toBe("MODEL_LOAD_FAILED");
+      }
+      expect(await failedLoads()).toBe(failedBefore);
+
       // Rolling the pointer back to the version still served clears the failure.
       await pointLabel(store, "m", "production", 2, sha[2]);
       await until("the label to be ready again", async () => {

@@ -34,6 +34,8 @@ interface VersionFailure {
   code: string;
   message: string;
   at: string;
+  /** Date.now() of the failure, for the retry back-off. */
+  atMs: number;
 }
 
 const RETRY_FAILED_MS = 30_000;
@@ -164,7 +166,13 @@ export class ModelCache {
         this.#metrics.loads.inc({ model: name, result: "failed" });
         // Bounded: requests for random versions must not grow memory without limit.
         if (this.#failures.size >= MAX_FAILURES) this.#failures.delete(this.#failures.keys().next().value!);
-        this.#failures.set(key, { code: err.code, message: err.message, at: new Date().toISOString() });
+        const now = Date.now();
+        this.#failures.set(key, {
+          code: err.code,
+          message: err.message,
+          at: new Date(now).toISOString(),
+          atMs: now,
+        });
         this.#logger.error(
           { model: name, version, code: err.code, err: err.message },
           "model version load failed",
@@ -203,6 +211,15 @@ export class ModelCache {
     if (slot !== undefined) return slot.acquire();
     for (const st of this.#labels.get(name)?.values() ?? []) {
       if (st.slot !== null && st.slot.version === version) return st.slot.acquire();
+    }
+    // A version that just failed to load fails the same way again: answer from the record for
+    // RETRY_FAILED_MS instead of reading and hashing the whole bundle once per request.
+    const failed = this.#failures.get(`${name}@${version}`);
+    if (failed !== undefined && Date.now() - failed.atMs < RETRY_FAILED_MS) {
+      throw arborError(
+        "MODEL_LOAD_FAILED",
+        `resolve model: '${name}' v${version} failed to load at ${failed.at}: ${failed.message}`,
+      );
     }
     let loaded: ModelSlot;
     try {
@@ -405,7 +422,8 @@ export class ModelCache {
     const out: { version: number; code: string; message: string; at: string }[] = [];
     for (const [key, f] of this.#failures) {
       const at = key.lastIndexOf("@");
-      if (key.slice(0, at) === name) out.push({ version: Number(key.slice(at + 1)), ...f });
+      if (key.slice(0, at) === name)
+        out.push({ version: Number(key.slice(at + 1)), code: f.code, message: f.message, at: f.at });
     }
     return out;
   }
