@@ -70,6 +70,9 @@ export interface GrowInput {
   /** The rows of this tree are scratch.idx[0..numSample); when all rows, `allRows` is true. */
   numSample: number;
   allRows: boolean;
+  /** Σg and Σh of all rows in row order (used as the root totals when `allRows`). */
+  allG: number;
+  allH: number;
   featureMask: Uint8Array;
   params: TrainParams;
   scratch: GrowScratch;
@@ -165,10 +168,15 @@ export function growTree(input: GrowInput): GrownTree {
   root.end = input.numSample;
   const gh = input.gh;
   const idx = input.scratch.idx;
-  for (let i = 0; i < input.numSample; i++) {
-    const r = input.allRows ? i : idx[i];
-    root.g += gh[2 * r];
-    root.h += gh[2 * r + 1];
+  if (input.allRows) {
+    root.g = input.allG;
+    root.h = input.allH;
+  } else {
+    for (let i = 0; i < input.numSample; i++) {
+      const r = idx[i];
+      root.g += gh[2 * r];
+      root.h += gh[2 * r + 1];
+    }
   }
   root.c = input.numSample;
   nodes.push(root);

@@ -39,6 +39,8 @@ export function baseScore(
 /**
  * Gradients and hessians for every row (weighted), interleaved: gh[k][2i] = g, gh[k][2i+1] = h.
  * Multiclass: softmax g = p − y, h = p(1 − p) (LightGBM's factor-free form), floored at 1e-16.
+ * `sums` (length 2k) receives Σg, Σh per output over all rows in row order: the root totals of a
+ * tree on all rows, without a second pass over the gradients.
  */
 export function computeGradients(
   task: Task,
@@ -47,24 +49,41 @@ export function computeGradients(
   weight: Float64Array | null,
   k: number,
   gh: Float64Array[],
+  sums: Float64Array = new Float64Array(2 * k),
 ): void {
   const n = label.length;
   if (task === "binary") {
     const a = gh[0];
+    let sg = 0;
+    let sh = 0;
     for (let i = 0; i < n; i++) {
       const p = 1 / (1 + Math.exp(-margin[i]));
       const wi = weight ? weight[i] : 1;
-      a[2 * i] = (p - label[i]) * wi;
-      a[2 * i + 1] = Math.max(p * (1 - p), 1e-16) * wi;
+      const g = (p - label[i]) * wi;
+      const h = Math.max(p * (1 - p), 1e-16) * wi;
+      a[2 * i] = g;
+      a[2 * i + 1] = h;
+      sg += g;
+      sh += h;
     }
+    sums[0] = sg;
+    sums[1] = sh;
   } else if (task === "regression") {
     const a = gh[0];
+    let sg = 0;
+    let sh = 0;
     for (let i = 0; i < n; i++) {
       const wi = weight ? weight[i] : 1;
-      a[2 * i] = (margin[i] - label[i]) * wi;
+      const g = (margin[i] - label[i]) * wi;
+      a[2 * i] = g;
       a[2 * i + 1] = wi;
+      sg += g;
+      sh += wi;
     }
+    sums[0] = sg;
+    sums[1] = sh;
   } else {
+    sums.fill(0);
     const prob = new Float64Array(k);
     for (let i = 0; i < n; i++) {
       const o = i * k;
@@ -79,8 +98,12 @@ export function computeGradients(
       const y = label[i];
       for (let j = 0; j < k; j++) {
         const p = prob[j] / z;
-        gh[j][2 * i] = (p - (j === y ? 1 : 0)) * wi;
-        gh[j][2 * i + 1] = Math.max(p * (1 - p), 1e-16) * wi;
+        const g = (p - (j === y ? 1 : 0)) * wi;
+        const h = Math.max(p * (1 - p), 1e-16) * wi;
+        gh[j][2 * i] = g;
+        gh[j][2 * i + 1] = h;
+        sums[2 * j] += g;
+        sums[2 * j + 1] += h;
       }
     }
   }

@@ -190,6 +190,7 @@ export function trainGbdt(
     const allRows = sampleSize === N;
     const numCols = Math.max(1, Math.round(data.numFeatures * p.colsample));
     const featureMask = new Uint8Array(data.numFeatures).fill(1);
+    const ghSums = new Float64Array(2 * K);
 
     const trees: Tree[] = [];
     const treeOutput: number[] = [];
@@ -200,7 +201,7 @@ export function trainGbdt(
     let lastPrint = 0;
     let round = 0;
     for (round = 1; round <= p.rounds; round++) {
-      computeGradients(p.task, margin, train.label, train.weight, K, gh);
+      computeGradients(p.task, margin, train.label, train.weight, K, gh, ghSums);
       const sample = allRows ? null : rng.sample(N, sampleSize);
       for (let k = 0; k < K; k++) {
         if (sample) scratch.idx.set(sample);
@@ -216,6 +217,8 @@ export function trainGbdt(
           output: k,
           numSample: sampleSize,
           allRows,
+          allG: ghSums[2 * k],
+          allH: ghSums[2 * k + 1],
           featureMask,
           params: p,
           scratch,
