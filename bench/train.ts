@@ -4,7 +4,7 @@
  * synthetic N × 28 set with 2% NaN, for each growth policy; 80/20 train/test.
  *
  *   npx bun bench/train.ts [--rows 3000000] [--synthetic-rows 1000000] [--rounds 500]
- *     [--growth leafwise,depthwise,oblivious] [--datasets flights,synthetic] [--threads N]
+ *     [--growth leafwise,depthwise,oblivious] [--datasets flights,synthetic] [--threads N (default: cores)]
  *     [--xgb] [--cat-codes] [--out bench/results/train.json]
  *
  * Prints a table and writes JSON. `--xgb` also runs /work/shared/tools/xgb-reference.py (XGBoost
@@ -34,7 +34,7 @@ const { values: args } = parseArgs({
     rounds: { type: "string", default: "500" },
     growth: { type: "string", default: "leafwise,depthwise,oblivious" },
     datasets: { type: "string", default: "flights,synthetic" },
-    threads: { type: "string", default: "1" },
+    threads: { type: "string", default: String(os.availableParallelism()) },
     xgb: { type: "boolean", default: false },
     "cat-codes": { type: "boolean", default: false },
     out: { type: "string", default: "bench/results/train.json" },

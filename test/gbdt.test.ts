@@ -345,7 +345,9 @@ describe("training", () => {
     }
   });
 
-  test("histogram workers: threads 1 and 2 give byte-identical ensembles", () => {
+  test("histogram workers: byte-identical per thread count, near-equal across counts", () => {
+    // 2 threads cut big builds into 2 row ranges whose partial histograms are added at the end:
+    // the same sums associated differently, so 1 vs 2 threads may differ in the last bits.
     const d = synth(45_000, "binary", 19);
     for (const growth of GROWTHS) {
       const opts = {
@@ -357,9 +359,14 @@ describe("training", () => {
         subsample: 0.9,
         seed: 1,
       };
-      const one = serialize(trainGbdt(d, null, { ...opts, threads: 1 }).ensemble);
-      const two = serialize(trainGbdt(d, null, { ...opts, threads: 2 }).ensemble);
-      expect(two).toBe(one);
+      const one = trainGbdt(d, null, { ...opts, threads: 1 }).ensemble;
+      const two = trainGbdt(d, null, { ...opts, threads: 2 }).ensemble;
+      expect(serialize(trainGbdt(d, null, { ...opts, threads: 2 }).ensemble)).toBe(serialize(two));
+      const m1 = predictMarginColumns(one, d.columns, d.numRows);
+      const m2 = predictMarginColumns(two, d.columns, d.numRows);
+      let worst = 0;
+      for (let i = 0; i < m1.length; i++) worst = Math.max(worst, Math.abs(m1[i] - m2[i]));
+      expect(worst).toBeLessThan(1e-3);
     }
   });
 

@@ -1,21 +1,27 @@
 /**
- * Histogram buffers and their builder. With threads > 1 the buffers are slots of one
- * SharedArrayBuffer and every build is cut into 2 × threads feature-range chunks that the main
- * thread and `threads − 1` Bun workers claim with a compare-and-swap on a shared counter (bins,
- * gradients and row indices are SharedArrayBuffers too). Each feature is always summed by one
- * thread in a fixed order (hist-kernel.ts), so histograms are bit-identical for any thread count.
+ * Histogram buffers and their builder. With threads > 1, a build over enough rows is cut into
+ * `threads` equal ROW ranges ("chunks"); the main thread and `threads − 1` Bun workers claim
+ * chunks with a compare-and-swap on a shared counter, each chunk is built over all features into
+ * its own partial histogram, and the main thread adds the partials in chunk order. Who built a
+ * chunk does not matter, so a model is byte-identical for a given thread count; across thread
+ * counts the per-bin sums are associated differently and may differ in the last bits.
  *
- * Why claiming instead of a fixed range per thread: on these shared 2-core machines a worker is
- * often descheduled; with fixed ranges the main thread waited for it on every build. With
- * claiming, the main thread takes over the chunks a sleeping worker has not started and waits for
- * at most the one chunk it has.
- *
- * Measured (2-core VM shared by ~8 sessions, load 7-8, Bun 1.4), workers do NOT pay off here, so
- * `arbor fit` defaults to 1 thread:
- * - one 400k × 28 histogram, best of 25: 1 thread 14-15 ms, 2 threads 17-24 ms (the worker did
- *   half the chunks, so both ran; the kernel is load/store bound and the two vCPUs share it);
- * - synthetic 200k × 28, 100 rounds, wall: depthwise 5.1-9.7 s (1) vs 7.7-12.7 s (2); leafwise
- *   10.4-10.9 s (1) vs 14.9-15.7 s (2). Fixed ranges instead of claiming: similar or worse.
+ * Why this shape (flights 160k × 8, leafwise, 100 rounds, 2-core VM, Bun 1.x):
+ * - The old split by FEATURE chunks (2 × threads chunks of 2 features) could not use the kernel's
+ *   4-features-per-word path and made every thread walk all rows (gradients, row indices): 2
+ *   threads were slower than 1 (leafwise / depthwise / oblivious 1.13 / 0.90 / 0.80 s against
+ *   1.01 / 0.79 / 0.66 s).
+ * - Node histograms living in a SharedArrayBuffer made the main thread's kernel slower in
+ *   training (all builds on main: 464 → 570 ms of histogram time, one run; cause not pinned down),
+ *   so node histograms are ordinary arrays; only the partials and the control block are shared.
+ *   Main builds its chunks in a private buffer too.
+ * - Still a small gain: the big builds are ~25% of a fit, the worker's half reads gradients and
+ *   row indices the main thread just wrote (other core's cache), and a wakeup costs ~0.1 ms.
+ *   500 rounds, mean of 3-4 interleaved runs: leafwise 3.26 → 3.04 s, depthwise 3.58 → 3.42 s,
+ *   oblivious 3.15 → 2.92 s for 1 → 2 threads.
+ * - Builds under MIN_PARALLEL_ROWS rows stay on the main thread: waking a worker costs more.
+ * - Workers sleep in Atomics.wait between builds; spinning instead slowed the main thread
+ *   (measured 1.01 → 1.20 s with a worker spinning the whole fit).
  */
 import type { BinnedData } from "./binning.ts";
 import { buildHistogramRange } from "./hist-kernel.ts";
@@ -25,7 +31,6 @@ export const CTRL = {
   seq: 0,
   done: 1,
   stop: 2,
-  slot: 3,
   start: 4,
   end: 5,
   output: 6,
@@ -33,6 +38,9 @@ export const CTRL = {
   /** (job tag << 8) | next chunk to claim. */
   next: 8,
 } as const;
+
+/** Byte offset of the control block inside its buffer: a cache line of its own. */
+export const CTRL_OFFSET = 2048;
 
 /** Smaller builds run on the main thread alone: waking a worker costs more than it saves. */
 const MIN_PARALLEL_ROWS = 16_384;
@@ -51,32 +59,25 @@ export function claimChunk(ctrl: Int32Array, tag: number, chunks: number): numbe
   }
 }
 
+/** Row range [a, b) of chunk c when rows [start, end) are cut into `chunks` near-equal parts. */
+export function chunkRows(start: number, end: number, c: number, chunks: number): [number, number] {
+  const n = end - start;
+  return [start + Math.floor((n * c) / chunks), start + Math.floor((n * (c + 1)) / chunks)];
+}
+
 /** What a worker receives once. */
 export interface HistWorkerInit {
   ctrl: SharedArrayBuffer;
-  hist: SharedArrayBuffer;
   rowBins: SharedArrayBuffer;
   offsets: SharedArrayBuffer;
   idx: SharedArrayBuffer;
   gh: SharedArrayBuffer[];
+  /** One partial histogram per chunk. */
+  parts: SharedArrayBuffer;
   slotSize: number;
   numFeatures: number;
   totalBins: number;
-  chunks: [number, number][];
-}
-
-/** Feature ranges of about equal bin counts, one per thread. */
-export function featureRanges(data: BinnedData, threads: number): [number, number][] {
-  const ranges: [number, number][] = [];
-  let f = 0;
-  for (let t = 0; t < threads; t++) {
-    const target = ((t + 1) * data.totalBins) / threads;
-    const f0 = f;
-    while (f < data.numFeatures && (data.offsets[f] + data.mappers[f].numBins + 1 <= target || f === f0)) f++;
-    if (t === threads - 1) f = data.numFeatures;
-    ranges.push([f0, f]);
-  }
-  return ranges.filter(([a, b]) => b > a);
+  chunks: number;
 }
 
 /** A pool of histogram buffers plus the (possibly parallel) builder. */
@@ -85,47 +86,45 @@ export class HistPool {
   readonly #data: BinnedData;
   readonly #gh: Float64Array[];
   readonly #free: Float64Array[] = [];
-  readonly #slotOf = new Map<Float64Array, number>();
   readonly #workers: Worker[] = [];
   readonly #ctrl: Int32Array | null = null;
-  readonly #hist: Float64Array | null = null;
-  readonly #chunks: [number, number][];
+  readonly #chunks: number;
+  readonly #parts: Float64Array[] = [];
+  /** Main thread's private build buffer, copied into the chunk's partial. */
+  readonly #local: Float64Array;
 
   /** `gh` and `idx` must be SharedArrayBuffer-backed when threads > 1. */
-  constructor(data: BinnedData, gh: Float64Array[], idx: Uint32Array, threads: number, slots: number) {
+  constructor(data: BinnedData, gh: Float64Array[], idx: Uint32Array, threads: number) {
     this.#data = data;
     this.#gh = gh;
     this.slotSize = data.totalBins * 2;
-    this.#chunks = threads > 1 ? featureRanges(data, Math.min(2 * threads, 255)) : [[0, data.numFeatures]];
-    if (threads > 1 && this.#chunks.length > 1) {
-      const histSab = new SharedArrayBuffer(slots * this.slotSize * 8);
-      this.#hist = new Float64Array(histSab);
-      for (let s = slots - 1; s >= 0; s--) {
-        const view = this.#hist.subarray(s * this.slotSize, (s + 1) * this.slotSize);
-        this.#slotOf.set(view, s);
-        this.#free.push(view);
-      }
-      const ctrlSab = new SharedArrayBuffer(64);
-      this.#ctrl = new Int32Array(ctrlSab);
-      const offsets = new SharedArrayBuffer(data.offsets.byteLength);
-      new Int32Array(offsets).set(data.offsets);
-      for (let t = 1; t < threads; t++) {
-        const w = new Worker(new URL("./hist-worker.ts", import.meta.url).href);
-        const init: HistWorkerInit = {
-          ctrl: ctrlSab,
-          hist: histSab,
-          rowBins: data.rowBins.buffer as SharedArrayBuffer,
-          offsets,
-          idx: idx.buffer as SharedArrayBuffer,
-          gh: gh.map((g) => g.buffer as SharedArrayBuffer),
-          slotSize: this.slotSize,
-          numFeatures: data.numFeatures,
-          totalBins: data.totalBins,
-          chunks: this.#chunks,
-        };
-        w.postMessage(init);
-        this.#workers.push(w);
-      }
+    this.#chunks = Math.min(threads, 255);
+    this.#local = new Float64Array(threads > 1 ? this.slotSize : 0);
+    if (threads <= 1) return;
+    const ctrlSab = new SharedArrayBuffer(2 * CTRL_OFFSET);
+    this.#ctrl = new Int32Array(ctrlSab, CTRL_OFFSET, 16);
+    const partsSab = new SharedArrayBuffer(this.#chunks * this.slotSize * 8);
+    for (let c = 0; c < this.#chunks; c++) {
+      this.#parts.push(new Float64Array(partsSab, c * this.slotSize * 8, this.slotSize));
+    }
+    const offsets = new SharedArrayBuffer(data.offsets.byteLength);
+    new Int32Array(offsets).set(data.offsets);
+    for (let t = 1; t < threads; t++) {
+      const w = new Worker(new URL("./hist-worker.ts", import.meta.url).href);
+      const init: HistWorkerInit = {
+        ctrl: ctrlSab,
+        rowBins: data.rowBins.buffer as SharedArrayBuffer,
+        offsets,
+        idx: idx.buffer as SharedArrayBuffer,
+        gh: gh.map((g) => g.buffer as SharedArrayBuffer),
+        parts: partsSab,
+        slotSize: this.slotSize,
+        numFeatures: data.numFeatures,
+        totalBins: data.totalBins,
+        chunks: this.#chunks,
+      };
+      w.postMessage(init);
+      this.#workers.push(w);
     }
   }
 
@@ -147,9 +146,9 @@ export class HistPool {
   /** Build the histogram of rows idx[start..end) (all rows in order when `idx` is null) of output k. */
   build(hist: Float64Array, output: number, idx: Uint32Array | null, start: number, end: number): void {
     const d = this.#data;
-    const slot = this.#slotOf.get(hist);
     const ctrl = this.#ctrl;
-    if (ctrl === null || slot === undefined || end - start < MIN_PARALLEL_ROWS) {
+    const gh = this.#gh[output];
+    if (ctrl === null || end - start < MIN_PARALLEL_ROWS) {
       buildHistogramRange(
         hist,
         0,
@@ -157,7 +156,7 @@ export class HistPool {
         d.numFeatures,
         d.offsets,
         d.totalBins,
-        this.#gh[output],
+        gh,
         idx,
         start,
         end,
@@ -166,7 +165,6 @@ export class HistPool {
       );
       return;
     }
-    ctrl[CTRL.slot] = slot;
     ctrl[CTRL.start] = start;
     ctrl[CTRL.end] = end;
     ctrl[CTRL.output] = output;
@@ -177,31 +175,37 @@ export class HistPool {
     Atomics.store(ctrl, CTRL.seq, tag);
     Atomics.notify(ctrl, CTRL.seq);
     const chunks = this.#chunks;
-    const base = slot * this.slotSize;
-    const gh = this.#gh[output];
+    const parts = this.#parts;
+    const local = this.#local;
     for (;;) {
-      const c = claimChunk(ctrl, tag, chunks.length);
+      const c = claimChunk(ctrl, tag, chunks);
       if (c < 0) break;
+      const [a, b] = chunkRows(start, end, c, chunks);
       buildHistogramRange(
-        this.#hist!,
-        base,
+        local,
+        0,
         d.rowBins,
         d.numFeatures,
         d.offsets,
         d.totalBins,
         gh,
         idx,
-        start,
-        end,
-        chunks[c][0],
-        chunks[c][1],
+        a,
+        b,
+        0,
+        d.numFeatures,
       );
+      parts[c].set(local);
       Atomics.add(ctrl, CTRL.done, 1);
     }
-    for (;;) {
-      const done = Atomics.load(ctrl, CTRL.done);
-      if (done >= chunks.length) break;
-      Atomics.wait(ctrl, CTRL.done, done);
+    // The other chunks are being built right now: spin (sleeping would add a wakeup).
+    while (Atomics.load(ctrl, CTRL.done) < chunks);
+    // Partials are added in chunk order, whoever built them.
+    hist.set(parts[0]);
+    const n = this.slotSize;
+    for (let c = 1; c < chunks; c++) {
+      const part = parts[c];
+      for (let j = 0; j < n; j++) hist[j] += part[j];
     }
   }
 

@@ -1,8 +1,8 @@
 /**
  * The boosting loop: bins once, then per round gradients → K trees → predictions, with row and
  * column subsampling (seeded), early stopping on a validation set, a per-round callback and a
- * throttled progress line on stderr. Same data, options and seed ⇒ byte-identical ensemble (the
- * engine is single-threaded; `threads` is accepted for the contract, see histogram.ts).
+ * throttled progress line on stderr. Same data, options, seed and thread count ⇒ byte-identical
+ * ensemble; other thread counts may differ in the last bits (histogram sums, see hist-pool.ts).
  */
 import type { FeatureSpec, GrowthPolicy, ModelType, Task } from "../../shared/bundle.ts";
 import { arborError } from "../../shared/errors.ts";
@@ -175,9 +175,8 @@ export function trainGbdt(
   // Gradients, row indices and bins live in SharedArrayBuffers for the histogram workers.
   const gh = Array.from({ length: K }, () => new Float64Array(new SharedArrayBuffer(16 * N)));
   const idxShared = new Uint32Array(new SharedArrayBuffer(4 * Math.max(1, N)));
-  const slots = p.growth === "leafwise" ? p.numLeaves + 3 : 2 ** Math.min(p.maxDepth, 20) + 3;
-  const threads = slots * data.totalBins * 16 > 1 << 30 || N < 2 * MIN_ROWS_PER_THREAD ? 1 : p.threads;
-  const pool = new HistPool(data, gh, idxShared, threads, slots);
+  const threads = N < 2 * MIN_ROWS_PER_THREAD ? 1 : p.threads;
+  const pool = new HistPool(data, gh, idxShared, threads);
   const scratch = new GrowScratch(idxShared, pool);
   try {
     return boost();
