@@ -5,7 +5,7 @@
  *
  *   npx bun bench/train.ts [--rows 3000000] [--synthetic-rows 1000000] [--rounds 500]
  *     [--growth leafwise,depthwise,oblivious] [--datasets flights,synthetic] [--threads N (default: cores)]
- *     [--xgb] [--cat-codes] [--out bench/results/train.json]
+ *     [--xgb] [--xgb-threads 2] [--cat-codes] [--out bench/results/train.json]
  *
  * Prints a table and writes JSON. `--xgb` also runs /work/shared/tools/xgb-reference.py (XGBoost
  * hist, 2 threads, same rounds/depth/eta, 256 bins) on the same train/test rows when python3-xgboost
@@ -36,6 +36,7 @@ const { values: args } = parseArgs({
     datasets: { type: "string", default: "flights,synthetic" },
     threads: { type: "string", default: String(os.availableParallelism()) },
     xgb: { type: "boolean", default: false },
+    "xgb-threads": { type: "string", default: "2" },
     "cat-codes": { type: "boolean", default: false },
     out: { type: "string", default: "bench/results/train.json" },
   },
@@ -169,7 +170,7 @@ function runXgb(name: string, train: Dataset, test: Dataset): Record<string, num
     "--eta",
     "0.1",
     "--threads",
-    "2",
+    args["xgb-threads"],
   ]).toString();
   rmSync(dir, { recursive: true, force: true });
   return JSON.parse(out.trim().split("\n").pop()!) as Record<string, number>;

@@ -223,7 +223,7 @@ export const fitCommand = defineCommand({
       out: _o,
       ...options
     } = args;
-    // Histogram workers pay off on 2 cores since they split rows (train/gbdt/hist-pool.ts).
+    // Shard workers pay off on 2 cores: partitions and histograms run per row shard (train/gbdt/shards.ts).
     const threads = options.threads ?? Math.min(availableParallelism(), 256);
     const result = trainGbdt(
       train,

@@ -163,8 +163,8 @@ export function binColumns(
   numRows: number,
 ): BinnedData {
   const F = mappers.length;
-  const colBins = new Uint8Array(F * numRows);
-  // Shared so that histogram workers read it without a copy.
+  const colBins = new Uint8Array(new SharedArrayBuffer(Math.max(4, F * numRows)), 0, F * numRows);
+  // Shared (like colBins) so that the shard workers read them without a copy.
   const S = rowStrideOf(F);
   const rowBins = new Uint8Array(new SharedArrayBuffer(Math.max(4, S * numRows)));
   const offsets = new Int32Array(F);

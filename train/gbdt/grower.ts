@@ -1,27 +1,29 @@
 /**
  * Tree growers over binned data: `leafwise` (best-first, LightGBM), `depthwise` (level by level,
  * XGBoost), `oblivious` (one shared split per level, CatBoost). Rows of the tree's sample live in
- * one index array; every node owns a contiguous range that a split partitions in place (stable, so
- * row order stays ascending and memory access stays sequential-ish). Only the smaller child's
- * histogram is built; the larger one is parent − smaller, computed in the parent's buffer.
+ * one index array cut into row shards (shards.ts); every node owns a contiguous range per shard
+ * that a split partitions in place (stable, so row order stays ascending and memory access stays
+ * sequential-ish). Only the smaller child's histogram is built (smaller by the split's estimated
+ * counts, known before the partition, so partition and build are one parallel job); the larger
+ * one is parent − smaller, computed in the parent's buffer.
  */
 import { allocTree, NODE_CATEGORICAL, NODE_LEAF, NODE_NUMERIC, type Tree } from "../../shared/tree.ts";
 import type { BinnedData } from "./binning.ts";
-import type { HistPool } from "./hist-pool.ts";
 import { subtractHistogram } from "./histogram.ts";
 import type { TrainParams } from "./params.ts";
+import { type HistPool, shardStart } from "./shards.ts";
 import { findBestSplit, leafWeight, SplitInfo, splitLut } from "./split.ts";
 
 /** Per-fit scratch memory shared by all trees: row indices (shared with histogram workers) and histograms. */
 export class GrowScratch {
   readonly idx: Uint32Array;
-  readonly tmp: Uint32Array;
   readonly pool: HistPool;
+  readonly shards: number;
 
   constructor(idx: Uint32Array, pool: HistPool) {
     this.idx = idx;
-    this.tmp = new Uint32Array(idx.length);
     this.pool = pool;
+    this.shards = pool.shards;
   }
 
   /** Nodes reused across trees (allocating a Node and its SplitInfo per node showed in profiles). */
@@ -32,7 +34,7 @@ export class GrowScratch {
   node(): Node {
     let n = this.nodePool[this.nodesUsed];
     if (n === undefined) {
-      n = new Node();
+      n = new Node(this.shards);
       this.nodePool.push(n);
     } else n.reset();
     this.nodesUsed++;
@@ -55,9 +57,10 @@ export interface GrownTree {
   tree: Tree;
   /** Per node: routing table by bin (split nodes only). */
   luts: (Uint8Array | null)[];
-  /** Leaf ranges: the sample rows idx[start..end) of each leaf node. */
+  /** Leaf ranges: the sample rows idx[start..end) of each leaf node, per shard (node × shards + t). */
   leafStart: Int32Array;
   leafEnd: Int32Array;
+  shards: number;
 }
 
 /** Inputs of one tree. */
@@ -79,8 +82,11 @@ export interface GrowInput {
 }
 
 class Node {
-  start = 0;
-  end = 0;
+  /** Per shard: this node's rows are idx[st[t]..en[t]). */
+  readonly st: Int32Array;
+  readonly en: Int32Array;
+  /** Per shard: rows sent left by this node's split. */
+  readonly nl: Int32Array;
   depth = 0;
   g = 0;
   h = 0;
@@ -92,9 +98,13 @@ class Node {
   right = -1;
   gain = 0;
 
+  constructor(shards: number) {
+    this.st = new Int32Array(shards);
+    this.en = new Int32Array(shards);
+    this.nl = new Int32Array(shards);
+  }
+
   reset(): void {
-    this.start = 0;
-    this.end = 0;
     this.depth = 0;
     this.g = 0;
     this.h = 0;
@@ -110,49 +120,69 @@ class Node {
   }
 }
 
-/** Stable in-place partition of idx[start..end) by lut[bins of feature f]; returns the left count. */
-function partition(input: GrowInput, node: Node, f: number, lut: Uint8Array): number {
-  const { idx, tmp } = input.scratch;
-  const bins = input.data.colBins;
-  const base = f * input.data.numRows;
-  const end = node.end;
-  let w = node.start;
-  let t = 0;
-  // Branch-free: both writes always happen and only the cursors move, so a 50/50 split costs no
-  // branch mispredictions (idx[w] is at or behind the read cursor, already read). Two rows per
-  // iteration, loads first (80k of 160k rows: 0.105 -> 0.093 ms).
-  let i = node.start;
-  for (; i + 1 < end; i += 2) {
-    const r0 = idx[i];
-    const r1 = idx[i + 1];
-    const go0 = lut[bins[base + r0]];
-    const go1 = lut[bins[base + r1]];
-    idx[w] = r0;
-    tmp[t] = r0;
-    w += go0;
-    t += 1 - go0;
-    idx[w] = r1;
-    tmp[t] = r1;
-    w += go1;
-    t += 1 - go1;
-  }
-  if (i < end) {
-    const r = idx[i];
-    const go = lut[bins[base + r]];
-    idx[w] = r;
-    tmp[t] = r;
-    w += go;
-    t += 1 - go;
-  }
-  idx.set(tmp.subarray(0, t), w);
-  return w - node.start;
+/** Build the root's histogram (every other node's comes with its parent's split). */
+function buildRootHist(input: GrowInput, node: Node): void {
+  const { scratch } = input;
+  node.hist = scratch.take();
+  scratch.pool.build(node.hist, input.output, input.allRows, node.st, node.en, node.c);
 }
 
-function buildNodeHist(input: GrowInput, node: Node): void {
-  const { data, scratch } = input;
-  node.hist = scratch.take();
-  const all = input.allRows && node.start === 0 && node.end === data.numRows;
-  scratch.pool.build(node.hist, input.output, all ? null : scratch.idx, node.start, node.end);
+/**
+ * Partition `node`'s rows by `lut` over feature f in every shard, and build the histogram of the
+ * child expected to be smaller (`leftSmaller`) when `wantHist`; the other child's is the parent's
+ * minus it. Creates both children and returns them.
+ */
+function splitNode(
+  input: GrowInput,
+  nodes: Node[],
+  node: Node,
+  f: number,
+  lut: Uint8Array,
+  leftSmaller: boolean,
+  wantHist: boolean,
+  g: [number, number, number, number],
+): [Node, Node] {
+  const { scratch } = input;
+  const built = wantHist ? scratch.take() : null;
+  const T = scratch.shards;
+  const nl = scratch.pool.split(
+    f,
+    lut,
+    input.output,
+    wantHist ? (leftSmaller ? 1 : 2) : 0,
+    node.st,
+    node.en,
+    node.c,
+    built,
+    node.nl,
+  );
+  const left = scratch.node();
+  const right = scratch.node();
+  for (let t = 0; t < T; t++) {
+    left.st[t] = node.st[t];
+    left.en[t] = right.st[t] = node.st[t] + node.nl[t];
+    right.en[t] = node.en[t];
+  }
+  left.depth = right.depth = node.depth + 1;
+  left.g = g[0];
+  left.h = g[1];
+  left.c = nl;
+  right.g = g[2];
+  right.h = g[3];
+  right.c = node.c - nl;
+  node.left = nodes.length;
+  nodes.push(left);
+  node.right = nodes.length;
+  nodes.push(right);
+  if (built !== null) {
+    const small = leftSmaller ? left : right;
+    const large = leftSmaller ? right : left;
+    small.hist = built;
+    subtractHistogram(node.hist!, node.hist!, built);
+    large.hist = node.hist;
+  } else scratch.give(node.hist);
+  node.hist = null;
+  return [left, right];
 }
 
 function canSplit(node: Node, p: TrainParams, maxDepth: number): boolean {
@@ -165,7 +195,11 @@ export function growTree(input: GrowInput): GrownTree {
   const nodes: Node[] = [];
   input.scratch.nodesUsed = 0;
   const root = input.scratch.node();
-  root.end = input.numSample;
+  const T = input.scratch.shards;
+  for (let t = 0; t < T; t++) {
+    root.st[t] = shardStart(input.numSample, t, T);
+    root.en[t] = shardStart(input.numSample, t + 1, T);
+  }
   const gh = input.gh;
   const idx = input.scratch.idx;
   if (input.allRows) {
@@ -204,37 +238,8 @@ function applySplit(input: GrowInput, nodes: Node[], ni: number, wantHist: boole
   const s = node.split;
   const mapper = input.data.mappers[s.feature];
   node.lut = splitLut(s, mapper, new Uint8Array(256));
-  const nl = partition(input, node, s.feature, node.lut);
-  const left = input.scratch.node();
-  const right = input.scratch.node();
-  left.start = node.start;
-  left.end = node.start + nl;
-  right.start = node.start + nl;
-  right.end = node.end;
-  left.depth = right.depth = node.depth + 1;
-  left.g = s.gl;
-  left.h = s.hl;
-  left.c = nl;
-  right.g = s.gr;
-  right.h = s.hr;
-  right.c = node.c - nl;
   node.gain = s.gain;
-  node.left = nodes.length;
-  nodes.push(left);
-  node.right = nodes.length;
-  nodes.push(right);
-  if (wantHist) {
-    const small = left.c <= right.c ? left : right;
-    const large = small === left ? right : left;
-    buildNodeHist(input, small);
-    subtractHistogram(node.hist!, node.hist!, small.hist!);
-    large.hist = node.hist;
-    node.hist = null;
-  } else {
-    input.scratch.give(node.hist);
-    node.hist = null;
-  }
-  return [left, right];
+  return splitNode(input, nodes, node, s.feature, node.lut, s.cl <= s.cr, wantHist, [s.gl, s.hl, s.gr, s.hr]);
 }
 
 function growGreedy(input: GrowInput, nodes: Node[]): void {
@@ -244,7 +249,7 @@ function growGreedy(input: GrowInput, nodes: Node[]): void {
   const maxDepth = p.maxDepth;
   const root = nodes[0];
   if (!canSplit(root, p, maxDepth)) return;
-  buildNodeHist(input, root);
+  buildRootHist(input, root);
   evaluate(input, root);
   // Open leaves with a usable split. Leafwise picks the best gain; depthwise the shallowest first
   // (FIFO by creation), which is level order.
@@ -296,9 +301,8 @@ function growOblivious(input: GrowInput, nodes: Node[]): void {
   const p = input.params;
   const { data } = input;
   let level = [0];
-  buildNodeHist(input, nodes[0]);
+  buildRootHist(input, nodes[0]);
   const acc = new Float64Array(512);
-  const lut = new Uint8Array(256);
   for (let d = 0; d < p.maxDepth; d++) {
     const best = bestObliviousSplit(
       input,
@@ -311,13 +315,11 @@ function growOblivious(input: GrowInput, nodes: Node[]): void {
     const next: number[] = [];
     for (const ni of level) {
       const node = nodes[ni];
-      lut.set(lutBest);
       const s = node.split;
       s.reset();
       s.feature = f;
       s.gain = gain;
-      const nl = partitionWithLut(input, node, f, lutBest);
-      // Children totals from the histogram of feature f (exact counts; g/h sums by bin).
+      // Children totals from the histogram of feature f (g/h sums by bin).
       let gl = 0;
       let hl = 0;
       const o = data.offsets[f] * 2;
@@ -333,33 +335,10 @@ function growOblivious(input: GrowInput, nodes: Node[]): void {
       s.gr = node.g - gl;
       s.hr = node.h - hl;
       node.lut = Uint8Array.from(lutBest);
-      const left = input.scratch.node();
-      const right = input.scratch.node();
-      left.start = node.start;
-      left.end = node.start + nl;
-      right.start = node.start + nl;
-      right.end = node.end;
-      left.depth = right.depth = d + 1;
-      left.g = gl;
-      left.h = hl;
-      left.c = nl;
-      right.g = s.gr;
-      right.h = s.hr;
-      right.c = node.c - nl;
       node.gain = gain / level.length;
-      node.left = nodes.length;
-      nodes.push(left);
-      node.right = nodes.length;
-      nodes.push(right);
+      // Estimated counts (h × rows/Σh, as in split finding) pick the child to build.
+      splitNode(input, nodes, node, f, node.lut, hl <= s.hr, !last, [gl, hl, s.gr, s.hr]);
       next.push(node.left, node.right);
-      if (!last) {
-        const small = left.c <= right.c ? left : right;
-        const large = small === left ? right : left;
-        buildNodeHist(input, small);
-        subtractHistogram(node.hist!, node.hist!, small.hist!);
-        large.hist = node.hist;
-      } else input.scratch.give(node.hist);
-      node.hist = null;
     }
     level = next;
   }
@@ -367,10 +346,6 @@ function growOblivious(input: GrowInput, nodes: Node[]): void {
     input.scratch.give(nodes[ni].hist);
     nodes[ni].hist = null;
   }
-}
-
-function partitionWithLut(input: GrowInput, node: Node, f: number, lut: Uint8Array): number {
-  return partition(input, node, f, lut);
 }
 
 /**
@@ -455,16 +430,17 @@ function finish(input: GrowInput, nodes: Node[]): GrownTree {
   const p = input.params;
   const tree = allocTree(nodes.length);
   const luts: (Uint8Array | null)[] = new Array(nodes.length).fill(null);
-  const leafStart = new Int32Array(nodes.length).fill(-1);
-  const leafEnd = new Int32Array(nodes.length).fill(-1);
+  const T = input.scratch.shards;
+  const leafStart = new Int32Array(nodes.length * T).fill(-1);
+  const leafEnd = new Int32Array(nodes.length * T).fill(-1);
   for (let i = 0; i < nodes.length; i++) {
     const n = nodes[i];
     tree.cover[i] = n.h;
     if (n.left < 0) {
       tree.kind[i] = NODE_LEAF;
       tree.value[i] = Math.fround(leafWeight(n.g, n.h, p.lambda, p.alpha) * p.learningRate);
-      leafStart[i] = n.start;
-      leafEnd[i] = n.end;
+      leafStart.set(n.st, i * T);
+      leafEnd.set(n.en, i * T);
       continue;
     }
     const s = n.split;
@@ -491,5 +467,5 @@ function finish(input: GrowInput, nodes: Node[]): GrownTree {
       tree.threshold[i] = m.upper[last];
     }
   }
-  return { tree, luts, leafStart, leafEnd };
+  return { tree, luts, leafStart, leafEnd, shards: T };
 }

@@ -4,7 +4,7 @@
  * the rows touches all F bins of a row in one cache line), with gradients and hessians interleaved
  * in one array `gh` (one cache line per row instead of two). The sibling comes from the
  * subtraction trick: sibling = parent − built child. The kernel is in hist-kernel.ts (shared with
- * the workers); the builder, single- or multi-threaded, in hist-pool.ts.
+ * the workers); the builder, single- or multi-threaded, in shards.ts.
  *
  * Like LightGBM (≥ v3), bins hold no row count: counts are estimated as h × (rows / Σh) of the
  * node where min_data_in_leaf needs them; partitions count rows exactly.

@@ -2,7 +2,7 @@
  * The boosting loop: bins once, then per round gradients → K trees → predictions, with row and
  * column subsampling (seeded), early stopping on a validation set, a per-round callback and a
  * throttled progress line on stderr. Same data, options, seed and thread count ⇒ byte-identical
- * ensemble; other thread counts may differ in the last bits (histogram sums, see hist-pool.ts).
+ * ensemble; other thread counts may differ in the last bits (histogram sums, see shards.ts).
  */
 import type { FeatureSpec, GrowthPolicy, ModelType, Task } from "../../shared/bundle.ts";
 import { arborError } from "../../shared/errors.ts";
@@ -11,11 +11,11 @@ import type { Tree, TreeEnsemble } from "../../shared/tree.ts";
 import { type BinnedData, binColumns, buildBinMappers } from "./binning.ts";
 import type { Dataset } from "./dataset.ts";
 import { type GrownTree, GrowScratch, growTree } from "./grower.ts";
-import { HistPool } from "./hist-pool.ts";
 import { defaultMetric, evaluateMetric, higherIsBetter, type MetricName } from "./metric.ts";
 import { baseScore, computeGradients } from "./objective.ts";
 import { resolveParams, type TrainOptions, type TrainParams } from "./params.ts";
 import { Rng } from "./rng.ts";
+import { HistPool } from "./shards.ts";
 
 /** What `onRound` receives after every round (1-based round). */
 export interface RoundInfo {
@@ -92,12 +92,14 @@ function updateTrainMargin(
   k: number,
   out: number,
 ): void {
-  const { tree, leafStart, leafEnd } = grown;
+  const { tree, leafStart, leafEnd, shards } = grown;
   if (allRows) {
     for (let node = 0; node < tree.kind.length; node++) {
-      if (leafStart[node] < 0) continue;
+      if (leafStart[node * shards] < 0) continue;
       const v = tree.value[node];
-      for (let i = leafStart[node]; i < leafEnd[node]; i++) margin[idx[i] * k + out] += v;
+      for (let t = node * shards; t < (node + 1) * shards; t++) {
+        for (let i = leafStart[t]; i < leafEnd[t]; i++) margin[idx[i] * k + out] += v;
+      }
     }
     return;
   }
@@ -175,8 +177,9 @@ export function trainGbdt(
   // Gradients, row indices and bins live in SharedArrayBuffers for the histogram workers.
   const gh = Array.from({ length: K }, () => new Float64Array(new SharedArrayBuffer(16 * N)));
   const idxShared = new Uint32Array(new SharedArrayBuffer(4 * Math.max(1, N)));
+  const tmpShared = new Uint32Array(new SharedArrayBuffer(4 * Math.max(1, N)));
   const threads = N < 2 * MIN_ROWS_PER_THREAD ? 1 : p.threads;
-  const pool = new HistPool(data, gh, idxShared, threads);
+  const pool = new HistPool(data, gh, idxShared, tmpShared, threads);
   const scratch = new GrowScratch(idxShared, pool);
   try {
     return boost();
