@@ -37,6 +37,48 @@ export function baseScore(
 }
 
 /**
+ * Binary or regression gradients of rows [start, end) into `g` (interleaved g, h), with their Σg
+ * and Σh in row order written to sums[at], sums[at + 1] (shards.ts runs one range per shard).
+ */
+export function gradientsRange(
+  task: "binary" | "regression",
+  margin: Float64Array,
+  label: Float64Array,
+  weight: Float64Array | null,
+  g: Float64Array,
+  start: number,
+  end: number,
+  sums: Float64Array,
+  at: number,
+): void {
+  let sg = 0;
+  let sh = 0;
+  if (task === "binary") {
+    for (let i = start; i < end; i++) {
+      const p = 1 / (1 + Math.exp(-margin[i]));
+      const wi = weight ? weight[i] : 1;
+      const gi = (p - label[i]) * wi;
+      const hi = Math.max(p * (1 - p), 1e-16) * wi;
+      g[2 * i] = gi;
+      g[2 * i + 1] = hi;
+      sg += gi;
+      sh += hi;
+    }
+  } else {
+    for (let i = start; i < end; i++) {
+      const wi = weight ? weight[i] : 1;
+      const gi = (margin[i] - label[i]) * wi;
+      g[2 * i] = gi;
+      g[2 * i + 1] = wi;
+      sg += gi;
+      sh += wi;
+    }
+  }
+  sums[at] = sg;
+  sums[at + 1] = sh;
+}
+
+/**
  * Gradients and hessians for every row (weighted), interleaved: gh[k][2i] = g, gh[k][2i+1] = h.
  * Multiclass: softmax g = p − y, h = p(1 − p) (LightGBM's factor-free form), floored at 1e-16.
  * `sums` (length 2k) receives Σg, Σh per output over all rows in row order: the root totals of a
@@ -52,36 +94,8 @@ export function computeGradients(
   sums: Float64Array = new Float64Array(2 * k),
 ): void {
   const n = label.length;
-  if (task === "binary") {
-    const a = gh[0];
-    let sg = 0;
-    let sh = 0;
-    for (let i = 0; i < n; i++) {
-      const p = 1 / (1 + Math.exp(-margin[i]));
-      const wi = weight ? weight[i] : 1;
-      const g = (p - label[i]) * wi;
-      const h = Math.max(p * (1 - p), 1e-16) * wi;
-      a[2 * i] = g;
-      a[2 * i + 1] = h;
-      sg += g;
-      sh += h;
-    }
-    sums[0] = sg;
-    sums[1] = sh;
-  } else if (task === "regression") {
-    const a = gh[0];
-    let sg = 0;
-    let sh = 0;
-    for (let i = 0; i < n; i++) {
-      const wi = weight ? weight[i] : 1;
-      const g = (margin[i] - label[i]) * wi;
-      a[2 * i] = g;
-      a[2 * i + 1] = wi;
-      sg += g;
-      sh += wi;
-    }
-    sums[0] = sg;
-    sums[1] = sh;
+  if (task !== "multiclass") {
+    gradientsRange(task, margin, label, weight, gh[0], 0, n, sums, 0);
   } else {
     sums.fill(0);
     const prob = new Float64Array(k);

@@ -21,6 +21,7 @@
  */
 import type { BinnedData } from "./binning.ts";
 import { buildHistogramRange } from "./hist-kernel.ts";
+import { gradientsRange } from "./objective.ts";
 
 /** Indices into the control block. */
 export const CTRL = {
@@ -35,17 +36,32 @@ export const CTRL = {
   build: 7,
   /** (job tag << 8) | next shard to claim. */
   next: 8,
+  /** OP_ROUND: leaves in the leaf buffer; 1 = also compute the next gradients; 1 binary, 2 regression. */
+  leaves: 9,
+  gradients: 10,
+  task: 11,
+  /** OP_ROUND: rows of the fit. */
+  rows: 12,
 } as const;
 
 export const OP_HIST = 1;
 export const OP_SPLIT = 2;
+/**
+ * OP_ROUND (one output, every row in the tree): add the tree's leaf values to the margins of the
+ * shard's rows, compute their next gradients (Σg, Σh per shard), reset the shard's row indices.
+ */
+export const OP_ROUND = 3;
+
+/** Leaves an OP_ROUND job takes; a tree with more is applied on the main thread. */
+export const ROUND_MAX_LEAVES = 4096;
 
 /** Layout of the shared control buffer (bytes): each part on cache lines of its own. */
 const CTRL_OFFSET = 0;
 const RANGES_OFFSET = 1024;
 const COUNTS_OFFSET = 4096;
 const LUT_OFFSET = 6144;
-const CONTROL_BYTES = 8192;
+const SUMS_OFFSET = 8192;
+const CONTROL_BYTES = 12288;
 
 /** Jobs over fewer rows run on the main thread alone, shard by shard: a handoff costs more. */
 const MIN_PARALLEL_ROWS = 4096;
@@ -81,6 +97,12 @@ export interface ShardWorkerInit {
   idx: SharedArrayBuffer;
   tmp: SharedArrayBuffer;
   gh: SharedArrayBuffer[];
+  /** OP_ROUND inputs: margins, labels, weights (or null). */
+  margin: SharedArrayBuffer;
+  label: SharedArrayBuffer;
+  weight: SharedArrayBuffer | null;
+  /** OP_ROUND leaves: per leaf [value, start_0, end_0, ..., start_T−1, end_T−1]. */
+  leaves: SharedArrayBuffer;
   /** One partial histogram per shard. */
   parts: SharedArrayBuffer;
   numRows: number;
@@ -140,6 +162,9 @@ export class ShardJob {
   readonly counts: Int32Array;
   /** OP_SPLIT's routing table by bin (1 = left). */
   readonly lut: Uint8Array;
+  /** OP_ROUND: Σg, Σh of each shard's rows. */
+  readonly sums: Float64Array;
+  readonly leafBuf: Float64Array;
   readonly parts: Float64Array[];
   readonly shards: number;
   readonly #local: Float64Array;
@@ -149,6 +174,9 @@ export class ShardJob {
   readonly #idx: Uint32Array;
   readonly #tmp: Uint32Array;
   readonly #gh: Float64Array[];
+  readonly #margin: Float64Array;
+  readonly #label: Float64Array;
+  readonly #weight: Float64Array | null;
   readonly #numRows: number;
   readonly #numFeatures: number;
   readonly #totalBins: number;
@@ -160,6 +188,11 @@ export class ShardJob {
     this.ranges = new Int32Array(init.control, RANGES_OFFSET, 2 * n);
     this.counts = new Int32Array(init.control, COUNTS_OFFSET, n);
     this.lut = new Uint8Array(init.control, LUT_OFFSET, 256);
+    this.sums = new Float64Array(init.control, SUMS_OFFSET, 2 * n);
+    this.leafBuf = new Float64Array(init.leaves);
+    this.#margin = new Float64Array(init.margin);
+    this.#label = new Float64Array(init.label);
+    this.#weight = init.weight === null ? null : new Float64Array(init.weight);
     const slot = init.totalBins * 2;
     this.parts = Array.from({ length: n }, (_, t) => new Float64Array(init.parts, t * slot * 8, slot));
     // Kernels write a private buffer, copied into the shared partial: building straight into
@@ -182,6 +215,10 @@ export class ShardJob {
    */
   run(t: number, into: Float64Array | null = null): void {
     const ctrl = this.ctrl;
+    if (ctrl[CTRL.op] === OP_ROUND) {
+      this.#round(t);
+      return;
+    }
     const a = this.ranges[2 * t];
     const b = this.ranges[2 * t + 1];
     let build = 0;
@@ -211,9 +248,35 @@ export class ShardJob {
     buildHistogramRange(target, 0, this.#rowBins, F, this.#offsets, this.#totalBins, gh, rows, lo, hi, 0, F);
     if (into === null) this.parts[t].set(target);
   }
+
+  /** OP_ROUND for shard t (see OP_ROUND). */
+  #round(t: number): void {
+    const ctrl = this.ctrl;
+    const n = this.shards;
+    const idx = this.#idx;
+    const margin = this.#margin;
+    const leaves = this.leafBuf;
+    const stride = 1 + 2 * n;
+    const numLeaves = ctrl[CTRL.leaves];
+    for (let j = 0; j < numLeaves; j++) {
+      const o = j * stride;
+      const v = leaves[o];
+      const end = leaves[o + 2 + 2 * t];
+      for (let i = leaves[o + 1 + 2 * t]; i < end; i++) margin[idx[i]] += v;
+    }
+    const rows = ctrl[CTRL.rows];
+    const a = shardStart(rows, t, n);
+    const b = shardStart(rows, t + 1, n);
+    if (ctrl[CTRL.gradients] === 1) {
+      const task = ctrl[CTRL.task] === 1 ? "binary" : "regression";
+      gradientsRange(task, margin, this.#label, this.#weight, this.#gh[0], a, b, this.sums, 2 * t);
+    }
+    for (let i = a; i < b; i++) idx[i] = i;
+  }
 }
 
 /** A pool of histogram buffers plus the shard runner. */
+
 export class HistPool {
   readonly slotSize: number;
   readonly shards: number;
@@ -222,7 +285,15 @@ export class HistPool {
   readonly #workers: Worker[] = [];
 
   /** `gh`, `idx` and `tmp` must be SharedArrayBuffer-backed, as are the bins (binning.ts). */
-  constructor(data: BinnedData, gh: Float64Array[], idx: Uint32Array, tmp: Uint32Array, threads: number) {
+  /** The round inputs of OP_ROUND (SharedArrayBuffer-backed). */
+  constructor(
+    data: BinnedData,
+    gh: Float64Array[],
+    idx: Uint32Array,
+    tmp: Uint32Array,
+    threads: number,
+    round: { margin: Float64Array; label: Float64Array; weight: Float64Array | null },
+  ) {
     this.slotSize = data.totalBins * 2;
     this.shards = Math.max(1, Math.min(threads, 255));
     const offsets = new SharedArrayBuffer(Math.max(4, data.offsets.byteLength));
@@ -235,6 +306,10 @@ export class HistPool {
       idx: idx.buffer as SharedArrayBuffer,
       tmp: tmp.buffer as SharedArrayBuffer,
       gh: gh.map((g) => g.buffer as SharedArrayBuffer),
+      margin: round.margin.buffer as SharedArrayBuffer,
+      label: round.label.buffer as SharedArrayBuffer,
+      weight: round.weight === null ? null : (round.weight.buffer as SharedArrayBuffer),
+      leaves: new SharedArrayBuffer(ROUND_MAX_LEAVES * (1 + 2 * Math.max(1, Math.min(threads, 255))) * 8),
       parts: new SharedArrayBuffer(this.shards * this.slotSize * 8),
       numRows: data.numRows,
       numFeatures: data.numFeatures,
@@ -313,6 +388,43 @@ export class HistPool {
       left += nl[t];
     }
     return left;
+  }
+
+  /**
+   * OP_ROUND over `rows` rows (one output, all rows in the tree): `leaves` leaves already written
+   * with writeLeaf. With `task`, computes the next gradients and returns their Σg, Σh (summed in
+   * shard order) in `sums`.
+   */
+  round(rows: number, leaves: number, task: "binary" | "regression" | null, sums: Float64Array): void {
+    const job = this.#job;
+    const ctrl = job.ctrl;
+    ctrl[CTRL.op] = OP_ROUND;
+    ctrl[CTRL.rows] = rows;
+    ctrl[CTRL.leaves] = leaves;
+    ctrl[CTRL.gradients] = task === null ? 0 : 1;
+    ctrl[CTRL.task] = task === "binary" ? 1 : 2;
+    this.#dispatch(rows, null);
+    if (task === null) return;
+    let g = 0;
+    let h = 0;
+    for (let t = 0; t < this.shards; t++) {
+      g += job.sums[2 * t];
+      h += job.sums[2 * t + 1];
+    }
+    sums[0] = g;
+    sums[1] = h;
+  }
+
+  /** Write leaf j of an OP_ROUND job: its value and its row range in every shard. */
+  writeLeaf(j: number, value: number, st: Int32Array, en: Int32Array): void {
+    const n = this.shards;
+    const buf = this.#job.leafBuf;
+    const o = j * (1 + 2 * n);
+    buf[o] = value;
+    for (let t = 0; t < n; t++) {
+      buf[o + 1 + 2 * t] = st[t];
+      buf[o + 2 + 2 * t] = en[t];
+    }
   }
 
   #setRanges(st: Int32Array, en: Int32Array): void {

@@ -15,7 +15,7 @@ import { defaultMetric, evaluateMetric, higherIsBetter, type MetricName } from "
 import { baseScore, computeGradients } from "./objective.ts";
 import { resolveParams, type TrainOptions, type TrainParams } from "./params.ts";
 import { Rng } from "./rng.ts";
-import { HistPool } from "./shards.ts";
+import { HistPool, ROUND_MAX_LEAVES } from "./shards.ts";
 
 /** What `onRound` receives after every round (1-based round). */
 export interface RoundInfo {
@@ -80,6 +80,13 @@ export function binDataset(
     seed: p.seed,
   });
   return binColumns(train.columns, mappers, train.numRows);
+}
+
+/** A copy of `a` in a SharedArrayBuffer. */
+function sharedCopy(a: Float64Array): Float64Array {
+  const out = new Float64Array(new SharedArrayBuffer(8 * Math.max(1, a.length)), 0, a.length);
+  out.set(a);
+  return out;
 }
 
 /** Add a grown tree's leaf values to the training margins. */
@@ -162,7 +169,8 @@ export function trainGbdt(
   );
 
   const base = baseScore(p.task, train.label, train.weight, K);
-  const margin = new Float64Array(N * K);
+  // Margins, labels and weights are shared with the shard workers (OP_ROUND, shards.ts).
+  const margin = new Float64Array(new SharedArrayBuffer(8 * Math.max(1, N * K)), 0, N * K);
   for (let i = 0; i < N; i++) for (let j = 0; j < K; j++) margin[i * K + j] = base[j];
   const vN = valid?.numRows ?? 0;
   const validBins = valid ? binColumns(valid.columns, data.mappers, vN) : null;
@@ -179,12 +187,33 @@ export function trainGbdt(
   const idxShared = new Uint32Array(new SharedArrayBuffer(4 * Math.max(1, N)));
   const tmpShared = new Uint32Array(new SharedArrayBuffer(4 * Math.max(1, N)));
   const threads = N < 2 * MIN_ROWS_PER_THREAD ? 1 : p.threads;
-  const pool = new HistPool(data, gh, idxShared, tmpShared, threads);
+  const pool = new HistPool(data, gh, idxShared, tmpShared, threads, {
+    margin,
+    label: sharedCopy(train.label),
+    weight: train.weight ? sharedCopy(train.weight) : null,
+  });
   const scratch = new GrowScratch(idxShared, pool);
   try {
     return boost();
   } finally {
     pool.close();
+  }
+  /** Hand a tree's leaves to the pool for OP_ROUND; their count, or −1 when there are too many. */
+  function writeLeaves(grown: GrownTree): number {
+    const { tree, leafStart, leafEnd, shards } = grown;
+    let j = 0;
+    for (let node = 0; node < tree.kind.length; node++) {
+      if (leafStart[node * shards] < 0) continue;
+      if (j === ROUND_MAX_LEAVES) return -1;
+      const o = node * shards;
+      pool.writeLeaf(
+        j++,
+        tree.value[node],
+        leafStart.subarray(o, o + shards),
+        leafEnd.subarray(o, o + shards),
+      );
+    }
+    return j;
   }
   function boost(): TrainResult {
     const rng = new Rng(p.seed);
@@ -202,12 +231,19 @@ export function trainGbdt(
     let bestRound = 0;
     let lastPrint = 0;
     let round = 0;
+    // One output on every row: each tree's margin update, the next round's gradients and the
+    // reset of the row indices run as one job over the row shards.
+    const roundTask = K === 1 && allRows && p.task !== "multiclass" ? p.task : null;
+    let gradientsReady = false;
+    let idxReady = false;
     for (round = 1; round <= p.rounds; round++) {
-      computeGradients(p.task, margin, train.label, train.weight, K, gh, ghSums);
+      if (!gradientsReady) computeGradients(p.task, margin, train.label, train.weight, K, gh, ghSums);
+      gradientsReady = false;
       const sample = allRows ? null : rng.sample(N, sampleSize);
       for (let k = 0; k < K; k++) {
         if (sample) scratch.idx.set(sample);
-        else for (let i = 0; i < N; i++) scratch.idx[i] = i;
+        else if (!idxReady) for (let i = 0; i < N; i++) scratch.idx[i] = i;
+        idxReady = false;
         if (numCols < data.numFeatures) {
           featureMask.fill(0);
           const cols = rng.sample(data.numFeatures, numCols);
@@ -225,7 +261,12 @@ export function trainGbdt(
           params: p,
           scratch,
         });
-        updateTrainMargin(grown, data, scratch.idx, allRows, margin, K, k);
+        const leaves = roundTask === null ? -1 : writeLeaves(grown);
+        if (leaves >= 0) {
+          pool.round(N, leaves, round < p.rounds ? roundTask : null, ghSums);
+          gradientsReady = round < p.rounds;
+          idxReady = true;
+        } else updateTrainMargin(grown, data, scratch.idx, allRows, margin, K, k);
         if (validBins) addTreeBins(grown, validBins, vMargin, K, k);
         trees.push(grown.tree);
         treeOutput.push(k);
