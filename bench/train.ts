@@ -5,7 +5,7 @@
  *
  *   npx bun bench/train.ts [--rows 3000000] [--synthetic-rows 1000000] [--rounds 500]
  *     [--growth leafwise,depthwise,oblivious] [--datasets flights,synthetic] [--threads N (default: cores)]
- *     [--xgb] [--xgb-threads 2] [--cat-codes] [--out bench/results/train.json]
+ *     [--xgb] [--xgb-threads 2] [--cat-codes] [--cat-smooth X] [--out bench/results/train.json]
  *
  * Prints a table and writes JSON. `--xgb` also runs /work/shared/tools/xgb-reference.py (XGBoost
  * hist, 2 threads, same rounds/depth/eta, 256 bins) on the same train/test rows when python3-xgboost
@@ -38,12 +38,14 @@ const { values: args } = parseArgs({
     xgb: { type: "boolean", default: false },
     "xgb-threads": { type: "string", default: "2" },
     "cat-codes": { type: "boolean", default: false },
+    "cat-smooth": { type: "string" },
     out: { type: "string", default: "bench/results/train.json" },
   },
 });
 const logger = createLogger({ name: "bench", level: "warn" });
 const rounds = Number(args.rounds);
 const threads = Number(args.threads);
+const catSmooth = args["cat-smooth"] === undefined ? undefined : Number(args["cat-smooth"]);
 // The reference tools live in the shared/ folder beside the checkout (../shared/tools).
 const XGB = path.resolve(import.meta.dir, "..", "..", "shared", "tools", "xgb-reference.py");
 
@@ -216,6 +218,7 @@ for (const name of args.datasets.split(",")) {
         maxDepth: growth === "leafwise" ? 0 : 6,
         ...(growth === "leafwise" ? { numLeaves: 63 } : {}),
         maxBins: 255,
+        ...(catSmooth === undefined ? {} : { catSmooth }),
         threads,
       },
       { evalTrain: false },

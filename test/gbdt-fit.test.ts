@@ -88,6 +88,8 @@ describe("arbor fit", () => {
       "40",
       "--early-stopping",
       "10",
+      "--cat-smooth",
+      "20",
       "--out",
       out,
       "--quiet",
@@ -101,7 +103,13 @@ describe("arbor fit", () => {
     expect(sig.features[1].type).toBe("categorical");
     expect(sig.modelType).toBe("lightgbm");
     expect(sig.growth).toBe("leafwise");
-    const metrics = (await onnxAgrees(out)) as { valid: { auc: number }; bestIteration: number };
+    const metrics = (await onnxAgrees(out)) as {
+      valid: { auc: number };
+      bestIteration: number;
+      params: { catSmooth: number; catL2: number };
+    };
+    expect(metrics.params.catSmooth).toBe(20);
+    expect(metrics.params.catL2).toBe(10);
     expect(metrics.valid.auc).toBeGreaterThan(0.95);
     expect(metrics.bestIteration).toBeGreaterThan(0);
   });
@@ -197,6 +205,20 @@ describe("arbor fit", () => {
     expect(r2.stderr).toContain("FIT_BAD_OPTION");
     const r3 = await cli(["fit", "--target", "churn", "--task", "binary", "--out", out]);
     expect(r3.stderr).toContain("INVALID_ARGUMENT");
+    const r4 = await cli([
+      "fit",
+      "--train",
+      trainFile,
+      "--target",
+      "churn",
+      "--task",
+      "binary",
+      "--cat-smooth=-1",
+      "--out",
+      out,
+    ]);
+    expect(r4.code).toBe(2);
+    expect(r4.stderr).toContain("--cat-smooth");
   });
 
   test("--weight is not a feature; --growth alone gets a usual size; --early-stopping needs validation", async () => {

@@ -38,6 +38,8 @@ const schema = z.object({
   colsample: z.number().positive().max(1).optional(),
   earlyStopping: z.number().int().nonnegative().optional(),
   threads: z.number().int().positive().optional(),
+  catSmooth: z.number().nonnegative().optional(),
+  catL2: z.number().nonnegative().optional(),
   seed: z.number().int().optional(),
   categorical: z.array(z.string()).optional(),
   weight: z.string().optional(),
@@ -135,6 +137,17 @@ export const fitCommand = defineCommand({
       name: "threads",
       type: "integer",
       description: "histogram threads (default: number of cores)",
+    },
+    {
+      name: "cat-smooth",
+      type: "number",
+      description:
+        "categorical splits: smoothing of each category's G/(H + s) and the fewest rows a category needs to be ordered (LightGBM cat_smooth, default 10)",
+    },
+    {
+      name: "cat-l2",
+      type: "number",
+      description: "categorical splits: extra L2 on categorical splits (LightGBM cat_l2, default 10)",
     },
     { name: "seed", type: "integer", description: "seed of sampling (default 0)" },
     { name: "categorical", type: "list", placeholder: "COL,...", description: "extra categorical columns" },
