@@ -13,7 +13,11 @@ self.onmessage = (event: MessageEvent<ShardWorkerInit>) => {
   let seen = 0;
   for (;;) {
     for (let i = 0; i < WORKER_SPINS && Atomics.load(ctrl, CTRL.seq) === seen; i++);
+    // Announce the sleep before re-checking the counter in Atomics.wait: the main thread stores the
+    // counter before reading `sleeping`, so either it notifies or the wait sees the new value.
+    Atomics.add(ctrl, CTRL.sleeping, 1);
     Atomics.wait(ctrl, CTRL.seq, seen);
+    Atomics.sub(ctrl, CTRL.sleeping, 1);
     const tag = Atomics.load(ctrl, CTRL.seq);
     seen = tag;
     if (Atomics.load(ctrl, CTRL.stop) === 1) break;

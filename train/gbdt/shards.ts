@@ -42,6 +42,8 @@ export const CTRL = {
   task: 11,
   /** OP_ROUND: rows of the fit. */
   rows: 12,
+  /** Workers asleep in Atomics.wait (the main thread notifies only then: a notify costs ~10 µs). */
+  sleeping: 13,
 } as const;
 
 export const OP_HIST = 1;
@@ -451,7 +453,7 @@ export class HistPool {
       const tag = (ctrl[CTRL.seq] + 1) & TAG_MASK;
       Atomics.store(ctrl, CTRL.next, tag << 8);
       Atomics.store(ctrl, CTRL.seq, tag);
-      Atomics.notify(ctrl, CTRL.seq);
+      if (Atomics.load(ctrl, CTRL.sleeping) > 0) Atomics.notify(ctrl, CTRL.seq);
       for (;;) {
         const t = claimShard(ctrl, tag, n);
         if (t < 0) break;
