@@ -345,28 +345,40 @@ describe("training", () => {
     }
   });
 
-  test("histogram workers: byte-identical per thread count, near-equal across counts", () => {
-    // 2 threads cut big builds into 2 row ranges whose partial histograms are added at the end:
-    // the same sums associated differently, so 1 vs 2 threads may differ in the last bits.
-    const d = synth(45_000, "binary", 19);
-    for (const growth of GROWTHS) {
-      const opts = {
-        task: "binary" as const,
-        growth,
-        rounds: 4,
-        maxDepth: 4,
-        numLeaves: 15,
-        subsample: 0.9,
-        seed: 1,
-      };
-      const one = trainGbdt(d, null, { ...opts, threads: 1 }).ensemble;
-      const two = trainGbdt(d, null, { ...opts, threads: 2 }).ensemble;
-      expect(serialize(trainGbdt(d, null, { ...opts, threads: 2 }).ensemble)).toBe(serialize(two));
-      const m1 = predictMarginColumns(one, d.columns, d.numRows);
-      const m2 = predictMarginColumns(two, d.columns, d.numRows);
-      let worst = 0;
-      for (let i = 0; i < m1.length; i++) worst = Math.max(worst, Math.abs(m1[i] - m2[i]));
-      expect(worst).toBeLessThan(1e-3);
+  test("row shards: byte-identical per thread count, near-equal across counts, margins match the trees", () => {
+    // 2 threads cut the rows into 2 shards whose partial histograms (and gradient sums) are added
+    // at the end: the same sums associated differently, so 1 vs 2 threads may differ in the last
+    // bits. All rows of a binary or regression fit also update margins and gradients per shard.
+    const binary = synth(45_000, "binary", 19);
+    const regression = synth(45_000, "regression", 20);
+    regression.weight = Float64Array.from({ length: regression.numRows }, (_, i) => 0.5 + (i % 3));
+    const multiclass = synth(45_000, "multiclass", 21);
+    const cases: [Dataset, Record<string, number>][] = [
+      [binary, {}],
+      [binary, { subsample: 0.9 }],
+      [regression, {}],
+      [multiclass, {}],
+    ];
+    for (const [d, extra] of cases) {
+      for (const growth of GROWTHS) {
+        const opts = { task: d.task, growth, rounds: 4, maxDepth: 4, numLeaves: 15, seed: 1, ...extra };
+        const one = trainGbdt(d, null, { ...opts, threads: 1 });
+        const two = trainGbdt(d, null, { ...opts, threads: 2 });
+        const label = `${d.task} ${growth} ${JSON.stringify(extra)}`;
+        expect([label, serialize(trainGbdt(d, null, { ...opts, threads: 2 }).ensemble)]).toEqual([
+          label,
+          serialize(two.ensemble),
+        ]);
+        const m1 = predictMarginColumns(one.ensemble, d.columns, d.numRows);
+        const m2 = predictMarginColumns(two.ensemble, d.columns, d.numRows);
+        let worst = 0;
+        let drift = 0;
+        for (let i = 0; i < m1.length; i++) {
+          worst = Math.max(worst, Math.abs(m1[i] - m2[i]));
+          drift = Math.max(drift, Math.abs(two.trainMargin[i] - m2[i]));
+        }
+        expect([label, worst < 1e-3, drift < 1e-9]).toEqual([label, true, true]);
+      }
     }
   });
 
