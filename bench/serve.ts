@@ -1,5 +1,6 @@
 /**
- * Serving benchmark: `npx bun bench/serve.ts [--seconds 5] [--connections 32] [--workers 1]`.
+ * Serving benchmark: `npx bun bench/serve.ts [--seconds 5] [--connections 32] [--workers N]`
+ * (`--workers` defaults to the server's own default, one process per core).
  * Starts `serve/main.ts` on a temp store holding a 500-tree depth-6 binary model on 28 features
  * ("flights") and a one-tree model ("trivial"), plus a plain uWebSockets.js hello server, then
  * measures with wrk (HTTP) and a Bun WebSocket client (pipelined):
@@ -9,7 +10,7 @@
  * off. Writes bench/results/serve.json.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
@@ -23,7 +24,8 @@ const { values } = parseArgs({
   options: {
     seconds: { type: "string", default: "5" },
     connections: { type: "string", default: "32" },
-    workers: { type: "string", default: "1" },
+    /** Server processes; default: the server's default (one per core, as `arbor serve` runs). */
+    workers: { type: "string", default: String(Math.max(1, availableParallelism())) },
     threads: { type: "string", default: "1" },
     quick: { type: "boolean", default: false },
     reference: { type: "boolean", default: false },
@@ -329,6 +331,7 @@ async function scenarioSet(label: string, extraArgs: string[], only?: string[]):
           server_cpu_us_per_request: load.cpuUs,
           hello_cpu_us_per_request: base.cpuUs,
           hello_rps: Math.round(base.rps),
+          hello_p99_us: base.p99,
           ratio_to_hello: Number((load.rps / base.rps).toFixed(3)),
           ort_inprocess_us: Number(ort[model][rows].toFixed(1)),
           // Latency view: p50 minus the in-process run (includes queueing behind CONNS clients).
@@ -338,7 +341,7 @@ async function scenarioSet(label: string, extraArgs: string[], only?: string[]):
         };
         results.push(r);
         console.log(
-          `${label.padEnd(14)} ${model.padEnd(8)} ${name.padEnd(58)} ${String(r.rps).padStart(7)} req/s  p50 ${String(r.p50_us).padStart(6)} µs  p99 ${String(r.p99_us).padStart(6)} µs  p99.9 ${String(r.p999_us).padStart(6)} µs  errors ${r.errors}  cpu ${r.server_cpu_us_per_request} µs/req (hello ${r.hello_cpu_us_per_request})  hello ${String(r.hello_rps).padStart(7)} (x${r.ratio_to_hello})  ORT ${r.ort_inprocess_us} µs  overhead p50 ${r.server_overhead_us} µs, cpu ${r.server_cpu_overhead_us} µs`,
+          `${label.padEnd(14)} ${model.padEnd(8)} ${name.padEnd(58)} ${String(r.rps).padStart(7)} req/s  p50 ${String(r.p50_us).padStart(6)} µs  p99 ${String(r.p99_us).padStart(6)} µs  p99.9 ${String(r.p999_us).padStart(6)} µs  errors ${r.errors}  cpu ${r.server_cpu_us_per_request} µs/req (hello ${r.hello_cpu_us_per_request})  hello ${String(r.hello_rps).padStart(7)} (x${r.ratio_to_hello}, p99 ${r.hello_p99_us} µs)  ORT ${r.ort_inprocess_us} µs  overhead p50 ${r.server_overhead_us} µs, cpu ${r.server_cpu_overhead_us} µs`,
         );
       }
     }
@@ -455,7 +458,7 @@ b.save_model("${model}")`,
       ),
     );
     for (const [who, l] of [
-      ["arbor serve", ours],
+      [`arbor serve (${WORKERS} worker${WORKERS === 1 ? "" : "s"})`, ours],
       ["python reference", theirs],
     ] as const) {
       results.push({
@@ -470,7 +473,7 @@ b.save_model("${model}")`,
         server_cpu_us_per_request: l.cpuUs,
       });
       console.log(
-        `reference      ${who.padEnd(18)} single-row JSON ${String(Math.round(l.rps)).padStart(7)} req/s  p50 ${l.p50} µs  p99 ${l.p99} µs  p99.9 ${l.p999} µs  errors ${l.errors}  cpu ${l.cpuUs} µs/req`,
+        `reference      ${who.padEnd(24)} single-row JSON ${String(Math.round(l.rps)).padStart(7)} req/s  p50 ${l.p50} µs  p99 ${l.p99} µs  p99.9 ${l.p999} µs  errors ${l.errors}  cpu ${l.cpuUs} µs/req`,
       );
     }
     console.log(
