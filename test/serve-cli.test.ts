@@ -65,6 +65,55 @@ test("arbor serve: bad flags exit 2 with a code; the default cluster (one proces
   }
 }, 60_000);
 
+test("a SIGTERM to the shell that `npx arbor` runs the launcher under still stops the server gracefully", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "arbor-serve-cli-"));
+  try {
+    const store = await openArtifactStore(pathToFileURL(dir).href);
+    const f = await publishFixture(store, {
+      name: "c",
+      version: 1,
+      task: "regression",
+      numFeatures: 2,
+      numTrees: 2,
+      depth: 2,
+      seed: 1,
+    });
+    await pointLabel(store, "c", "production", 1, f.manifestSha256);
+    await store.close();
+    // As `npm exec` does: a shell between the caller and the launcher, which dies of the signal
+    // without passing it on.
+    const proc = Bun.spawn(
+      [
+        "sh",
+        "-c",
+        `node train/bin/arbor.mjs serve --host 127.0.0.1 --port 0 --workers 1 --store ${dir}; true`,
+      ],
+      { cwd: ROOT, stdout: "pipe", stderr: "pipe" },
+    );
+    const reader = proc.stdout.getReader();
+    let out = "";
+    while (!/"port":\d+/.test(out)) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`arbor serve exited: ${await new Response(proc.stderr).text()}`);
+      out += new TextDecoder().decode(value);
+    }
+    const port = Number(/"port":(\d+)/.exec(out)![1]);
+    proc.kill("SIGTERM");
+    await proc.exited;
+    // The launcher and the server keep the stderr pipe open until they exit.
+    const logs = await new Response(proc.stderr).text();
+    expect(logs).toContain('"signal":"SIGTERM"');
+    expect(logs).toContain('"msg":"stopped"');
+    const refused = await fetch(`http://127.0.0.1:${port}/healthz`).then(
+      () => false,
+      () => true,
+    );
+    expect(refused).toBe(true);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 60_000);
+
 test("cluster: /metrics gathers every worker; a worker that dies is replaced; the port keeps answering; SIGTERM still exits 0", async () => {
   const dir = mkdtempSync(path.join(tmpdir(), "arbor-serve-cluster-"));
   const server = await startServe(["--store", pathToFileURL(dir).href, "--workers", "2"]);
