@@ -5,7 +5,7 @@ import { NODE_CATEGORICAL, predictMarginRow, type TreeEnsemble } from "../shared
 import { binColumns, binOf, buildBinMappers, numericMapper } from "../train/gbdt/binning.ts";
 import type { Dataset } from "../train/gbdt/dataset.ts";
 import { buildHistogram, subtractHistogram } from "../train/gbdt/histogram.ts";
-import { auc, rmse } from "../train/gbdt/metric.ts";
+import { auc, evaluateMetric, rmse } from "../train/gbdt/metric.ts";
 import { resolveParams } from "../train/gbdt/params.ts";
 import { predictMarginColumns } from "../train/gbdt/predict.ts";
 import { Rng } from "../train/gbdt/rng.ts";
@@ -378,6 +378,14 @@ describe("training", () => {
           drift = Math.max(drift, Math.abs(two.trainMargin[i] - m2[i]));
         }
         expect([label, worst < 1e-3, drift < 1e-9]).toEqual([label, true, true]);
+        // The training metric of each round (computed per shard in the round job) equals the
+        // metric of the final margins.
+        for (const r of [one, two]) {
+          const last = r.history[r.history.length - 1].train;
+          const k = d.task === "multiclass" ? 3 : 1;
+          const want = evaluateMetric(r.metric, r.trainMargin, d.label, k, d.weight);
+          expect([label, Math.abs(last[r.metric] - want) <= 1e-12 * Math.abs(want)]).toEqual([label, true]);
+        }
       }
     }
   });

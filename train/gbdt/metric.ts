@@ -16,17 +16,53 @@ export function defaultMetric(task: Task): MetricName {
 
 const EPS = 1e-15;
 
-/** Weighted mean log-loss of binary margins. */
-export function logloss(margin: Float64Array, label: Float64Array, weight: Float64Array | null): number {
+/**
+ * Σ of weighted log-loss (binary) or squared error (regression) over rows [start, end) and Σ of
+ * their weights, into out[at], out[at + 1]: the per-shard part of `logloss` / `rmse` (shards.ts).
+ */
+export function lossPartial(
+  metric: "logloss" | "rmse",
+  margin: Float64Array,
+  label: Float64Array,
+  weight: Float64Array | null,
+  start: number,
+  end: number,
+  out: Float64Array,
+  at: number,
+): void {
   let s = 0;
   let w = 0;
-  for (let i = 0; i < label.length; i++) {
-    const p = 1 / (1 + Math.exp(-margin[i]));
-    const wi = weight ? weight[i] : 1;
-    s -= wi * (label[i] > 0.5 ? Math.log(Math.max(p, EPS)) : Math.log(Math.max(1 - p, EPS)));
-    w += wi;
+  if (metric === "logloss") {
+    for (let i = start; i < end; i++) {
+      const p = 1 / (1 + Math.exp(-margin[i]));
+      const wi = weight ? weight[i] : 1;
+      s -= wi * (label[i] > 0.5 ? Math.log(Math.max(p, EPS)) : Math.log(Math.max(1 - p, EPS)));
+      w += wi;
+    }
+  } else {
+    for (let i = start; i < end; i++) {
+      const d = margin[i] - label[i];
+      const wi = weight ? weight[i] : 1;
+      s += wi * d * d;
+      w += wi;
+    }
   }
-  return w > 0 ? s / w : 0;
+  out[at] = s;
+  out[at + 1] = w;
+}
+
+/** The metric from summed partials (lossPartial). */
+export function lossFromSums(metric: "logloss" | "rmse", s: number, w: number): number {
+  if (!(w > 0)) return 0;
+  return metric === "logloss" ? s / w : Math.sqrt(s / w);
+}
+
+const partial = new Float64Array(2);
+
+/** Weighted mean log-loss of binary margins. */
+export function logloss(margin: Float64Array, label: Float64Array, weight: Float64Array | null): number {
+  lossPartial("logloss", margin, label, weight, 0, label.length, partial, 0);
+  return lossFromSums("logloss", partial[0], partial[1]);
 }
 
 /** Weighted mean multiclass log-loss of margins [N × K]. */
@@ -54,15 +90,8 @@ export function mlogloss(
 
 /** Weighted root mean squared error. */
 export function rmse(pred: Float64Array, label: Float64Array, weight: Float64Array | null): number {
-  let s = 0;
-  let w = 0;
-  for (let i = 0; i < label.length; i++) {
-    const d = pred[i] - label[i];
-    const wi = weight ? weight[i] : 1;
-    s += wi * d * d;
-    w += wi;
-  }
-  return w > 0 ? Math.sqrt(s / w) : 0;
+  lossPartial("rmse", pred, label, weight, 0, label.length, partial, 0);
+  return lossFromSums("rmse", partial[0], partial[1]);
 }
 
 /**

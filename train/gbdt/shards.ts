@@ -21,6 +21,7 @@
  */
 import type { BinnedData } from "./binning.ts";
 import { buildHistogramRange } from "./hist-kernel.ts";
+import { lossFromSums, lossPartial } from "./metric.ts";
 import { gradientsRange } from "./objective.ts";
 
 /** Indices into the control block. */
@@ -44,6 +45,8 @@ export const CTRL = {
   rows: 12,
   /** Workers asleep in Atomics.wait (the main thread notifies only then: a notify costs ~10 µs). */
   sleeping: 13,
+  /** OP_ROUND: 1 = also the training log-loss partials, 2 = squared-error partials, 0 = none. */
+  metric: 14,
 } as const;
 
 export const OP_HIST = 1;
@@ -63,7 +66,8 @@ const RANGES_OFFSET = 1024;
 const COUNTS_OFFSET = 4096;
 const LUT_OFFSET = 6144;
 const SUMS_OFFSET = 8192;
-const CONTROL_BYTES = 12288;
+const LOSS_OFFSET = 12288;
+const CONTROL_BYTES = 16384;
 
 /** Jobs over fewer rows run on the main thread alone, shard by shard: a handoff costs more. */
 const MIN_PARALLEL_ROWS = 4096;
@@ -166,6 +170,8 @@ export class ShardJob {
   readonly lut: Uint8Array;
   /** OP_ROUND: Σg, Σh of each shard's rows. */
   readonly sums: Float64Array;
+  /** OP_ROUND: Σ loss, Σ weight of each shard's rows (training metric). */
+  readonly loss: Float64Array;
   readonly leafBuf: Float64Array;
   readonly parts: Float64Array[];
   readonly shards: number;
@@ -191,6 +197,7 @@ export class ShardJob {
     this.counts = new Int32Array(init.control, COUNTS_OFFSET, n);
     this.lut = new Uint8Array(init.control, LUT_OFFSET, 256);
     this.sums = new Float64Array(init.control, SUMS_OFFSET, 2 * n);
+    this.loss = new Float64Array(init.control, LOSS_OFFSET, 2 * n);
     this.leafBuf = new Float64Array(init.leaves);
     this.#margin = new Float64Array(init.margin);
     this.#label = new Float64Array(init.label);
@@ -269,6 +276,19 @@ export class ShardJob {
     const rows = ctrl[CTRL.rows];
     const a = shardStart(rows, t, n);
     const b = shardStart(rows, t + 1, n);
+    const metric = ctrl[CTRL.metric];
+    if (metric !== 0) {
+      lossPartial(
+        metric === 1 ? "logloss" : "rmse",
+        margin,
+        this.#label,
+        this.#weight,
+        a,
+        b,
+        this.loss,
+        2 * t,
+      );
+    }
     if (ctrl[CTRL.gradients] === 1) {
       const task = ctrl[CTRL.task] === 1 ? "binary" : "regression";
       gradientsRange(task, margin, this.#label, this.#weight, this.#gh[0], a, b, this.sums, 2 * t);
@@ -395,9 +415,16 @@ export class HistPool {
   /**
    * OP_ROUND over `rows` rows (one output, all rows in the tree): `leaves` leaves already written
    * with writeLeaf. With `task`, computes the next gradients and returns their Σg, Σh (summed in
-   * shard order) in `sums`.
+   * shard order) in `sums`. With `metric`, returns the training metric after this tree (partials
+   * summed in shard order; with one shard equal to metric.ts's), else NaN.
    */
-  round(rows: number, leaves: number, task: "binary" | "regression" | null, sums: Float64Array): void {
+  round(
+    rows: number,
+    leaves: number,
+    task: "binary" | "regression" | null,
+    sums: Float64Array,
+    metric: "logloss" | "rmse" | null,
+  ): number {
     const job = this.#job;
     const ctrl = job.ctrl;
     ctrl[CTRL.op] = OP_ROUND;
@@ -405,8 +432,19 @@ export class HistPool {
     ctrl[CTRL.leaves] = leaves;
     ctrl[CTRL.gradients] = task === null ? 0 : 1;
     ctrl[CTRL.task] = task === "binary" ? 1 : 2;
+    ctrl[CTRL.metric] = metric === null ? 0 : metric === "logloss" ? 1 : 2;
     this.#dispatch(rows, null);
-    if (task === null) return;
+    let value = Number.NaN;
+    if (metric !== null) {
+      let s = 0;
+      let w = 0;
+      for (let t = 0; t < this.shards; t++) {
+        s += job.loss[2 * t];
+        w += job.loss[2 * t + 1];
+      }
+      value = lossFromSums(metric, s, w);
+    }
+    if (task === null) return value;
     let g = 0;
     let h = 0;
     for (let t = 0; t < this.shards; t++) {
@@ -415,6 +453,7 @@ export class HistPool {
     }
     sums[0] = g;
     sums[1] = h;
+    return value;
   }
 
   /** Write leaf j of an OP_ROUND job: its value and its row range in every shard. */

@@ -236,9 +236,13 @@ export function trainGbdt(
     const roundTask = K === 1 && allRows && p.task !== "multiclass" ? p.task : null;
     let gradientsReady = false;
     let idxReady = false;
+    // The training log-loss / RMSE comes from the same job, per shard.
+    const roundMetric = evalTrain && (metric === "logloss" || metric === "rmse") ? metric : null;
+    let trainMetric = Number.NaN;
     for (round = 1; round <= p.rounds; round++) {
       if (!gradientsReady) computeGradients(p.task, margin, train.label, train.weight, K, gh, ghSums);
       gradientsReady = false;
+      trainMetric = Number.NaN;
       const sample = allRows ? null : rng.sample(N, sampleSize);
       for (let k = 0; k < K; k++) {
         if (sample) scratch.idx.set(sample);
@@ -263,7 +267,7 @@ export function trainGbdt(
         });
         const leaves = roundTask === null ? -1 : writeLeaves(grown);
         if (leaves >= 0) {
-          pool.round(N, leaves, round < p.rounds ? roundTask : null, ghSums);
+          trainMetric = pool.round(N, leaves, round < p.rounds ? roundTask : null, ghSums, roundMetric);
           gradientsReady = round < p.rounds;
           idxReady = true;
         } else updateTrainMargin(grown, data, scratch.idx, allRows, margin, K, k);
@@ -272,7 +276,11 @@ export function trainGbdt(
         treeOutput.push(k);
       }
       const info: RoundInfo = { round, train: {} };
-      if (evalTrain) info.train[metric] = evaluateMetric(metric, margin, train.label, K, train.weight);
+      if (evalTrain) {
+        info.train[metric] = Number.isNaN(trainMetric)
+          ? evaluateMetric(metric, margin, train.label, K, train.weight)
+          : trainMetric;
+      }
       if (valid) {
         const v = evaluateMetric(metric, vMargin, valid.label, K, valid.weight);
         info.valid = { [metric]: v };
