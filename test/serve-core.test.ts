@@ -139,7 +139,7 @@ describe("serve micro-batcher", () => {
       const t = s.outputs.tensors.get("prediction")!;
       return Array.from(t.data.subarray(s.offset, s.offset + s.rows));
     };
-    return { runs, score };
+    return { runs, score, b };
   }
 
   test("concurrent callers share one run and each gets its own rows back", async () => {
@@ -147,6 +147,36 @@ describe("serve micro-batcher", () => {
     const out = await Promise.all([score([1]), score([2, 3]), score([4])]);
     expect(out).toEqual([[10], [20, 30], [40]]);
     expect(runs).toEqual([4]);
+  });
+
+  test("rows written in place: a dropped reservation queues nothing; the matrix grows and is reused", async () => {
+    const { runs, b } = batcher(true, 200);
+    const wave = async (first: number, n: number) => {
+      // A request that fails validation after reserving: nothing is queued, its rows are overwritten.
+      const dropped = b.reserve(1);
+      dropped.data.set([-1, -1], dropped.at * 2);
+      const pending: Promise<number>[] = [];
+      for (let i = 0; i < n; i++) {
+        const t = b.reserve(1);
+        t.data.set([first + i, 0], t.at * 2);
+        pending.push(b.commit(t, 1).then((s) => s.outputs.tensors.get("prediction")!.data[s.offset]));
+      }
+      return Promise.all(pending);
+    };
+    // 150 rows: past the first 64-row matrix, so it grows while the batch fills.
+    const first = await wave(1, 150);
+    expect(first).toEqual(Array.from({ length: 150 }, (_, i) => (i + 1) * 10));
+    // The next batches reuse the returned matrix; stale rows from the last batch must not leak in.
+    const second = await wave(1000, 3);
+    expect(second).toEqual([10000, 10010, 10020]);
+    const mixed = await Promise.all([wave(5, 2), b.score(Float32Array.from([7, 0, 8, 0]), 2)]);
+    expect(mixed[0]).toEqual([50, 60]);
+    expect(
+      Array.from(
+        mixed[1].outputs.tensors.get("prediction")!.data.subarray(mixed[1].offset, mixed[1].offset + 2),
+      ),
+    ).toEqual([70, 80]);
+    expect(runs).toEqual([150, 3, 4]);
   });
 
   test("batches never exceed maxRows; big requests run alone; off = one run per call", async () => {

@@ -16,6 +16,34 @@ export interface RowMatrix {
   data: Float32Array;
 }
 
+/** Where validated rows go: row `r` of the request is row `at + r` of `data` (row-major). */
+export interface RowTarget {
+  data: Float32Array;
+  at: number;
+}
+
+/**
+ * Gives room for a request's rows once their count is known and within limits. Called at most once
+ * per request, before any row is written; the rows are only complete if validation returns.
+ */
+export interface RowSink<T extends RowTarget> {
+  reserve(rows: number): T;
+}
+
+/** Validated rows and the target they were written into. */
+export interface FilledRows<T extends RowTarget> {
+  rows: number;
+  target: T;
+}
+
+/** A fresh matrix per request. */
+function freshSink(width: number): RowSink<RowTarget> {
+  return { reserve: (rows) => ({ data: new Float32Array(rows * width), at: 0 }) };
+}
+
+/** Which features a row object named; validation is synchronous, so one buffer serves every request. */
+let seenScratch = new Uint8Array(64);
+
 function typeName(v: unknown): string {
   if (v === null) return "null";
   if (Array.isArray(v)) return "array";
@@ -90,15 +118,21 @@ function checkRowCount(n: number, maxRows: number, what: string): void {
 }
 
 /** Rows from `instances`: objects keyed by feature name, or positional arrays of length F. */
-function rowsFromInstances(plan: FeaturePlan, instances: unknown[], maxRows: number): RowMatrix {
+function rowsFromInstances<T extends RowTarget>(
+  plan: FeaturePlan,
+  instances: unknown[],
+  maxRows: number,
+  sink: RowSink<T>,
+): FilledRows<T> {
   const n = instances.length;
   checkRowCount(n, maxRows, "instances");
   const width = plan.width;
-  const data = new Float32Array(n * width);
+  const target = sink.reserve(n);
+  const data = target.data;
   let seen: Uint8Array | null = null;
   for (let r = 0; r < n; r++) {
     const inst = instances[r];
-    const base = r * width;
+    const base = (target.at + r) * width;
     if (Array.isArray(inst)) {
       if (inst.length !== width) {
         throw clientError(
@@ -109,8 +143,11 @@ function rowsFromInstances(plan: FeaturePlan, instances: unknown[], maxRows: num
       }
       for (let f = 0; f < width; f++) data[base + f] = cell(plan, f, inst[f], r);
     } else if (inst !== null && typeof inst === "object") {
-      if (seen === null) seen = new Uint8Array(width);
-      else seen.fill(0);
+      if (seen === null) {
+        if (seenScratch.length < width) seenScratch = new Uint8Array(width);
+        seen = seenScratch;
+      }
+      seen.fill(0, 0, width);
       let count = 0;
       const obj = inst as Record<string, unknown>;
       for (const key in obj) {
@@ -146,7 +183,7 @@ function rowsFromInstances(plan: FeaturePlan, instances: unknown[], maxRows: num
       );
     }
   }
-  return { rows: n, data };
+  return { rows: n, target };
 }
 
 /** Rows from the columnar form `{"columns": {"f1": [..], "f2": [..]}}`. */
@@ -155,6 +192,16 @@ export function rowsFromColumns(
   columns: Record<string, unknown>,
   maxRows: number,
 ): RowMatrix {
+  const filled = fillFromColumns(plan, columns, maxRows, freshSink(plan.width));
+  return { rows: filled.rows, data: filled.target.data };
+}
+
+function fillFromColumns<T extends RowTarget>(
+  plan: FeaturePlan,
+  columns: Record<string, unknown>,
+  maxRows: number,
+  sink: RowSink<T>,
+): FilledRows<T> {
   const width = plan.width;
   let n = -1;
   const cols: unknown[][] = new Array(width);
@@ -196,16 +243,32 @@ export function rowsFromColumns(
     );
   }
   checkRowCount(n, maxRows, "columns");
-  const data = new Float32Array(n * width);
+  const target = sink.reserve(n);
+  const data = target.data;
+  const at = target.at;
   for (let f = 0; f < width; f++) {
     const col = cols[f];
-    for (let r = 0; r < n; r++) data[r * width + f] = cell(plan, f, col[r], r);
+    for (let r = 0; r < n; r++) data[(at + r) * width + f] = cell(plan, f, col[r], r);
   }
-  return { rows: n, data };
+  return { rows: n, target };
 }
 
 /** Rows from a decoded predict/explain body: `instances` or `columns` (exactly one). */
 export function rowsFromBody(plan: FeaturePlan, body: unknown, maxRows: number): RowMatrix {
+  const filled = fillRowsFromBody(plan, body, maxRows, freshSink(plan.width));
+  return { rows: filled.rows, data: filled.target.data };
+}
+
+/**
+ * {@link rowsFromBody} writing into room that `sink` gives once the row count is known (the
+ * micro-batcher's shared matrix: no matrix per request).
+ */
+export function fillRowsFromBody<T extends RowTarget>(
+  plan: FeaturePlan,
+  body: unknown,
+  maxRows: number,
+  sink: RowSink<T>,
+): FilledRows<T> {
   if (body === null || typeof body !== "object" || Array.isArray(body)) {
     throw clientError("BAD_REQUEST", "validate body: expected an object with 'instances' or 'columns'");
   }
@@ -215,9 +278,9 @@ export function rowsFromBody(plan: FeaturePlan, body: unknown, maxRows: number):
   if (instances !== undefined && columns !== undefined) {
     throw clientError("BAD_REQUEST", "validate body: send either 'instances' or 'columns', not both");
   }
-  if (Array.isArray(instances)) return rowsFromInstances(plan, instances, maxRows);
+  if (Array.isArray(instances)) return rowsFromInstances(plan, instances, maxRows, sink);
   if (columns !== null && typeof columns === "object" && !Array.isArray(columns)) {
-    return rowsFromColumns(plan, columns as Record<string, unknown>, maxRows);
+    return fillFromColumns(plan, columns as Record<string, unknown>, maxRows, sink);
   }
   throw clientError(
     "BAD_REQUEST",

@@ -15,7 +15,7 @@ import { clientError } from "./client-error.ts";
 import { decodeBody, type Format, requestFormat } from "./codec.ts";
 import { describeModel, listModels } from "./describe.ts";
 import { formatPredictions } from "./predictions.ts";
-import { checkExplainRows, rowsFromBody } from "./rows.ts";
+import { checkExplainRows, fillRowsFromBody, rowsFromBody } from "./rows.ts";
 import { v2Infer, v2ModelMetadata } from "./v2.ts";
 
 /** A request as the transport hands it over (everything copied out of uWS already). */
@@ -24,7 +24,11 @@ export interface CoreRequest {
   /** Path without the query string. */
   path: string;
   contentType: string;
-  body: Uint8Array | null;
+  /**
+   * The body bytes, or the text of a non-empty JSON body that the transport decoded from UTF-8
+   * already ({@link utf8Text}: no copy of bytes it does not own), or null without a body.
+   */
+  body: Uint8Array | string | null;
   requestId: string;
   /** `Inference-Header-Content-Length` (KServe V2 binary tensor extension), or null. */
   inferenceHeaderLength: number | null;
@@ -134,10 +138,13 @@ export class ServeCore {
 
   /** Predict: validate rows, score (micro-batched), format. Caller-supplied decoded body. */
   async predict(ref: ModelRef, body: unknown): Promise<Scored> {
-    const slot = await this.acquire(ref);
+    const got = this.acquire(ref);
+    // A label's slot comes back synchronously: no await (one microtask turn less per request).
+    const slot = got instanceof Promise ? await got : got;
     try {
-      const m = rowsFromBody(slot.plan, body, this.config.maxRows);
-      const s = await slot.score(m.data, m.rows);
+      // The rows go straight into the micro-batch's input matrix.
+      const m = fillRowsFromBody(slot.plan, body, this.config.maxRows, slot);
+      const s = await slot.commit(m.target, m.rows);
       const predictions = formatPredictions(slot.signature, s);
       const classes = slot.signature.task === "regression" ? undefined : slot.signature.classes;
       // Built whole (STYLE: no properties added later); `classes` stays the last key.
@@ -152,7 +159,10 @@ export class ServeCore {
 
   /** Explain: SHAP contributions per row (TreeSHAP over the decoded ensemble). */
   async explain(ref: ModelRef, body: unknown): Promise<Scored> {
-    const slot = await this.acquire(ref);
+    // As predict: no await for a label's slot, so that stream messages reach the micro-batch in
+    // the order they came (a reply order the stream's clients see).
+    const got = this.acquire(ref);
+    const slot = got instanceof Promise ? await got : got;
     try {
       const m = rowsFromBody(slot.plan, body, this.config.maxRows);
       checkExplainRows(m.rows, this.config.maxExplainRows, "explain");
@@ -183,7 +193,10 @@ export class ServeCore {
   async handle(req: CoreRequest): Promise<CoreReply> {
     const reply: CoreReply = { status: 200, body: null, route: "unknown", model: "", version: "" };
     try {
-      await this.#route(req, reply);
+      // #route is a plain function: only the branches that wait return a promise (a big async
+      // function allocates a generator with room for all of its registers on every call).
+      const pending = this.#route(req, reply);
+      if (pending !== undefined) await pending;
     } catch (e) {
       const err = toArborError(e);
       reply.status = err.status;
@@ -209,7 +222,7 @@ export class ServeCore {
     return reply;
   }
 
-  async #route(req: CoreRequest, reply: CoreReply): Promise<void> {
+  #route(req: CoreRequest, reply: CoreReply): Promise<void> | undefined {
     const path = req.path;
     const get = req.method === "get" || req.method === "head";
     const post = req.method === "post";
@@ -230,14 +243,14 @@ export class ServeCore {
         rest[rest.length - 1] = last.slice(0, colon);
         const ref = parseModelRef(rest);
         if (ref === null || (verb !== "predict" && verb !== "explain")) throw routeNotFound(req);
-        reply.route = `/v1/models/:name:${verb}`;
+        reply.route = verb === "predict" ? "/v1/models/:name:predict" : "/v1/models/:name:explain";
         reply.model = ref.name;
         if (!post) throw methodNotAllowed(req);
         const body = this.decode(req);
-        const out = verb === "predict" ? await this.predict(ref, body) : await this.explain(ref, body);
-        reply.version = String(out.version);
-        reply.body = out.value;
-        return;
+        return (verb === "predict" ? this.predict(ref, body) : this.explain(ref, body)).then((out) => {
+          reply.version = String(out.version);
+          reply.body = out.value;
+        });
       }
       if (last === "importance") {
         const ref = parseModelRef(rest.slice(0, -1));
@@ -245,14 +258,7 @@ export class ServeCore {
         reply.route = "/v1/models/:name/importance";
         reply.model = ref.name;
         if (!get) throw methodNotAllowed(req);
-        const slot = await this.acquire(ref);
-        try {
-          reply.version = String(slot.version);
-          reply.body = { importance: importanceOf(slot), model: slot.name, version: slot.version };
-        } finally {
-          slot.release();
-        }
-        return;
+        return this.#importance(ref, reply);
       }
       if (rest.length === 1) {
         const ref = parseModelRef(rest);
@@ -265,10 +271,7 @@ export class ServeCore {
       }
       throw routeNotFound(req);
     }
-    if (segs[1] === "v2") {
-      await this.#routeV2(req, segs, reply);
-      return;
-    }
+    if (segs[1] === "v2") return this.#routeV2(req, segs, reply);
     if (segs.length === 2) {
       const p = segs[1];
       if (p === "healthz" || p === "readyz" || p === "version" || p === "metrics") {
@@ -280,15 +283,25 @@ export class ServeCore {
           reply.status = ready ? 200 : 503;
           reply.body = { ready };
         } else if (p === "version") reply.body = this.build;
-        else
-          reply.text = {
-            contentType: this.metrics.registry.contentType,
-            value: await this.metrics.exposition(),
-          };
+        else {
+          return this.metrics.exposition().then((value) => {
+            reply.text = { contentType: this.metrics.registry.contentType, value };
+          });
+        }
         return;
       }
     }
     throw routeNotFound(req);
+  }
+
+  async #importance(ref: ModelRef, reply: CoreReply): Promise<void> {
+    const slot = await this.acquire(ref);
+    try {
+      reply.version = String(slot.version);
+      reply.body = { importance: importanceOf(slot), model: slot.name, version: slot.version };
+    } finally {
+      slot.release();
+    }
   }
 
   async #routeV2(req: CoreRequest, segs: string[], reply: CoreReply): Promise<void> {
@@ -331,7 +344,13 @@ export class ServeCore {
       const hl = req.inferenceHeaderLength;
       if (hl !== null) {
         // Binary tensor extension: the JSON header, then the input blobs (any Content-Type).
-        if (req.body === null || !Number.isInteger(hl) || hl < 1 || hl > req.body.length) {
+        if (
+          req.body === null ||
+          typeof req.body === "string" ||
+          !Number.isInteger(hl) ||
+          hl < 1 ||
+          hl > req.body.length
+        ) {
           throw clientError("BAD_REQUEST", "infer: Inference-Header-Content-Length does not fit the body");
         }
         body = decodeBody(req.body.subarray(0, hl), "json");

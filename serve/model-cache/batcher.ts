@@ -1,10 +1,18 @@
 /**
  * Micro-batching: requests for the same version that arrive within one event-loop turn (or within
- * `maxWaitUs`) are copied into one input matrix and scored with one ORT run. onnxruntime-node runs
- * a session synchronously on the JS thread (its `run` is a setImmediate around a native call), so
- * one run of 32 rows costs far less than 32 runs of one row: the per-call overhead dominates at
- * batch 1. Off switch: `maxRows <= 1` or `enabled: false` scores each request on its own.
+ * `maxWaitUs`) share one input matrix and one ORT run. onnxruntime-node runs a session
+ * synchronously on the JS thread (its `run` is a setImmediate around a native call), so one run of
+ * 32 rows costs far less than 32 runs of one row: the per-call overhead dominates at batch 1. Off
+ * switch: `maxRows <= 1` or `enabled: false` scores each request on its own.
+ *
+ * Requests write their validated rows straight into the matrix of the batch being filled
+ * ({@link Batcher.reserve}, then {@link Batcher.commit}), and a matrix goes back to a spare slot
+ * once its run has returned, so a single-row request allocates no typed array of its own: each
+ * off-heap typed array (anything over 64 bytes; 28 float32 features are 112) costs ~1.4 µs of
+ * malloc, ArrayBuffer sweeping and GC here, more than the validation that fills it.
  */
+
+import type { RowTarget } from "../core/rows.ts";
 
 /** Outputs of one ORT run, row-major, for `rows` rows. */
 export interface RunOutputs {
@@ -22,8 +30,17 @@ export interface BatchSlice {
   batchRows: number;
 }
 
+/**
+ * Room for rows from row `at` of `data`, from {@link Batcher.reserve}. Fill it synchronously and
+ * {@link Batcher.commit} it before yielding; dropping it (e.g. the rows failed validation) is fine:
+ * nothing is queued until the commit.
+ */
+export interface BatchTarget extends RowTarget {
+  /** The matrix of the batch being filled (false: a matrix of its own, scored alone). */
+  shared: boolean;
+}
+
 interface Pending {
-  data: Float32Array;
   rows: number;
   resolve: (s: BatchSlice) => void;
   reject: (e: unknown) => void;
@@ -35,17 +52,25 @@ export interface BatcherOptions {
   maxRows: number;
   maxWaitUs: number;
   width: number;
-  /** Score a row-major matrix. */
+  /** Score a row-major matrix (`data` holds exactly `rows` rows). */
   run(data: Float32Array, rows: number): Promise<RunOutputs>;
   /** Called with the row count of every ORT run. */
   onRun?(rows: number): void;
 }
 
+/** Rows a batch matrix starts with (it doubles up to maxRows when a batch needs more). */
+const INITIAL_ROWS = 64;
+
 /** Coalesces concurrent score calls for one model version. */
 export class Batcher {
   readonly #o: BatcherOptions;
+  readonly #batching: boolean;
   #queue: Pending[] = [];
   #queuedRows = 0;
+  /** Matrix of the batch being filled (null until a request reserves rows). */
+  #matrix: Float32Array | null = null;
+  /** A matrix whose run has returned, reused by the next batch. */
+  #spare: Float32Array | null = null;
   #scheduled = false;
   #firstAt = 0;
   /**
@@ -65,15 +90,43 @@ export class Batcher {
 
   constructor(options: BatcherOptions) {
     this.#o = options;
+    this.#batching = options.enabled && options.maxRows > 1;
   }
 
-  /** Score `rows` rows; may share one ORT run with other callers. */
-  score(data: Float32Array, rows: number): Promise<BatchSlice> {
+  /**
+   * Room for `rows` validated rows: in the batch being filled when they fit (flushing the current
+   * batch first if they do not fit beside it), else a matrix of their own.
+   */
+  reserve(rows: number): BatchTarget {
     const o = this.#o;
-    if (!o.enabled || o.maxRows <= 1 || rows >= o.maxRows) return this.#direct(data, rows);
+    const width = o.width;
+    if (!this.#batching || rows >= o.maxRows) {
+      return { data: new Float32Array(rows * width), at: 0, shared: false };
+    }
+    if (this.#queuedRows + rows > o.maxRows) this.#flush();
+    const need = (this.#queuedRows + rows) * width;
+    let m = this.#matrix;
+    if (m === null) {
+      m = this.#spare;
+      this.#spare = null;
+      if (m === null || m.length < need) {
+        m = new Float32Array(Math.max(need, Math.min(o.maxRows, INITIAL_ROWS) * width));
+      }
+      this.#matrix = m;
+    } else if (m.length < need) {
+      const grown = new Float32Array(Math.min(Math.max(need, m.length * 2), o.maxRows * width));
+      grown.set(m.subarray(0, this.#queuedRows * width));
+      this.#matrix = m = grown;
+    }
+    return { data: m, at: this.#queuedRows, shared: true };
+  }
+
+  /** Score the `rows` rows written into `target` (which must come from the latest reserve). */
+  commit(target: BatchTarget, rows: number): Promise<BatchSlice> {
+    if (!target.shared) return this.#direct(target.data, rows);
+    const o = this.#o;
     return new Promise<BatchSlice>((resolve, reject) => {
-      if (this.#queuedRows + rows > o.maxRows) this.#flush();
-      this.#queue.push({ data, rows, resolve, reject });
+      this.#queue.push({ rows, resolve, reject });
       this.#queuedRows += rows;
       if (this.#queuedRows >= o.maxRows) this.#flush();
       else if (!this.#scheduled) {
@@ -82,6 +135,14 @@ export class Batcher {
         setImmediate(this.#tick);
       }
     });
+  }
+
+  /** Score `rows` rows of a row-major matrix; may share one ORT run with other callers. */
+  score(data: Float32Array, rows: number): Promise<BatchSlice> {
+    if (!this.#batching || rows >= this.#o.maxRows) return this.#direct(data, rows);
+    const target = this.reserve(rows);
+    target.data.set(data.subarray(0, rows * this.#o.width), target.at * this.#o.width);
+    return this.commit(target, rows);
   }
 
   async #direct(data: Float32Array, rows: number): Promise<BatchSlice> {
@@ -93,25 +154,20 @@ export class Batcher {
   #flush(): void {
     this.#scheduled = false;
     const queue = this.#queue;
-    if (queue.length === 0) return;
+    const matrix = this.#matrix;
+    if (queue.length === 0 || matrix === null) return;
     const total = this.#queuedRows;
     this.#queue = [];
     this.#queuedRows = 0;
-    if (queue.length === 1) {
-      const p = queue[0];
-      this.#direct(p.data, p.rows).then(p.resolve, p.reject);
-      return;
-    }
-    const width = this.#o.width;
-    const data = new Float32Array(total * width);
-    let at = 0;
-    for (let i = 0; i < queue.length; i++) {
-      data.set(queue[i].data, at * width);
-      at += queue[i].rows;
-    }
+    this.#matrix = null;
     this.#o.onRun?.(total);
-    this.#o.run(data, total).then(
+    const done = (): void => {
+      // ORT has read the input once run() settles: the next batch may write into this matrix.
+      if (this.#spare === null || this.#spare.length < matrix.length) this.#spare = matrix;
+    };
+    this.#o.run(matrix.subarray(0, total * this.#o.width), total).then(
       (outputs) => {
+        done();
         let offset = 0;
         for (let i = 0; i < queue.length; i++) {
           const p = queue[i];
@@ -120,6 +176,7 @@ export class Batcher {
         }
       },
       (e) => {
+        done();
         for (let i = 0; i < queue.length; i++) queue[i].reject(e);
       },
     );

@@ -7,7 +7,7 @@ import { Tensor } from "onnxruntime-node";
 import type { Manifest, Signature } from "../../shared/bundle.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { FeaturePlan } from "../core/plan.ts";
-import { Batcher, type BatchSlice, type RunOutputs } from "./batcher.ts";
+import { Batcher, type BatchSlice, type BatchTarget, type RunOutputs } from "./batcher.ts";
 
 /** Batching settings a slot is created with. */
 export interface SlotBatching {
@@ -96,6 +96,16 @@ export class ModelSlot {
   /** Score a validated matrix (shared ORT runs when batching is on). */
   score(data: Float32Array, rows: number): Promise<BatchSlice> {
     return this.#batcher.score(data, rows);
+  }
+
+  /** Room for `rows` rows in the batch being filled (a RowSink: see {@link Batcher.reserve}). */
+  reserve(rows: number): BatchTarget {
+    return this.#batcher.reserve(rows);
+  }
+
+  /** Score rows written into a target from {@link reserve}, before any other reserve. */
+  commit(target: BatchTarget, rows: number): Promise<BatchSlice> {
+    return this.#batcher.commit(target, rows);
   }
 
   /** Take a reference for the duration of one request. */

@@ -6,8 +6,8 @@
  */
 import type { HttpRequest, HttpResponse, TemplatedApp } from "uWebSockets.js";
 import { arborError } from "../../shared/errors.ts";
-import { requestIdFrom } from "../../shared/logger.ts";
-import { CONTENT_TYPES, encodeBody, type Format, responseFormat } from "../core/codec.ts";
+import { newRequestId, requestIdFrom } from "../../shared/logger.ts";
+import { CONTENT_TYPES, encodeBody, type Format, formatOf, responseFormat, utf8Text } from "../core/codec.ts";
 import { type CoreReply, errorBody, type ServeCore } from "../core/service.ts";
 
 /** Lifecycle state the transports share (in-flight count for graceful shutdown). */
@@ -34,6 +34,23 @@ const REASONS: Record<number, string> = {
 };
 
 const utf8Encoder = new TextEncoder();
+
+/**
+ * Ids for requests that bring no X-Request-ID: UUID-shaped (8-4-4-4-12 hex digits), a random prefix
+ * per process and a 48-bit counter. Ids need to be unique, not unpredictable, and node's
+ * randomUUID() builds each one from some twenty string pieces: ~580 of the ~7,100 bytes a
+ * single-row predict allocated (sampling heap profiler), i.e. more young-generation GC.
+ */
+class RequestIds {
+  readonly #prefix = newRequestId().slice(0, 24);
+  #next = 0;
+
+  /** A fresh id. */
+  id(): string {
+    // 2^48 + n in hex is "1" and then n in 12 digits.
+    return this.#prefix + (0x1000000000000 + (this.#next++ % 0x1000000000000)).toString(16).slice(1);
+  }
+}
 
 /** A request or stream message is finished: count it out, and wake a shutdown waiting for idle. */
 export function requestFinished(state: TransportState): void {
@@ -83,6 +100,7 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
   const maxBody = core.config.maxBodyBytes;
   const stats = core.metrics.stats;
   const logger = core.logger;
+  const ids = new RequestIds();
 
   const finish = (res: HttpResponse, ex: Exchange, reply: CoreReply): void => {
     if (ex.done) return;
@@ -158,7 +176,7 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
     });
   };
 
-  const dispatch = (res: HttpResponse, ex: Exchange, body: Uint8Array | null): void => {
+  const dispatch = (res: HttpResponse, ex: Exchange, body: Uint8Array | string | null): void => {
     core
       .handle({
         method: ex.method,
@@ -191,7 +209,8 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
     const accept = req.getHeader("accept");
     const lengthHeader = req.getHeader("content-length");
     const inferHeader = req.getHeader("inference-header-content-length");
-    const rid = requestIdFrom(req.getHeader("x-request-id") || undefined);
+    const sent = req.getHeader("x-request-id");
+    const rid = sent === "" ? ids.id() : requestIdFrom(sent);
     const reqFormat: Format = contentType.includes("msgpack") ? "msgpack" : "json";
     const ex = new Exchange(
       method,
@@ -242,8 +261,20 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
         return;
       }
       let body: Uint8Array;
-      if (ex.chunks === null) body = chunk.slice();
-      else {
+      if (ex.chunks === null) {
+        // A JSON body in one chunk (the common case) is kept as its text: the string is what
+        // JSON.parse needs anyway, and it spares copying the bytes into an off-heap buffer of our
+        // own. Invalid UTF-8 goes the byte way so that the core reports it as before. Not for the
+        // binary tensor extension, whose tensors are bytes after the JSON header.
+        if (chunk.length > 0 && ex.inferHeader === "" && formatOf(ex.contentType) === "json") {
+          const text = utf8Text(chunk);
+          if (text !== null) {
+            dispatch(res, ex, text);
+            return;
+          }
+        }
+        body = chunk.slice();
+      } else {
         body = new Uint8Array(ex.total);
         let at = 0;
         for (const c of ex.chunks) {

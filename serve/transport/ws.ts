@@ -16,12 +16,12 @@ import { arborError, toArborError } from "../../shared/errors.ts";
 import { newRequestId } from "../../shared/logger.ts";
 import { NAME_PATTERN } from "../config.ts";
 import { clientError } from "../core/client-error.ts";
-import { decodeBody, encodeBody } from "../core/codec.ts";
+import { decodeBody, encodeBody, utf8Text } from "../core/codec.ts";
 import type { ModelRef, ServeCore } from "../core/service.ts";
 import { requestFinished, type TransportState } from "./http.ts";
 
 interface Parked {
-  data: Uint8Array;
+  data: Uint8Array | string;
   binary: boolean;
 }
 
@@ -44,7 +44,7 @@ const HARD_BACKPRESSURE_BYTES = 256 * 1024 * 1024;
 const REFUSE_CLOSE_FACTOR = 16;
 
 /** The `id` of a message we will not process, for its refusal (null when it has none or is unreadable). */
-function idOf(data: Uint8Array, binary: boolean): string | number | null {
+function idOf(data: Uint8Array | string, binary: boolean): string | number | null {
   try {
     const m = decodeBody(data, binary ? "msgpack" : "json") as Record<string, unknown> | null;
     const id = m !== null && typeof m === "object" ? m["id"] : null;
@@ -111,7 +111,7 @@ export function attachStream(
     }
   };
 
-  const run = (ws: WebSocket<Conn>, data: Uint8Array, binary: boolean): void => {
+  const run = (ws: WebSocket<Conn>, data: Uint8Array | string, binary: boolean): void => {
     const conn = ws.getUserData();
     conn.running++;
     state.inFlight++;
@@ -195,8 +195,11 @@ export function attachStream(
         send(ws, { id: null, ...err.toJSON(), status: err.status }, isBinary);
         return;
       }
-      // Copy now: uWS neuters the ArrayBuffer when this callback returns.
-      const data = new Uint8Array(message.slice(0));
+      // Copy now: uWS neuters the ArrayBuffer when this callback returns. A text frame (JSON) is
+      // kept as its text instead (what JSON.parse needs; no off-heap copy).
+      const data =
+        (isBinary || message.byteLength === 0 ? null : utf8Text(new Uint8Array(message))) ??
+        new Uint8Array(message.slice(0));
       if (conn.running + conn.parked.length >= cfg.wsMaxInFlight) {
         if (ws.getBufferedAmount() >= cfg.wsMaxBackpressureBytes * REFUSE_CLOSE_FACTOR) {
           logger.warn(
