@@ -127,62 +127,78 @@ function buildRootHist(input: GrowInput, node: Node): void {
   scratch.pool.build(node.hist, input.output, input.allRows, node.st, node.en, node.c);
 }
 
+/** A split to apply: the node, its routing table over feature f, and what its children need. */
+interface Pending {
+  node: Node;
+  f: number;
+  lut: Uint8Array;
+  /** Which child's histogram to build (by the split's estimated counts, known before the partition). */
+  leftSmaller: boolean;
+  wantHist: boolean;
+  /** Children totals: left g, h, right g, h. */
+  gl: number;
+  hl: number;
+  gr: number;
+  hr: number;
+}
+
 /**
- * Partition `node`'s rows by `lut` over feature f in every shard, and build the histogram of the
- * child expected to be smaller (`leftSmaller`) when `wantHist`; the other child's is the parent's
- * minus it. Creates both children and returns them.
+ * Apply a batch of splits (a level, or one leafwise split) as OP_SPLIT jobs: partition every
+ * node's rows in every shard, build the expected-smaller child's histogram where wanted (the other
+ * child's is the parent's minus it), and create the children in batch order.
  */
-function splitNode(
-  input: GrowInput,
-  nodes: Node[],
-  node: Node,
-  f: number,
-  lut: Uint8Array,
-  leftSmaller: boolean,
-  wantHist: boolean,
-  g: [number, number, number, number],
-): [Node, Node] {
+function splitNodes(input: GrowInput, nodes: Node[], batch: Pending[]): void {
   const { scratch } = input;
-  const built = wantHist ? scratch.take() : null;
+  const pool = scratch.pool;
   const T = scratch.shards;
-  const nl = scratch.pool.split(
-    f,
-    lut,
-    input.output,
-    wantHist ? (leftSmaller ? 1 : 2) : 0,
-    node.st,
-    node.en,
-    node.c,
-    built,
-    node.nl,
-  );
-  const left = scratch.node();
-  const right = scratch.node();
-  for (let t = 0; t < T; t++) {
-    left.st[t] = node.st[t];
-    left.en[t] = right.st[t] = node.st[t] + node.nl[t];
-    right.en[t] = node.en[t];
+  const cap = pool.batchCapacity;
+  const built: (Float64Array | null)[] = [];
+  const nls: Int32Array[] = [];
+  for (let s0 = 0; s0 < batch.length; s0 += cap) {
+    const count = Math.min(cap, batch.length - s0);
+    let rows = 0;
+    for (let j = 0; j < count; j++) {
+      const b = batch[s0 + j];
+      built[j] = b.wantHist ? scratch.take() : null;
+      nls[j] = b.node.nl;
+      pool.batchNode(j, b.f, b.lut, b.wantHist ? (b.leftSmaller ? 1 : 2) : 0, b.node.st, b.node.en, built[j]);
+      rows += b.node.c;
+    }
+    pool.runBatch(count, input.output, rows, nls);
+    for (let j = 0; j < count; j++) {
+      const b = batch[s0 + j];
+      const node = b.node;
+      const left = scratch.node();
+      const right = scratch.node();
+      let nl = 0;
+      for (let t = 0; t < T; t++) {
+        left.st[t] = node.st[t];
+        left.en[t] = right.st[t] = node.st[t] + node.nl[t];
+        right.en[t] = node.en[t];
+        nl += node.nl[t];
+      }
+      left.depth = right.depth = node.depth + 1;
+      left.g = b.gl;
+      left.h = b.hl;
+      left.c = nl;
+      right.g = b.gr;
+      right.h = b.hr;
+      right.c = node.c - nl;
+      node.left = nodes.length;
+      nodes.push(left);
+      node.right = nodes.length;
+      nodes.push(right);
+      const h = built[j];
+      if (h !== null) {
+        const small = b.leftSmaller ? left : right;
+        const large = b.leftSmaller ? right : left;
+        small.hist = h;
+        subtractHistogram(node.hist!, node.hist!, h);
+        large.hist = node.hist;
+      } else scratch.give(node.hist);
+      node.hist = null;
+    }
   }
-  left.depth = right.depth = node.depth + 1;
-  left.g = g[0];
-  left.h = g[1];
-  left.c = nl;
-  right.g = g[2];
-  right.h = g[3];
-  right.c = node.c - nl;
-  node.left = nodes.length;
-  nodes.push(left);
-  node.right = nodes.length;
-  nodes.push(right);
-  if (built !== null) {
-    const small = leftSmaller ? left : right;
-    const large = leftSmaller ? right : left;
-    small.hist = built;
-    subtractHistogram(node.hist!, node.hist!, built);
-    large.hist = node.hist;
-  } else scratch.give(node.hist);
-  node.hist = null;
-  return [left, right];
 }
 
 function canSplit(node: Node, p: TrainParams, maxDepth: number): boolean {
@@ -232,14 +248,37 @@ function evaluate(input: GrowInput, node: Node): void {
   );
 }
 
-/** Split `node` by its best split: partition rows, create the children, build their histograms. */
-function applySplit(input: GrowInput, nodes: Node[], ni: number, wantHist: boolean): [Node, Node] {
-  const node = nodes[ni];
+/** The pending split of `node` by its best split. */
+function pendingSplit(input: GrowInput, node: Node, wantHist: boolean): Pending {
   const s = node.split;
   const mapper = input.data.mappers[s.feature];
   node.lut = splitLut(s, mapper, new Uint8Array(256));
   node.gain = s.gain;
-  return splitNode(input, nodes, node, s.feature, node.lut, s.cl <= s.cr, wantHist, [s.gl, s.hl, s.gr, s.hr]);
+  return {
+    node,
+    f: s.feature,
+    lut: node.lut,
+    leftSmaller: s.cl <= s.cr,
+    wantHist,
+    gl: s.gl,
+    hl: s.hl,
+    gr: s.gr,
+    hr: s.hr,
+  };
+}
+
+/** Evaluate a new child; keep it open (pushed to `open`) when it has a usable split. */
+function openChild(input: GrowInput, nodes: Node[], ci: number, maxDepth: number, open: number[]): void {
+  const child = nodes[ci];
+  if (canSplit(child, input.params, maxDepth)) {
+    evaluate(input, child);
+    if (child.split.feature >= 0) {
+      open.push(ci);
+      return;
+    }
+  }
+  input.scratch.give(child.hist);
+  child.hist = null;
 }
 
 function growGreedy(input: GrowInput, nodes: Node[]): void {
@@ -251,45 +290,55 @@ function growGreedy(input: GrowInput, nodes: Node[]): void {
   if (!canSplit(root, p, maxDepth)) return;
   buildRootHist(input, root);
   evaluate(input, root);
-  // Open leaves with a usable split. Leafwise picks the best gain; depthwise the shallowest first
-  // (FIFO by creation), which is level order.
-  const open: number[] = [0];
+  if (root.split.feature < 0) {
+    input.scratch.give(root.hist);
+    root.hist = null;
+    return;
+  }
+  // Open leaves with a usable split. Leafwise splits the best gain, one at a time; depthwise
+  // splits a whole level in one batch, in creation order (the same splits, children and leaf
+  // budget as taking the level one node at a time).
+  let open: number[] = [0];
   let leaves = 1;
+  const batch: Pending[] = [];
   while (leaves < maxLeaves && open.length > 0) {
-    let pick = 0;
+    batch.length = 0;
+    let taken = 0;
     if (leafwise) {
+      let pick = 0;
       for (let i = 1; i < open.length; i++)
         if (nodes[open[i]].split.gain > nodes[open[pick]].split.gain) pick = i;
+      const ni = open[pick];
+      open.splice(pick, 1);
+      open.unshift(ni);
     }
-    const ni = open[pick];
-    open.splice(pick, 1);
-    const node = nodes[ni];
-    if (node.split.feature < 0) {
-      input.scratch.give(node.hist);
-      node.hist = null;
-      continue;
+    const limit = leafwise ? 1 : open.length;
+    for (; taken < limit && leaves < maxLeaves; taken++) {
+      const node = nodes[open[taken]];
+      const childMaySplit =
+        (maxDepth === 0 || node.depth + 1 < maxDepth) &&
+        node.c >= 2 * p.minDataInLeaf &&
+        leaves + 1 < maxLeaves;
+      batch.push(pendingSplit(input, node, childMaySplit));
+      leaves++;
     }
-    const leftIndex = nodes.length;
-    const probe = node.depth + 1;
-    const childMaySplit =
-      (maxDepth === 0 || probe < maxDepth) && node.c >= 2 * p.minDataInLeaf && leaves + 1 < maxLeaves;
-    const [l, r] = applySplit(input, nodes, ni, childMaySplit);
-    leaves++;
-    if (!childMaySplit) continue;
-    for (const [child, ci] of [
-      [l, leftIndex],
-      [r, leftIndex + 1],
-    ] as const) {
-      if (canSplit(child, p, maxDepth)) {
-        evaluate(input, child);
-        if (child.split.feature >= 0) {
-          open.push(ci);
-          continue;
-        }
+    const rest = open.slice(taken);
+    const first = nodes.length;
+    splitNodes(input, nodes, batch);
+    const next: number[] = leafwise ? rest : [];
+    for (let j = 0; j < batch.length; j++) {
+      if (!batch[j].wantHist) continue;
+      openChild(input, nodes, first + 2 * j, maxDepth, next);
+      openChild(input, nodes, first + 2 * j + 1, maxDepth, next);
+    }
+    if (!leafwise) {
+      // Nodes of the level left over by the leaf budget stay leaves.
+      for (const ni of rest) {
+        input.scratch.give(nodes[ni].hist);
+        nodes[ni].hist = null;
       }
-      input.scratch.give(child.hist);
-      child.hist = null;
     }
+    open = next;
   }
   for (const ni of open) {
     input.scratch.give(nodes[ni].hist);
@@ -313,6 +362,7 @@ function growOblivious(input: GrowInput, nodes: Node[]): void {
     const [f, lutBest, gain] = best;
     const last = d === p.maxDepth - 1;
     const next: number[] = [];
+    const batch: Pending[] = [];
     for (const ni of level) {
       const node = nodes[ni];
       const s = node.split;
@@ -337,9 +387,20 @@ function growOblivious(input: GrowInput, nodes: Node[]): void {
       node.lut = Uint8Array.from(lutBest);
       node.gain = gain / level.length;
       // Estimated counts (h × rows/Σh, as in split finding) pick the child to build.
-      splitNode(input, nodes, node, f, node.lut, hl <= s.hr, !last, [gl, hl, s.gr, s.hr]);
-      next.push(node.left, node.right);
+      batch.push({
+        node,
+        f,
+        lut: node.lut,
+        leftSmaller: hl <= s.hr,
+        wantHist: !last,
+        gl,
+        hl,
+        gr: s.gr,
+        hr: s.hr,
+      });
     }
+    splitNodes(input, nodes, batch);
+    for (const b of batch) next.push(b.node.left, b.node.right);
     level = next;
   }
   for (const ni of level) {

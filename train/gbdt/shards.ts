@@ -1,8 +1,9 @@
 /**
  * Row shards: the rows of a tree are cut once into `threads` contiguous shards of the row-index
- * array, and every node owns one sub-range per shard. The two row-heavy steps of growing a tree —
- * building a node's histogram and partitioning a node's rows by its split (then building the
- * smaller child's histogram) — run shard by shard: the main thread and `threads − 1` Bun workers
+ * array, and every node owns one sub-range per shard. The row-heavy steps of growing a tree —
+ * building the root's histogram; partitioning nodes by their splits and building each one's
+ * smaller child's histogram, a whole depthwise or oblivious level per job (one node for leafwise);
+ * a round's margin/gradient pass — run shard by shard: the main thread and `threads − 1` Bun workers
  * claim shards with a compare-and-swap on a shared counter, each shard's histogram lands in its
  * own partial, and the main thread adds the partials in shard order. Which thread ran a shard
  * does not matter, so a model is byte-identical for a given thread count; across thread counts the
@@ -32,9 +33,8 @@ export const CTRL = {
   op: 3,
   output: 4,
   allRows: 5,
-  feature: 6,
-  /** OP_SPLIT: 0 = no histogram, 1 = build the left child's, 2 = the right child's. */
-  build: 7,
+  /** OP_SPLIT: nodes in the batch. */
+  batch: 6,
   /** (job tag << 8) | next shard to claim. */
   next: 8,
   /** OP_ROUND: leaves in the leaf buffer; 1 = also compute the next gradients; 1 binary, 2 regression. */
@@ -50,7 +50,16 @@ export const CTRL = {
 } as const;
 
 export const OP_HIST = 1;
+/**
+ * OP_SPLIT: a batch of nodes (a depthwise or oblivious level, or one leafwise split), each
+ * partitioned by its own routing table; per node, optionally the histogram of one child.
+ */
 export const OP_SPLIT = 2;
+
+/** Per batch node in the shared ints: feature, build (0 none, 1 left, 2 right), then ranges and left counts. */
+function batchStride(shards: number): number {
+  return 2 + 3 * shards;
+}
 /**
  * OP_ROUND (one output, every row in the tree): add the tree's leaf values to the margins of the
  * shard's rows, compute their next gradients (Σg, Σh per shard), reset the shard's row indices.
@@ -63,8 +72,6 @@ export const ROUND_MAX_LEAVES = 4096;
 /** Layout of the shared control buffer (bytes): each part on cache lines of its own. */
 const CTRL_OFFSET = 0;
 const RANGES_OFFSET = 1024;
-const COUNTS_OFFSET = 4096;
-const LUT_OFFSET = 6144;
 const SUMS_OFFSET = 8192;
 const LOSS_OFFSET = 12288;
 const CONTROL_BYTES = 16384;
@@ -111,6 +118,11 @@ export interface ShardWorkerInit {
   leaves: SharedArrayBuffer;
   /** One partial histogram per shard. */
   parts: SharedArrayBuffer;
+  /** OP_SPLIT: nodes per batch, their ints, routing tables and partial histograms (node × shard). */
+  batchCapacity: number;
+  batchInts: SharedArrayBuffer;
+  batchLuts: SharedArrayBuffer;
+  batchParts: SharedArrayBuffer;
   numRows: number;
   numFeatures: number;
   totalBins: number;
@@ -126,6 +138,7 @@ export function partitionRange(
   start: number,
   end: number,
   lut: Uint8Array,
+  lutBase = 0,
 ): number {
   let w = start;
   let t = start;
@@ -136,8 +149,8 @@ export function partitionRange(
   for (; i + 1 < end; i += 2) {
     const r0 = idx[i];
     const r1 = idx[i + 1];
-    const go0 = lut[bins[base + r0]];
-    const go1 = lut[bins[base + r1]];
+    const go0 = lut[lutBase + bins[base + r0]];
+    const go1 = lut[lutBase + bins[base + r1]];
     idx[w] = r0;
     tmp[t] = r0;
     w += go0;
@@ -149,7 +162,7 @@ export function partitionRange(
   }
   if (i < end) {
     const r = idx[i];
-    const go = lut[bins[base + r]];
+    const go = lut[lutBase + bins[base + r]];
     idx[w] = r;
     tmp[t] = r;
     w += go;
@@ -164,10 +177,12 @@ export class ShardJob {
   readonly ctrl: Int32Array;
   /** Per shard: the node's [start, end) in the row-index array. */
   readonly ranges: Int32Array;
-  /** Per shard: rows sent left by OP_SPLIT. */
-  readonly counts: Int32Array;
-  /** OP_SPLIT's routing table by bin (1 = left). */
-  readonly lut: Uint8Array;
+  readonly batchInts: Int32Array;
+  readonly batchLuts: Uint8Array;
+  readonly batchParts: Float64Array;
+  readonly batchCapacity: number;
+  /** Main thread, one shard: per batch node, the buffer its histogram is built into directly. */
+  targets: (Float64Array | null)[] | null = null;
   /** OP_ROUND: Σg, Σh of each shard's rows. */
   readonly sums: Float64Array;
   /** OP_ROUND: Σ loss, Σ weight of each shard's rows (training metric). */
@@ -194,8 +209,10 @@ export class ShardJob {
     this.shards = n;
     this.ctrl = new Int32Array(init.control, CTRL_OFFSET, 16);
     this.ranges = new Int32Array(init.control, RANGES_OFFSET, 2 * n);
-    this.counts = new Int32Array(init.control, COUNTS_OFFSET, n);
-    this.lut = new Uint8Array(init.control, LUT_OFFSET, 256);
+    this.batchCapacity = init.batchCapacity;
+    this.batchInts = new Int32Array(init.batchInts);
+    this.batchLuts = new Uint8Array(init.batchLuts);
+    this.batchParts = new Float64Array(init.batchParts);
     this.sums = new Float64Array(init.control, SUMS_OFFSET, 2 * n);
     this.loss = new Float64Array(init.control, LOSS_OFFSET, 2 * n);
     this.leafBuf = new Float64Array(init.leaves);
@@ -228,34 +245,52 @@ export class ShardJob {
       this.#round(t);
       return;
     }
-    const a = this.ranges[2 * t];
-    const b = this.ranges[2 * t + 1];
-    let build = 0;
-    let lo = a;
-    let hi = b;
-    if (ctrl[CTRL.op] === OP_HIST) build = 1;
-    else {
+    if (ctrl[CTRL.op] === OP_SPLIT) {
+      this.#split(t);
+      return;
+    }
+    const target = into ?? this.#local;
+    const rows = ctrl[CTRL.allRows] === 1 ? null : this.#idx;
+    this.#build(target, rows, this.ranges[2 * t], this.ranges[2 * t + 1]);
+    if (into === null) this.parts[t].set(target);
+  }
+
+  #build(target: Float64Array, rows: Uint32Array | null, lo: number, hi: number): void {
+    const F = this.#numFeatures;
+    const gh = this.#gh[this.ctrl[CTRL.output]];
+    buildHistogramRange(target, 0, this.#rowBins, F, this.#offsets, this.#totalBins, gh, rows, lo, hi, 0, F);
+  }
+
+  /** OP_SPLIT for shard t: every node of the batch in order. */
+  #split(t: number): void {
+    const n = this.shards;
+    const count = this.ctrl[CTRL.batch];
+    const ints = this.batchInts;
+    const stride = batchStride(n);
+    const len = this.#local.length;
+    for (let j = 0; j < count; j++) {
+      const o = j * stride;
+      const f = ints[o];
+      const build = ints[o + 1];
+      const a = ints[o + 2 + 2 * t];
+      const b = ints[o + 3 + 2 * t];
       const nl = partitionRange(
         this.#idx,
         this.#tmp,
         this.#colBins,
-        ctrl[CTRL.feature] * this.#numRows,
+        f * this.#numRows,
         a,
         b,
-        this.lut,
+        this.batchLuts,
+        j * 256,
       );
-      this.counts[t] = nl;
-      build = ctrl[CTRL.build];
-      if (build === 1) hi = a + nl;
-      else lo = a + nl;
+      ints[o + 2 + 2 * n + t] = nl;
+      if (build === 0) continue;
+      const direct = this.targets?.[j] ?? null;
+      const target = direct ?? this.#local;
+      this.#build(target, this.#idx, build === 1 ? a : a + nl, build === 1 ? a + nl : b);
+      if (direct === null) this.batchParts.set(target, (j * n + t) * len);
     }
-    if (build === 0) return;
-    const target = into ?? this.#local;
-    const rows = ctrl[CTRL.allRows] === 1 && ctrl[CTRL.op] === OP_HIST ? null : this.#idx;
-    const F = this.#numFeatures;
-    const gh = this.#gh[ctrl[CTRL.output]];
-    buildHistogramRange(target, 0, this.#rowBins, F, this.#offsets, this.#totalBins, gh, rows, lo, hi, 0, F);
-    if (into === null) this.parts[t].set(target);
   }
 
   /** OP_ROUND for shard t (see OP_ROUND). */
@@ -306,8 +341,10 @@ export class HistPool {
   readonly #free: Float64Array[] = [];
   readonly #workers: Worker[] = [];
 
-  /** `gh`, `idx` and `tmp` must be SharedArrayBuffer-backed, as are the bins (binning.ts). */
-  /** The round inputs of OP_ROUND (SharedArrayBuffer-backed). */
+  /**
+   * `gh`, `idx` and `tmp` must be SharedArrayBuffer-backed, as are the bins (binning.ts) and the
+   * OP_ROUND inputs in `round`.
+   */
   constructor(
     data: BinnedData,
     gh: Float64Array[],
@@ -318,6 +355,11 @@ export class HistPool {
   ) {
     this.slotSize = data.totalBins * 2;
     this.shards = Math.max(1, Math.min(threads, 255));
+    // Up to 64 nodes per OP_SPLIT batch, fewer when their partial histograms would pass 64 MiB.
+    const batchCapacity = Math.max(
+      1,
+      Math.min(64, Math.floor((64 << 20) / (this.shards * this.slotSize * 8))),
+    );
     const offsets = new SharedArrayBuffer(Math.max(4, data.offsets.byteLength));
     new Int32Array(offsets, 0, data.offsets.length).set(data.offsets);
     const init: ShardWorkerInit = {
@@ -333,6 +375,13 @@ export class HistPool {
       weight: round.weight === null ? null : (round.weight.buffer as SharedArrayBuffer),
       leaves: new SharedArrayBuffer(ROUND_MAX_LEAVES * (1 + 2 * Math.max(1, Math.min(threads, 255))) * 8),
       parts: new SharedArrayBuffer(this.shards * this.slotSize * 8),
+      batchCapacity,
+      batchInts: new SharedArrayBuffer(batchCapacity * batchStride(this.shards) * 4),
+      batchLuts: new SharedArrayBuffer(batchCapacity * 256),
+      // One shard: histograms are built straight into the node buffers (ShardJob.targets).
+      batchParts: new SharedArrayBuffer(
+        this.shards > 1 ? batchCapacity * this.shards * this.slotSize * 8 : 8,
+      ),
       numRows: data.numRows,
       numFeatures: data.numFeatures,
       totalBins: data.totalBins,
@@ -378,38 +427,75 @@ export class HistPool {
     this.#dispatch(rows, hist);
   }
 
+  /** Nodes one OP_SPLIT batch takes. */
+  get batchCapacity(): number {
+    return this.#job.batchCapacity;
+  }
+
   /**
-   * Partition the node's rows by `lut` over feature f in every shard (left counts into `nl`), and
-   * when `build` is 1 or 2 build the left or right child's histogram into `hist`. Returns the
-   * left count.
+   * Put node j of the next OP_SPLIT batch: partition its shard ranges [st[t], en[t]) by `lut`
+   * over feature f, and build the left (`build` 1) or right (2) child's histogram into `hist`.
    */
-  split(
+  batchNode(
+    j: number,
     f: number,
     lut: Uint8Array,
-    output: number,
     build: 0 | 1 | 2,
     st: Int32Array,
     en: Int32Array,
-    rows: number,
     hist: Float64Array | null,
-    nl: Int32Array,
-  ): number {
+  ): void {
     const job = this.#job;
+    const n = this.shards;
+    const o = j * batchStride(n);
+    job.batchInts[o] = f;
+    job.batchInts[o + 1] = build;
+    for (let t = 0; t < n; t++) {
+      job.batchInts[o + 2 + 2 * t] = st[t];
+      job.batchInts[o + 3 + 2 * t] = en[t];
+    }
+    job.batchLuts.set(lut.subarray(0, 256), j * 256);
+    this.#batchHists[j] = build === 0 ? null : hist;
+  }
+
+  readonly #batchHists: (Float64Array | null)[] = [];
+
+  /**
+   * Run the batch of `count` nodes over `rows` rows in all; per node j and shard t, the rows sent
+   * left land in nl[j][t]. Histograms are summed in shard order into the buffers given.
+   */
+  runBatch(count: number, output: number, rows: number, nl: Int32Array[]): void {
+    const job = this.#job;
+    const n = this.shards;
     const ctrl = job.ctrl;
     ctrl[CTRL.op] = OP_SPLIT;
     ctrl[CTRL.output] = output;
     ctrl[CTRL.allRows] = 0;
-    ctrl[CTRL.feature] = f;
-    ctrl[CTRL.build] = build;
-    job.lut.set(lut);
-    this.#setRanges(st, en);
-    this.#dispatch(rows, build === 0 ? null : hist);
-    let left = 0;
-    for (let t = 0; t < this.shards; t++) {
-      nl[t] = job.counts[t];
-      left += nl[t];
+    ctrl[CTRL.batch] = count;
+    const hists = this.#batchHists;
+    if (n === 1) {
+      job.targets = hists;
+      try {
+        job.run(0);
+      } finally {
+        job.targets = null;
+      }
+    } else this.#dispatch(rows, null);
+    const stride = batchStride(n);
+    const m = this.slotSize;
+    const parts = job.batchParts;
+    for (let j = 0; j < count; j++) {
+      const o = j * stride;
+      for (let t = 0; t < n; t++) nl[j][t] = job.batchInts[o + 2 + 2 * n + t];
+      const hist = hists[j];
+      if (n === 1 || hist === null) continue;
+      const base = j * n * m;
+      hist.set(parts.subarray(base, base + m));
+      for (let t = 1; t < n; t++) {
+        const p0 = base + t * m;
+        for (let i = 0; i < m; i++) hist[i] += parts[p0 + i];
+      }
     }
-    return left;
   }
 
   /**
