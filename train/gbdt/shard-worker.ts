@@ -24,7 +24,12 @@ self.onmessage = (event: MessageEvent<ShardWorkerInit>) => {
     for (;;) {
       const t = claimShard(ctrl, tag, job.shards);
       if (t < 0) break;
-      job.run(t);
+      try {
+        job.run(t);
+      } catch (e) {
+        console.error("arbor shard worker:", e);
+        Atomics.store(ctrl, CTRL.failed, 1);
+      }
       Atomics.add(ctrl, CTRL.done, 1);
     }
   }

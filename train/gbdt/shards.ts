@@ -20,6 +20,7 @@
  * VM (a spinning worker slows the main thread's own work), so it is bounded. Measured on depthwise,
  * 200 rounds, threads 2 against 1 back to back (noisy shared machine): 0.81-0.95 of the time.
  */
+import { arborError } from "../../shared/errors.ts";
 import type { BinnedData } from "./binning.ts";
 import { buildHistogramRange } from "./hist-kernel.ts";
 import { lossFromSums, lossPartial } from "./metric.ts";
@@ -47,6 +48,8 @@ export const CTRL = {
   sleeping: 13,
   /** OP_ROUND: 1 = also the training log-loss partials, 2 = squared-error partials, 0 = none. */
   metric: 14,
+  /** Set by a worker whose shard threw (the shard still counts as done, so nothing waits forever). */
+  failed: 15,
 } as const;
 
 export const OP_HIST = 1;
@@ -587,6 +590,9 @@ export class HistPool {
       }
       // The other shards are being run right now: spin (sleeping would add a wakeup).
       while (Atomics.load(ctrl, CTRL.done) < n);
+      if (Atomics.load(ctrl, CTRL.failed) === 1) {
+        throw arborError("INTERNAL", "fit: a training worker failed (its error is on stderr)");
+      }
     }
     if (hist === null) return;
     const parts = job.parts;
