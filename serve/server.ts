@@ -5,6 +5,7 @@
  */
 import cluster from "node:cluster";
 import { createRequire } from "node:module";
+import { setTimeout as sleep } from "node:timers/promises";
 import pkg from "../package.json" with { type: "json" };
 import { openArtifactStore } from "../registry/store/open.ts";
 import type { Logger } from "../shared/logger.ts";
@@ -73,12 +74,15 @@ export async function startServer(
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       state.shuttingDown = true;
+      const deadline = Date.now() + config.shutdownTimeoutMs;
       uws.us_listen_socket_close(listenSocket as never);
       const following = follower.stop();
       logger.info(
         { in_flight: state.inFlight, websockets: stream.count() },
         "shutting down: finishing in-flight requests",
       );
+      // Stream messages held back by backpressure were accepted: answer them too.
+      stream.runParked();
       if (state.inFlight > 0) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, config.shutdownTimeoutMs);
@@ -89,6 +93,8 @@ export async function startServer(
         });
       }
       await following;
+      // Replies still in uWS's send buffers die with the process: give readers until the deadline.
+      while (stream.buffered() > 0 && Date.now() < deadline) await sleep(10);
       stream.closeAll();
       cache.close();
       await store.close();

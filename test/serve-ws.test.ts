@@ -215,3 +215,47 @@ test("a message over the payload limit gets a 413 reply and the connection stays
   expect(ws.readyState).toBe(WebSocket.OPEN);
   ws.close();
 }, 60_000);
+
+test("SIGTERM: messages parked by backpressure are answered before the connection closes (1001), exit 0", async () => {
+  const own = await startServe(["--store", pathToFileURL(dir).href], {
+    ARBOR_SERVE_WS_MAX_BACKPRESSURE_BYTES: "65536",
+    ARBOR_SERVE_MAX_EXPLAIN_ROWS: "1000",
+  });
+  const parkedNow = async () => {
+    const text = await (await fetch(`${own.url}/metrics`)).text();
+    const m = /^arbor_serve_ws_parked_messages\{[^}]*\} (\S+)$/m.exec(text);
+    return m ? Number(m[1]) : 0;
+  };
+  const c = await rawClient(own.port);
+  await c.until(() => c.status() !== "");
+  c.socket.pause();
+  const row = [0.1, 0.2, 0.3, 0.4];
+  const n = 120;
+  for (let i = 0; i < n; i++) {
+    c.send(
+      JSON.stringify({
+        id: i,
+        model: "w",
+        op: "explain",
+        instances: Array.from({ length: 1000 }, () => row),
+      }),
+    );
+  }
+  const end = Date.now() + 30_000;
+  while ((await parkedNow()) === 0 && Date.now() < end) await Bun.sleep(50);
+  expect(await parkedNow()).toBeGreaterThan(0);
+  own.proc.kill("SIGTERM");
+  // The server waits for the unread replies (up to its shutdown timeout) before it closes.
+  await Bun.sleep(300);
+  c.socket.resume();
+  await c.until(() => c.frames.some((f) => f.opcode === 8), 30_000);
+  const replies = c.frames.filter((f) => f.opcode === 1).map((f) => JSON.parse(f.payload.toString()));
+  expect(replies.map((r) => r.id).sort((a: number, b: number) => a - b)).toEqual(
+    Array.from({ length: n }, (_, i) => i),
+  );
+  expect(replies.every((r) => Array.isArray(r.explanations))).toBe(true);
+  const close = c.frames.find((f) => f.opcode === 8)!;
+  expect(close.payload.readUInt16BE(0)).toBe(1001);
+  expect(await own.proc.exited).toBe(0);
+  c.socket.destroy();
+}, 60_000);

@@ -74,12 +74,19 @@ function refOf(msg: Record<string, unknown>): ModelRef {
   return { name: model, version: null, label: (label as string | undefined) ?? null };
 }
 
+/** What the server's shutdown needs from the stream route. */
+export interface StreamHandle {
+  /** Shutdown: run every parked message now (they were accepted before it began), whatever the backpressure. */
+  runParked(): void;
+  /** Bytes of replies still buffered in user space (lost if the process exits before they are sent). */
+  buffered(): number;
+  /** Close every connection (1001). */
+  closeAll(): void;
+  count(): number;
+}
+
 /** Attach the WebSocket route. */
-export function attachStream(
-  app: TemplatedApp,
-  core: ServeCore,
-  state: TransportState,
-): { closeAll(): void; count(): number } {
+export function attachStream(app: TemplatedApp, core: ServeCore, state: TransportState): StreamHandle {
   const cfg = core.config;
   const sockets = new Set<WebSocket<Conn>>();
   let parked = 0;
@@ -107,11 +114,12 @@ export function attachStream(
       const p = conn.parked.shift()!;
       parked--;
       core.metrics.wsParked.set(parked);
-      run(ws, p.data, p.binary);
+      run(ws, p.data, p.binary, true);
     }
   };
 
-  const run = (ws: WebSocket<Conn>, data: Uint8Array | string, binary: boolean): void => {
+  /** `accepted`: a parked message, taken in before a shutdown began (served, not refused). */
+  const run = (ws: WebSocket<Conn>, data: Uint8Array | string, binary: boolean, accepted: boolean): void => {
     const conn = ws.getUserData();
     conn.running++;
     state.inFlight++;
@@ -143,7 +151,7 @@ export function attachStream(
       if (m["op"] !== "predict" && m["op"] !== "explain")
         throw clientError("BAD_REQUEST", "stream: 'op' must be 'predict' or 'explain'");
       op = m["op"];
-      if (state.shuttingDown) throw arborError("SHUTTING_DOWN", "the server is shutting down");
+      if (state.shuttingDown && !accepted) throw arborError("SHUTTING_DOWN", "the server is shutting down");
       const ref = refOf(m);
       const p = op === "predict" ? core.predict(ref, m) : core.explain(ref, m);
       p.then((out) => done({ id, ...out.value }, "200"), failed);
@@ -217,17 +225,19 @@ export function attachStream(
         send(ws, { id: idOf(data, isBinary), ...err.toJSON(), status: err.status }, isBinary);
         return;
       }
+      // During a shutdown nothing new is parked: run() answers SHUTTING_DOWN at once.
       if (
-        conn.parked.length > 0 ||
-        conn.running >= RUNNING_PER_CONNECTION ||
-        ws.getBufferedAmount() >= cfg.wsMaxBackpressureBytes
+        !state.shuttingDown &&
+        (conn.parked.length > 0 ||
+          conn.running >= RUNNING_PER_CONNECTION ||
+          ws.getBufferedAmount() >= cfg.wsMaxBackpressureBytes)
       ) {
         conn.parked.push({ data, binary: isBinary });
         parked++;
         core.metrics.wsParked.set(parked);
         return;
       }
-      run(ws, data, isBinary);
+      run(ws, data, isBinary, false);
     },
     drain: (ws) => pump(ws),
     close: (ws) => {
@@ -242,6 +252,20 @@ export function attachStream(
   });
 
   return {
+    runParked: () => {
+      for (const ws of sockets) {
+        const conn = ws.getUserData();
+        const held = conn.parked.splice(0);
+        parked -= held.length;
+        for (const p of held) run(ws, p.data, p.binary, true);
+      }
+      core.metrics.wsParked.set(parked);
+    },
+    buffered: () => {
+      let n = 0;
+      for (const ws of sockets) n += ws.getBufferedAmount();
+      return n;
+    },
     closeAll: () => {
       for (const ws of [...sockets]) ws.end(1001, "server shutting down");
     },
