@@ -117,6 +117,12 @@ export class RequestStats {
   readonly #map = new Map<string, StatsEntry>();
   #requests: Counter<RequestLabels> | null = null;
   readonly #latency: LatencyHistogram;
+  /** The label set of the previous observation and its entry. */
+  #last: StatsEntry | null = null;
+  #lastRoute = "";
+  #lastModel = "";
+  #lastVersion = "";
+  #lastStatus = 0;
 
   constructor(latency: LatencyHistogram) {
     this.#latency = latency;
@@ -129,6 +135,20 @@ export class RequestStats {
 
   /** Count one request and record its latency. */
   observe(route: string, model: string, version: string, status: number, seconds: number): void {
+    // Under load most requests repeat the previous label set: comparing four short strings costs
+    // less than building and hashing the key string.
+    const last = this.#last;
+    if (
+      last !== null &&
+      status === this.#lastStatus &&
+      route === this.#lastRoute &&
+      model === this.#lastModel &&
+      version === this.#lastVersion
+    ) {
+      last.pending++;
+      last.latency.observe(seconds);
+      return;
+    }
     const key = `${route}|${model}|${version}|${status}`;
     let e = this.#map.get(key);
     if (e === undefined) {
@@ -141,6 +161,11 @@ export class RequestStats {
       e = { pending: 0, count: this.#requests!.labels(labels), latency: this.#latency.series(key, labels) };
       this.#map.set(key, e);
     }
+    this.#last = e;
+    this.#lastRoute = route;
+    this.#lastModel = model;
+    this.#lastVersion = version;
+    this.#lastStatus = status;
     e.pending++;
     e.latency.observe(seconds);
   }

@@ -58,8 +58,26 @@ export function requestFinished(state: TransportState): void {
   if (state.inFlight === 0 && state.onIdle !== null) state.onIdle();
 }
 
-function statusLine(status: number): string {
-  return REASONS[status] ?? `${status} Status`;
+/**
+ * Constant header names and values as bytes: uWS copies a JS string argument to UTF-8 on every call
+ * (String::Utf8Length + WriteUtf8 in the profile) and reads a Uint8Array as is.
+ */
+const BYTES = new Map<string, Uint8Array>();
+function bytes(s: string): Uint8Array {
+  let b = BYTES.get(s);
+  if (b === undefined) {
+    b = new TextEncoder().encode(s);
+    // Content types come from a small fixed set (our formats, prom-client's); keep the map bounded anyway.
+    if (BYTES.size < 64) BYTES.set(s, b);
+  }
+  return b;
+}
+const CONTENT_TYPE = bytes("content-type");
+const X_REQUEST_ID = bytes("x-request-id");
+
+function statusLine(status: number): Uint8Array | string {
+  const reason = REASONS[status];
+  return reason === undefined ? `${status} Status` : bytes(reason);
 }
 
 /** Per-request state; all fields set in the constructor (stable shape). */
@@ -137,8 +155,8 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
       res.cork(() => {
         res
           .writeStatus(statusLine(reply.status))
-          .writeHeader("content-type", ctype)
-          .writeHeader("x-request-id", ex.requestId);
+          .writeHeader(CONTENT_TYPE, bytes(ctype))
+          .writeHeader(X_REQUEST_ID, ex.requestId);
         if (headerLength !== "") res.writeHeader("inference-header-content-length", headerLength);
         if (ex.method === "head")
           res.endWithoutBody(typeof body === "string" ? Buffer.byteLength(body) : body.length, close);
