@@ -353,19 +353,21 @@ describe("training", () => {
     const regression = synth(45_000, "regression", 20);
     regression.weight = Float64Array.from({ length: regression.numRows }, (_, i) => 0.5 + (i % 3));
     const multiclass = synth(45_000, "multiclass", 21);
-    const cases: [Dataset, Record<string, number>][] = [
-      [binary, {}],
-      [binary, { subsample: 0.9 }],
-      [regression, {}],
-      [multiclass, {}],
+    const binaryValid = synth(9_000, "binary", 22);
+    const regressionValid = synth(9_000, "regression", 23);
+    const cases: [Dataset, Record<string, number>, Dataset | null][] = [
+      [binary, {}, binaryValid],
+      [binary, { subsample: 0.9 }, null],
+      [regression, {}, regressionValid],
+      [multiclass, {}, null],
     ];
-    for (const [d, extra] of cases) {
+    for (const [d, extra, v] of cases) {
       for (const growth of GROWTHS) {
         const opts = { task: d.task, growth, rounds: 4, maxDepth: 4, numLeaves: 15, seed: 1, ...extra };
-        const one = trainGbdt(d, null, { ...opts, threads: 1 });
-        const two = trainGbdt(d, null, { ...opts, threads: 2 });
+        const one = trainGbdt(d, v, { ...opts, threads: 1 });
+        const two = trainGbdt(d, v, { ...opts, threads: 2 });
         const label = `${d.task} ${growth} ${JSON.stringify(extra)}`;
-        expect([label, serialize(trainGbdt(d, null, { ...opts, threads: 2 }).ensemble)]).toEqual([
+        expect([label, serialize(trainGbdt(d, v, { ...opts, threads: 2 }).ensemble)]).toEqual([
           label,
           serialize(two.ensemble),
         ]);
@@ -385,6 +387,19 @@ describe("training", () => {
           const k = d.task === "multiclass" ? 3 : 1;
           const want = evaluateMetric(r.metric, r.trainMargin, d.label, k, d.weight);
           expect([label, Math.abs(last[r.metric] - want) <= 1e-12 * Math.abs(want)]).toEqual([label, true]);
+          if (v === null) continue;
+          // Validation margins (updated per shard in the round job) equal the trees' predictions,
+          // and the recorded validation metric is theirs.
+          const pv = predictMarginColumns(r.ensemble, v.columns, v.numRows);
+          let vDrift = 0;
+          for (let i = 0; i < pv.length; i++) vDrift = Math.max(vDrift, Math.abs(r.validMargin![i] - pv[i]));
+          const lastValid = r.history[r.history.length - 1].valid![r.metric];
+          const wantValid = evaluateMetric(r.metric, r.validMargin!, v.label, k, v.weight);
+          expect([
+            label,
+            vDrift < 1e-9,
+            Math.abs(lastValid - wantValid) <= 1e-12 * Math.abs(wantValid),
+          ]).toEqual([label, true, true]);
         }
       }
     }

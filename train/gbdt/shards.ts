@@ -21,6 +21,7 @@
  * 200 rounds, threads 2 against 1 back to back (noisy shared machine): 0.81-0.95 of the time.
  */
 import { arborError } from "../../shared/errors.ts";
+import type { Tree } from "../../shared/tree.ts";
 import type { BinnedData } from "./binning.ts";
 import { buildHistogramRange } from "./hist-kernel.ts";
 import { lossFromSums, lossPartial } from "./metric.ts";
@@ -50,6 +51,9 @@ export const CTRL = {
   metric: 14,
   /** Set by a worker whose shard threw (the shard still counts as done, so nothing waits forever). */
   failed: 15,
+  /** OP_ROUND: nodes of the tree in the tree tables (0 = no validation pass), validation metric. */
+  treeNodes: 16,
+  validMetric: 17,
 } as const;
 
 export const OP_HIST = 1;
@@ -71,12 +75,19 @@ export const OP_ROUND = 3;
 
 /** Leaves an OP_ROUND job takes; a tree with more is applied on the main thread. */
 export const ROUND_MAX_LEAVES = 4096;
+/** Nodes of a tree the OP_ROUND validation pass takes (a binary tree with ROUND_MAX_LEAVES leaves). */
+const ROUND_MAX_NODES = 2 * ROUND_MAX_LEAVES;
 
 /** Layout of the shared control buffer (bytes): each part on cache lines of its own. */
 const CTRL_OFFSET = 0;
+/** Int32 slots of the control block (every CTRL index must be below it). */
+const CTRL_INTS = 32;
+if (Math.max(...Object.values(CTRL)) >= CTRL_INTS)
+  throw new Error("shards.ts: CTRL index past the control block");
 const RANGES_OFFSET = 1024;
 const SUMS_OFFSET = 8192;
 const LOSS_OFFSET = 12288;
+const VALID_LOSS_OFFSET = 14336;
 const CONTROL_BYTES = 16384;
 
 /** Jobs over fewer rows run on the main thread alone, shard by shard: a handoff costs more. */
@@ -119,6 +130,18 @@ export interface ShardWorkerInit {
   weight: SharedArrayBuffer | null;
   /** OP_ROUND leaves: per leaf [value, start_0, end_0, ..., start_T−1, end_T−1]. */
   leaves: SharedArrayBuffer;
+  /** OP_ROUND validation pass: the validation rows' bins, margins, labels, weights (or null). */
+  valid: {
+    rowBins: SharedArrayBuffer;
+    rows: number;
+    margin: SharedArrayBuffer;
+    label: SharedArrayBuffer;
+    weight: SharedArrayBuffer | null;
+  } | null;
+  /** OP_ROUND tree tables: routing by bin (node × 256), ints per node (left, child if right, child if left, feature), values. */
+  treeLut: SharedArrayBuffer;
+  treeInts: SharedArrayBuffer;
+  treeValue: SharedArrayBuffer;
   /** One partial histogram per shard. */
   parts: SharedArrayBuffer;
   /** OP_SPLIT: nodes per batch, their ints, routing tables and partial histograms (node × shard). */
@@ -130,6 +153,10 @@ export interface ShardWorkerInit {
   numFeatures: number;
   totalBins: number;
   shards: number;
+}
+
+function metricCode(metric: "logloss" | "rmse" | null): number {
+  return metric === null ? 0 : metric === "logloss" ? 1 : 2;
 }
 
 /** Stable in-place partition of idx[start..end) by lut[bins[base + row]] (tmp[start..] as scratch); returns the left count. */
@@ -190,6 +217,18 @@ export class ShardJob {
   readonly sums: Float64Array;
   /** OP_ROUND: Σ loss, Σ weight of each shard's rows (training metric). */
   readonly loss: Float64Array;
+  /** OP_ROUND: Σ loss, Σ weight of each shard's validation rows. */
+  readonly validLoss: Float64Array;
+  readonly treeLut: Uint8Array;
+  readonly treeInts: Int32Array;
+  readonly treeValue: Float64Array;
+  readonly #valid: {
+    rowBins: Uint8Array;
+    rows: number;
+    margin: Float64Array;
+    label: Float64Array;
+    weight: Float64Array | null;
+  } | null;
   readonly leafBuf: Float64Array;
   readonly parts: Float64Array[];
   readonly shards: number;
@@ -210,7 +249,7 @@ export class ShardJob {
   constructor(init: ShardWorkerInit) {
     const n = init.shards;
     this.shards = n;
-    this.ctrl = new Int32Array(init.control, CTRL_OFFSET, 16);
+    this.ctrl = new Int32Array(init.control, CTRL_OFFSET, CTRL_INTS);
     this.ranges = new Int32Array(init.control, RANGES_OFFSET, 2 * n);
     this.batchCapacity = init.batchCapacity;
     this.batchInts = new Int32Array(init.batchInts);
@@ -218,6 +257,21 @@ export class ShardJob {
     this.batchParts = new Float64Array(init.batchParts);
     this.sums = new Float64Array(init.control, SUMS_OFFSET, 2 * n);
     this.loss = new Float64Array(init.control, LOSS_OFFSET, 2 * n);
+    this.validLoss = new Float64Array(init.control, VALID_LOSS_OFFSET, 2 * n);
+    this.treeLut = new Uint8Array(init.treeLut);
+    this.treeInts = new Int32Array(init.treeInts);
+    this.treeValue = new Float64Array(init.treeValue);
+    const v = init.valid;
+    this.#valid =
+      v === null
+        ? null
+        : {
+            rowBins: new Uint8Array(v.rowBins),
+            rows: v.rows,
+            margin: new Float64Array(v.margin),
+            label: new Float64Array(v.label),
+            weight: v.weight === null ? null : new Float64Array(v.weight),
+          };
     this.leafBuf = new Float64Array(init.leaves);
     this.#margin = new Float64Array(init.margin);
     this.#label = new Float64Array(init.label);
@@ -332,6 +386,33 @@ export class ShardJob {
       gradientsRange(task, margin, this.#label, this.#weight, this.#gh[0], a, b, this.sums, 2 * t);
     }
     for (let i = a; i < b; i++) idx[i] = i;
+    if (ctrl[CTRL.treeNodes] > 0 && this.#valid !== null) this.#validPass(t);
+  }
+
+  /** OP_ROUND, validation rows of shard t: add the tree by routing on bins, then the metric partials. */
+  #validPass(t: number): void {
+    const v = this.#valid!;
+    const n = this.shards;
+    const a = shardStart(v.rows, t, n);
+    const b = shardStart(v.rows, t + 1, n);
+    const S = (this.#numFeatures + 3) & ~3;
+    const bins = v.rowBins;
+    const lut = this.treeLut;
+    const ints = this.treeInts;
+    const value = this.treeValue;
+    const margin = v.margin;
+    for (let r = a; r < b; r++) {
+      let node = 0;
+      const base = r * S;
+      while (ints[4 * node] >= 0) {
+        node = ints[4 * node + 1 + lut[(node << 8) + bins[base + ints[4 * node + 3]]]];
+      }
+      margin[r] += value[node];
+    }
+    const metric = this.ctrl[CTRL.validMetric];
+    if (metric !== 0) {
+      lossPartial(metric === 1 ? "logloss" : "rmse", margin, v.label, v.weight, a, b, this.validLoss, 2 * t);
+    }
   }
 }
 
@@ -343,6 +424,7 @@ export class HistPool {
   readonly #job: ShardJob;
   readonly #free: Float64Array[] = [];
   readonly #workers: Worker[] = [];
+  readonly #hasValid: boolean;
 
   /**
    * `gh`, `idx` and `tmp` must be SharedArrayBuffer-backed, as are the bins (binning.ts) and the
@@ -354,7 +436,18 @@ export class HistPool {
     idx: Uint32Array,
     tmp: Uint32Array,
     threads: number,
-    round: { margin: Float64Array; label: Float64Array; weight: Float64Array | null },
+    round: {
+      margin: Float64Array;
+      label: Float64Array;
+      weight: Float64Array | null;
+      /** Validation rows (one output): margins, labels and weights shared like the training ones. */
+      valid: {
+        bins: BinnedData;
+        margin: Float64Array;
+        label: Float64Array;
+        weight: Float64Array | null;
+      } | null;
+    },
   ) {
     this.slotSize = data.totalBins * 2;
     this.shards = Math.max(1, Math.min(threads, 255));
@@ -377,6 +470,19 @@ export class HistPool {
       label: round.label.buffer as SharedArrayBuffer,
       weight: round.weight === null ? null : (round.weight.buffer as SharedArrayBuffer),
       leaves: new SharedArrayBuffer(ROUND_MAX_LEAVES * (1 + 2 * Math.max(1, Math.min(threads, 255))) * 8),
+      valid:
+        round.valid === null
+          ? null
+          : {
+              rowBins: round.valid.bins.rowBins.buffer as SharedArrayBuffer,
+              rows: round.valid.bins.numRows,
+              margin: round.valid.margin.buffer as SharedArrayBuffer,
+              label: round.valid.label.buffer as SharedArrayBuffer,
+              weight: round.valid.weight === null ? null : (round.valid.weight.buffer as SharedArrayBuffer),
+            },
+      treeLut: new SharedArrayBuffer(round.valid === null ? 8 : ROUND_MAX_NODES * 256),
+      treeInts: new SharedArrayBuffer(round.valid === null ? 8 : ROUND_MAX_NODES * 16),
+      treeValue: new SharedArrayBuffer(round.valid === null ? 8 : ROUND_MAX_NODES * 8),
       parts: new SharedArrayBuffer(this.shards * this.slotSize * 8),
       batchCapacity,
       batchInts: new SharedArrayBuffer(batchCapacity * batchStride(this.shards) * 4),
@@ -391,6 +497,7 @@ export class HistPool {
       shards: this.shards,
     };
     this.#job = new ShardJob(init);
+    this.#hasValid = round.valid !== null;
     for (let t = 1; t < this.shards; t++) {
       const w = new Worker(new URL("./shard-worker.ts", import.meta.url).href);
       w.postMessage(init);
@@ -504,45 +611,74 @@ export class HistPool {
   /**
    * OP_ROUND over `rows` rows (one output, all rows in the tree): `leaves` leaves already written
    * with writeLeaf. With `task`, computes the next gradients and returns their Σg, Σh (summed in
-   * shard order) in `sums`. With `metric`, returns the training metric after this tree (partials
-   * summed in shard order; with one shard equal to metric.ts's), else NaN.
+   * shard order) in `sums`. With `metric`, the training metric after this tree goes to
+   * `metrics[0]` (partials summed in shard order; with one shard equal to metric.ts's), else NaN.
+   * With `treeNodes` > 0 (the tree written with writeTree), the tree is also added to the
+   * validation margins, and with `validMetric` their metric goes to `metrics[1]`.
    */
-  round(
-    rows: number,
-    leaves: number,
-    task: "binary" | "regression" | null,
-    sums: Float64Array,
-    metric: "logloss" | "rmse" | null,
-  ): number {
-    const job = this.#job;
-    const ctrl = job.ctrl;
+  round(job: {
+    rows: number;
+    leaves: number;
+    task: "binary" | "regression" | null;
+    sums: Float64Array;
+    metric: "logloss" | "rmse" | null;
+    treeNodes: number;
+    validMetric: "logloss" | "rmse" | null;
+    metrics: Float64Array;
+  }): void {
+    const shared = this.#job;
+    const ctrl = shared.ctrl;
     ctrl[CTRL.op] = OP_ROUND;
-    ctrl[CTRL.rows] = rows;
-    ctrl[CTRL.leaves] = leaves;
-    ctrl[CTRL.gradients] = task === null ? 0 : 1;
-    ctrl[CTRL.task] = task === "binary" ? 1 : 2;
-    ctrl[CTRL.metric] = metric === null ? 0 : metric === "logloss" ? 1 : 2;
-    this.#dispatch(rows, null);
-    let value = Number.NaN;
-    if (metric !== null) {
-      let s = 0;
-      let w = 0;
-      for (let t = 0; t < this.shards; t++) {
-        s += job.loss[2 * t];
-        w += job.loss[2 * t + 1];
-      }
-      value = lossFromSums(metric, s, w);
-    }
-    if (task === null) return value;
+    ctrl[CTRL.rows] = job.rows;
+    ctrl[CTRL.leaves] = job.leaves;
+    ctrl[CTRL.gradients] = job.task === null ? 0 : 1;
+    ctrl[CTRL.task] = job.task === "binary" ? 1 : 2;
+    ctrl[CTRL.metric] = metricCode(job.metric);
+    ctrl[CTRL.treeNodes] = job.treeNodes;
+    ctrl[CTRL.validMetric] = job.treeNodes > 0 ? metricCode(job.validMetric) : 0;
+    this.#dispatch(job.rows, null);
+    job.metrics[0] = this.#sumLoss(shared.loss, job.metric);
+    job.metrics[1] = job.treeNodes > 0 ? this.#sumLoss(shared.validLoss, job.validMetric) : Number.NaN;
+    if (job.task === null) return;
     let g = 0;
     let h = 0;
     for (let t = 0; t < this.shards; t++) {
-      g += job.sums[2 * t];
-      h += job.sums[2 * t + 1];
+      g += shared.sums[2 * t];
+      h += shared.sums[2 * t + 1];
     }
-    sums[0] = g;
-    sums[1] = h;
-    return value;
+    job.sums[0] = g;
+    job.sums[1] = h;
+  }
+
+  #sumLoss(parts: Float64Array, metric: "logloss" | "rmse" | null): number {
+    if (metric === null) return Number.NaN;
+    let s = 0;
+    let w = 0;
+    for (let t = 0; t < this.shards; t++) {
+      s += parts[2 * t];
+      w += parts[2 * t + 1];
+    }
+    return lossFromSums(metric, s, w);
+  }
+
+  /**
+   * Write a tree for the OP_ROUND validation pass (routing tables by bin, as train.ts addTreeBins);
+   * returns its node count, or 0 when there is no validation set or the tree is too big.
+   */
+  writeTree(tree: Tree, luts: (Uint8Array | null)[]): number {
+    const nn = tree.left.length;
+    if (!this.#hasValid || nn > ROUND_MAX_NODES) return 0;
+    const job = this.#job;
+    for (let node = 0; node < nn; node++) {
+      const l = luts[node];
+      if (l) job.treeLut.set(l.subarray(0, 256), node * 256);
+      job.treeInts[4 * node] = tree.left[node];
+      job.treeInts[4 * node + 1] = tree.right[node];
+      job.treeInts[4 * node + 2] = tree.left[node];
+      job.treeInts[4 * node + 3] = tree.feature[node];
+      job.treeValue[node] = tree.value[node];
+    }
+    return nn;
   }
 
   /** Write leaf j of an OP_ROUND job: its value and its row range in every shard. */

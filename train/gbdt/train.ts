@@ -174,7 +174,7 @@ export function trainGbdt(
   for (let i = 0; i < N; i++) for (let j = 0; j < K; j++) margin[i * K + j] = base[j];
   const vN = valid?.numRows ?? 0;
   const validBins = valid ? binColumns(valid.columns, data.mappers, vN) : null;
-  const vMargin = new Float64Array(vN * K);
+  const vMargin = new Float64Array(new SharedArrayBuffer(8 * Math.max(1, vN * K)), 0, vN * K);
   // With early stopping the kept model is the best round's: keep its margins (one copy per
   // improving round) so callers get metrics without walking the trees again.
   const keepBest = valid !== null && (options.earlyStopping ?? 0) > 0;
@@ -191,6 +191,15 @@ export function trainGbdt(
     margin,
     label: sharedCopy(train.label),
     weight: train.weight ? sharedCopy(train.weight) : null,
+    valid:
+      valid && validBins && K === 1
+        ? {
+            bins: validBins,
+            margin: vMargin,
+            label: sharedCopy(valid.label),
+            weight: valid.weight ? sharedCopy(valid.weight) : null,
+          }
+        : null,
   });
   const scratch = new GrowScratch(idxShared, pool);
   try {
@@ -237,12 +246,15 @@ export function trainGbdt(
     let gradientsReady = false;
     let idxReady = false;
     // The training log-loss / RMSE comes from the same job, per shard.
-    const roundMetric = evalTrain && (metric === "logloss" || metric === "rmse") ? metric : null;
-    let trainMetric = Number.NaN;
+    const lossMetric = metric === "logloss" || metric === "rmse" ? metric : null;
+    const roundMetric = evalTrain ? lossMetric : null;
+    // [training metric, validation metric] from the round job, NaN when it did not compute them.
+    const roundMetrics = new Float64Array(2);
     for (round = 1; round <= p.rounds; round++) {
       if (!gradientsReady) computeGradients(p.task, margin, train.label, train.weight, K, gh, ghSums);
       gradientsReady = false;
-      trainMetric = Number.NaN;
+      roundMetrics.fill(Number.NaN);
+      let validDone = false;
       const sample = allRows ? null : rng.sample(N, sampleSize);
       for (let k = 0; k < K; k++) {
         if (sample) scratch.idx.set(sample);
@@ -267,22 +279,35 @@ export function trainGbdt(
         });
         const leaves = roundTask === null ? -1 : writeLeaves(grown);
         if (leaves >= 0) {
-          trainMetric = pool.round(N, leaves, round < p.rounds ? roundTask : null, ghSums, roundMetric);
+          const treeNodes = validBins ? pool.writeTree(grown.tree, grown.luts) : 0;
+          pool.round({
+            rows: N,
+            leaves,
+            task: round < p.rounds ? roundTask : null,
+            sums: ghSums,
+            metric: roundMetric,
+            treeNodes,
+            validMetric: lossMetric,
+            metrics: roundMetrics,
+          });
+          validDone = treeNodes > 0;
           gradientsReady = round < p.rounds;
           idxReady = true;
         } else updateTrainMargin(grown, data, scratch.idx, allRows, margin, K, k);
-        if (validBins) addTreeBins(grown, validBins, vMargin, K, k);
+        if (validBins && !validDone) addTreeBins(grown, validBins, vMargin, K, k);
         trees.push(grown.tree);
         treeOutput.push(k);
       }
       const info: RoundInfo = { round, train: {} };
       if (evalTrain) {
-        info.train[metric] = Number.isNaN(trainMetric)
+        info.train[metric] = Number.isNaN(roundMetrics[0])
           ? evaluateMetric(metric, margin, train.label, K, train.weight)
-          : trainMetric;
+          : roundMetrics[0];
       }
       if (valid) {
-        const v = evaluateMetric(metric, vMargin, valid.label, K, valid.weight);
+        const v = Number.isNaN(roundMetrics[1])
+          ? evaluateMetric(metric, vMargin, valid.label, K, valid.weight)
+          : roundMetrics[1];
         info.valid = { [metric]: v };
         if (higher ? v > best : v < best) {
           best = v;
