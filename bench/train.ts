@@ -5,7 +5,8 @@
  *
  *   npx bun bench/train.ts [--rows 3000000] [--synthetic-rows 1000000] [--rounds 500]
  *     [--growth leafwise,depthwise,oblivious] [--datasets flights,synthetic] [--threads N (default: cores)]
- *     [--xgb] [--xgb-threads 2] [--cat-codes] [--cat-smooth X] [--out bench/results/train.json]
+ *     [--xgb] [--xgb-threads 2] [--cat-codes] [--cat-smooth X]
+ *     [--repeat N (interleaved runs; medians, and the median of same-moment arbor/XGBoost ratios)] [--out bench/results/train.json]
  *
  * Prints a table and writes JSON. `--xgb` also runs /work/shared/tools/xgb-reference.py (XGBoost
  * hist, 2 threads, same rounds/depth/eta, 256 bins) on the same train/test rows when python3-xgboost
@@ -39,12 +40,14 @@ const { values: args } = parseArgs({
     "xgb-threads": { type: "string", default: "2" },
     "cat-codes": { type: "boolean", default: false },
     "cat-smooth": { type: "string" },
+    repeat: { type: "string", default: "1" },
     out: { type: "string", default: "bench/results/train.json" },
   },
 });
 const logger = createLogger({ name: "bench", level: "warn" });
 const rounds = Number(args.rounds);
 const threads = Number(args.threads);
+const repeat = Math.max(1, Number(args.repeat));
 const catSmooth = args["cat-smooth"] === undefined ? undefined : Number(args["cat-smooth"]);
 // The reference tools live in the shared/ folder beside the checkout (../shared/tools).
 const XGB = path.resolve(import.meta.dir, "..", "..", "shared", "tools", "xgb-reference.py");
@@ -145,7 +148,12 @@ function writeCsv(d: Dataset, file: string): void {
   writeFileSync(file, `${lines.join("\n")}\n`);
 }
 
-function runXgb(name: string, train: Dataset, test: Dataset): Record<string, number> | null {
+/** Write the CSV pair the XGBoost reference reads; null when python3-xgboost is missing. */
+function xgbFiles(
+  name: string,
+  train: Dataset,
+  test: Dataset,
+): { dir: string; train: string; test: string } | null {
   if (!existsSync(XGB)) return null;
   try {
     execFileSync("/usr/bin/python3", ["-c", "import xgboost"], { stdio: "ignore" });
@@ -155,12 +163,17 @@ function runXgb(name: string, train: Dataset, test: Dataset): Record<string, num
   }
   const dir = path.join(os.tmpdir(), `arbor-bench-${process.pid}`);
   mkdirSync(dir, { recursive: true });
-  writeCsv(train, path.join(dir, `${name}-train.csv`));
-  writeCsv(test, path.join(dir, `${name}-test.csv`));
+  const files = { dir, train: path.join(dir, `${name}-train.csv`), test: path.join(dir, `${name}-test.csv`) };
+  writeCsv(train, files.train);
+  writeCsv(test, files.test);
+  return files;
+}
+
+function runXgb(files: { train: string; test: string }): Record<string, number> {
   const out = execFileSync("/usr/bin/python3", [
     XGB,
-    path.join(dir, `${name}-train.csv`),
-    path.join(dir, `${name}-test.csv`),
+    files.train,
+    files.test,
     "--target",
     "y",
     "--task",
@@ -174,8 +187,13 @@ function runXgb(name: string, train: Dataset, test: Dataset): Record<string, num
     "--threads",
     args["xgb-threads"],
   ]).toString();
-  rmSync(dir, { recursive: true, force: true });
   return JSON.parse(out.trim().split("\n").pop()!) as Record<string, number>;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 interface Row {
@@ -185,13 +203,17 @@ interface Row {
   features: number;
   rounds: number;
   threads: number;
+  /** Median over --repeat runs (each beside its own XGBoost run when --xgb). */
   seconds: number;
+  secondsBest: number;
   cpuSeconds: number;
   secondsPerRound: number;
   rowsPerSecond: number;
   testAuc: number;
   xgbSeconds?: number;
   xgbAuc?: number;
+  /** Median of arbor ÷ XGBoost seconds, each pair measured at the same moment. */
+  ratio?: number;
 }
 
 const results: Row[] = [];
@@ -202,29 +224,55 @@ for (const name of args.datasets.split(",")) {
   console.error(
     `${name}: ${train.numRows} train / ${test.numRows} test rows, ${train.features.length} features (prepared in ${((performance.now() - t0) / 1000).toFixed(1)} s)`,
   );
-  const xgb = args.xgb ? runXgb(name, train, test) : null;
-  if (xgb) console.error(`xgboost: ${JSON.stringify(xgb)}`);
-  for (const growth of args.growth.split(",") as GrowthPolicy[]) {
-    const cpu0 = process.cpuUsage();
-    const r = trainGbdt(
-      train,
-      null,
-      {
-        task: "binary",
-        modelType: MODEL_TYPE[growth],
-        growth,
-        rounds,
-        learningRate: 0.1,
-        maxDepth: growth === "leafwise" ? 0 : 6,
-        ...(growth === "leafwise" ? { numLeaves: 63 } : {}),
-        maxBins: 255,
-        ...(catSmooth === undefined ? {} : { catSmooth }),
-        threads,
-      },
-      { evalTrain: false },
-    );
-    const cpu = process.cpuUsage(cpu0);
-    const m = predictMarginColumns(r.ensemble, test.columns, test.numRows);
+  const files = args.xgb ? xgbFiles(name, train, test) : null;
+  const growths = args.growth.split(",") as GrowthPolicy[];
+  const runs = new Map<GrowthPolicy, { sec: number[]; cpu: number[]; ratio: number[]; auc: number }>();
+  const xgbSec: number[] = [];
+  let xgbAuc = Number.NaN;
+  for (let rep = 1; rep <= repeat; rep++) {
+    // Interleaved: XGBoost, then each growth policy, so every pair shares the machine's moment.
+    const xgb = files ? runXgb(files) : null;
+    if (xgb) {
+      xgbSec.push(xgb.train_s);
+      xgbAuc = xgb.auc;
+      console.error(`run ${rep}/${repeat} xgboost: ${JSON.stringify(xgb)}`);
+    }
+    for (const growth of growths) {
+      const cpu0 = process.cpuUsage();
+      const r = trainGbdt(
+        train,
+        null,
+        {
+          task: "binary",
+          modelType: MODEL_TYPE[growth],
+          growth,
+          rounds,
+          learningRate: 0.1,
+          maxDepth: growth === "leafwise" ? 0 : 6,
+          ...(growth === "leafwise" ? { numLeaves: 63 } : {}),
+          maxBins: 255,
+          ...(catSmooth === undefined ? {} : { catSmooth }),
+          threads,
+        },
+        { evalTrain: false },
+      );
+      const cpu = process.cpuUsage(cpu0);
+      const m = predictMarginColumns(r.ensemble, test.columns, test.numRows);
+      const run = runs.get(growth) ?? { sec: [], cpu: [], ratio: [], auc: auc(m, test.label) };
+      runs.set(growth, run);
+      run.sec.push(r.seconds);
+      run.cpu.push((cpu.user + cpu.system) / 1e6);
+      if (xgb) run.ratio.push(r.seconds / xgb.train_s);
+      const vs = xgb ? ` (${(r.seconds / xgb.train_s).toFixed(2)}x XGBoost)` : "";
+      console.error(
+        `run ${rep}/${repeat} ${name} ${growth}: ${r.seconds.toFixed(2)} s${vs}, AUC ${run.auc.toFixed(4)}`,
+      );
+    }
+  }
+  if (files) rmSync(files.dir, { recursive: true, force: true });
+  for (const growth of growths) {
+    const run = runs.get(growth)!;
+    const seconds = median(run.sec);
     const row: Row = {
       dataset: name,
       growth,
@@ -232,18 +280,19 @@ for (const name of args.datasets.split(",")) {
       features: train.features.length,
       rounds,
       threads,
-      seconds: r.seconds,
-      cpuSeconds: (cpu.user + cpu.system) / 1e6,
-      secondsPerRound: r.seconds / rounds,
-      rowsPerSecond: (train.numRows * rounds) / r.seconds,
-      testAuc: auc(m, test.label),
+      seconds,
+      secondsBest: Math.min(...run.sec),
+      cpuSeconds: median(run.cpu),
+      secondsPerRound: seconds / rounds,
+      rowsPerSecond: (train.numRows * rounds) / seconds,
+      testAuc: run.auc,
     };
-    if (xgb) {
-      row.xgbSeconds = xgb.train_s;
-      row.xgbAuc = xgb.auc;
+    if (xgbSec.length > 0) {
+      row.xgbSeconds = median(xgbSec);
+      row.xgbAuc = xgbAuc;
+      row.ratio = median(run.ratio);
     }
     results.push(row);
-    console.error(`${name} ${growth}: ${row.seconds.toFixed(2)} s, AUC ${row.testAuc.toFixed(4)}`);
   }
 }
 
@@ -261,6 +310,7 @@ const header = [
   "test AUC",
   "xgb s",
   "xgb AUC",
+  "arbor/xgb",
 ];
 const table = results.map((r) => [
   r.dataset,
@@ -276,6 +326,7 @@ const table = results.map((r) => [
   r.testAuc.toFixed(4),
   r.xgbSeconds?.toFixed(2) ?? "-",
   r.xgbAuc?.toFixed(4) ?? "-",
+  r.ratio?.toFixed(2) ?? "-",
 ]);
 const widths = header.map((h, i) => Math.max(h.length, ...table.map((t) => t[i].length)));
 console.log([header, ...table].map((r) => r.map((c, i) => c.padStart(widths[i])).join("  ")).join("\n"));
