@@ -405,6 +405,20 @@ describe("training", () => {
     }
   });
 
+  test("row shards: 3 threads (more shards than cores) agree with 1", () => {
+    const d = synth(60_000, "binary", 24);
+    const v = synth(6_000, "binary", 25);
+    const opts = { task: "binary" as const, growth: "depthwise" as const, rounds: 3, maxDepth: 5, seed: 2 };
+    const one = trainGbdt(d, v, { ...opts, threads: 1 });
+    const three = trainGbdt(d, v, { ...opts, threads: 3 });
+    expect(serialize(trainGbdt(d, v, { ...opts, threads: 3 }).ensemble)).toBe(serialize(three.ensemble));
+    let worst = 0;
+    for (let i = 0; i < one.validMargin!.length; i++)
+      worst = Math.max(worst, Math.abs(one.validMargin![i] - three.validMargin![i]));
+    expect(worst).toBeLessThan(1e-3);
+    expect(three.history[2].valid!.logloss).toBeCloseTo(one.history[2].valid!.logloss, 6);
+  });
+
   test("model types set their library's defaults; explicit options win; bad options are named", () => {
     expect(resolveParams({ task: "binary" })).toMatchObject({
       growth: "leafwise",

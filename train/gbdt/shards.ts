@@ -17,8 +17,10 @@
  * histogram over MIN_PARALLEL_ROWS parallel. Workers spin for a while after a job before sleeping
  * in Atomics.wait: a job comes every few tens of µs while a tree grows, and a handoff measured
  * 4-5 µs to a spinning worker against ~30 µs through Atomics.wait. Spinning is not free on this
- * VM (a spinning worker slows the main thread's own work), so it is bounded. Measured on depthwise,
- * 200 rounds, threads 2 against 1 back to back (noisy shared machine): 0.81-0.95 of the time.
+ * VM (a spinning worker slows the main thread's own work), so it is bounded, and the main thread
+ * notifies only a worker that announced it sleeps. Measured on depthwise, 200 rounds, threads 2
+ * against 1 back to back (noisy shared machine): 0.68-0.79 of the time; beside XGBoost hist with 2
+ * threads, see README (bench/train.ts --repeat).
  */
 import { arborError } from "../../shared/errors.ts";
 import type { Tree } from "../../shared/tree.ts";
@@ -84,10 +86,11 @@ const CTRL_OFFSET = 0;
 const CTRL_INTS = 32;
 if (Math.max(...Object.values(CTRL)) >= CTRL_INTS)
   throw new Error("shards.ts: CTRL index past the control block");
+// Per-shard regions hold up to 255 shards: ranges 2 × 4 bytes, sums 2 × 8 bytes per shard.
 const RANGES_OFFSET = 1024;
-const SUMS_OFFSET = 8192;
-const LOSS_OFFSET = 12288;
-const VALID_LOSS_OFFSET = 14336;
+const SUMS_OFFSET = 4096;
+const LOSS_OFFSET = 8192;
+const VALID_LOSS_OFFSET = 12288;
 const CONTROL_BYTES = 16384;
 
 /** Jobs over fewer rows run on the main thread alone, shard by shard: a handoff costs more. */
@@ -417,7 +420,6 @@ export class ShardJob {
 }
 
 /** A pool of histogram buffers plus the shard runner. */
-
 export class HistPool {
   readonly slotSize: number;
   readonly shards: number;
