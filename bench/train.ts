@@ -5,14 +5,15 @@
  *
  *   npx bun bench/train.ts [--rows 3000000] [--synthetic-rows 1000000] [--rounds 500]
  *     [--growth leafwise,depthwise,oblivious] [--datasets flights,synthetic] [--threads N (default: cores)]
- *     [--xgb] [--xgb-threads 2] [--cat-codes] [--cat-smooth X]
+ *     [--xgb] [--xgb-threads 2] [--cat-codes] [--cat-smooth X] [--xgb-categorical]
  *     [--repeat N (interleaved runs; medians, and the median of same-moment arbor/XGBoost ratios)] [--out bench/results/train.json]
  *
  * Prints a table and writes JSON. `--xgb` also runs /work/shared/tools/xgb-reference.py (XGBoost
  * hist, 2 threads, same rounds/depth/eta, 256 bins) on the same train/test rows when python3-xgboost
  * is installed, and reports the time ratio. The reference sees origin and destination as integer
  * codes (it takes numeric columns only); `--cat-codes` makes arbor treat them as numeric codes too,
- * for a like-for-like comparison of the split algorithm.
+ * for a like-for-like comparison of the split algorithm. `--xgb-categorical` (with --xgb) also runs
+ * XGBoost with native categorical splits on them once (bench/xgb-categorical.py).
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
@@ -41,6 +42,7 @@ const { values: args } = parseArgs({
     "cat-codes": { type: "boolean", default: false },
     "cat-smooth": { type: "string" },
     repeat: { type: "string", default: "1" },
+    "xgb-categorical": { type: "boolean", default: false },
     out: { type: "string", default: "bench/results/train.json" },
   },
 });
@@ -190,6 +192,23 @@ function runXgb(files: { train: string; test: string }): Record<string, number> 
   return JSON.parse(out.trim().split("\n").pop()!) as Record<string, number>;
 }
 
+/** XGBoost with native categorical splits on the categorical columns of `d` (bench/xgb-categorical.py). */
+function runXgbCategorical(files: { train: string; test: string }, d: Dataset): Record<string, number> {
+  const cats = d.features.filter((f) => f.type === "categorical").map((f) => f.name);
+  const out = execFileSync("/usr/bin/python3", [
+    path.join(import.meta.dir, "xgb-categorical.py"),
+    files.train,
+    files.test,
+    "--categorical",
+    cats.join(","),
+    "--rounds",
+    String(rounds),
+    "--threads",
+    args["xgb-threads"],
+  ]).toString();
+  return JSON.parse(out.trim().split("\n").pop()!) as Record<string, number>;
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -268,6 +287,10 @@ for (const name of args.datasets.split(",")) {
         `run ${rep}/${repeat} ${name} ${growth}: ${r.seconds.toFixed(2)} s${vs}, AUC ${run.auc.toFixed(4)}`,
       );
     }
+  }
+  if (files && args["xgb-categorical"] && train.features.some((f) => f.type === "categorical")) {
+    const x = runXgbCategorical(files, train);
+    console.error(`xgboost with native categorical splits (enable_categorical): ${JSON.stringify(x)}`);
   }
   if (files) rmSync(files.dir, { recursive: true, force: true });
   for (const growth of growths) {
