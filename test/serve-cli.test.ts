@@ -81,14 +81,14 @@ test("a SIGTERM to the shell that `npx arbor` runs the launcher under still stop
     await pointLabel(store, "c", "production", 1, f.manifestSha256);
     await store.close();
     // As `npm exec` does: a shell between the caller and the launcher, which dies of the signal
-    // without passing it on.
+    // without passing it on; npm marks its children with npm_command=exec.
     const proc = Bun.spawn(
       [
         "sh",
         "-c",
         `node train/bin/arbor.mjs serve --host 127.0.0.1 --port 0 --workers 1 --store ${dir}; true`,
       ],
-      { cwd: ROOT, stdout: "pipe", stderr: "pipe" },
+      { cwd: ROOT, stdout: "pipe", stderr: "pipe", env: { ...process.env, npm_command: "exec" } },
     );
     const reader = proc.stdout.getReader();
     let out = "";

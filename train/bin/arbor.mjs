@@ -23,15 +23,18 @@ const child = spawn(bun, [path.join(here, "..", "cli.ts"), ...process.argv.slice
 });
 for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) process.on(sig, () => child.kill(sig));
 // `npx arbor …` runs this file under `npm exec` → `sh -c arbor …`: a SIGTERM sent to the npx
-// process ends npm and that shell without passing it on, and we are re-parented. Losing our parent
-// is that signal: forward SIGTERM so the child (e.g. `arbor serve`) shuts down gracefully.
-const parent = process.ppid;
-const orphaned = setInterval(() => {
-  if (process.ppid === parent) return;
-  clearInterval(orphaned);
-  child.kill("SIGTERM");
-}, 250);
-orphaned.unref();
+// process ends npm and that shell without passing it on, and we are re-parented. Under npm exec
+// (npm_command=exec), losing our parent is that signal: forward SIGTERM so the child (e.g. `arbor
+// serve`) shuts down gracefully. Not otherwise: `nohup arbor serve &` must outlive its shell.
+if (process.env.npm_command === "exec") {
+  const parent = process.ppid;
+  const orphaned = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(orphaned);
+    child.kill("SIGTERM");
+  }, 250);
+  orphaned.unref();
+}
 child.on("exit", (code, signal) => {
   if (signal) process.kill(process.pid, signal);
   else process.exit(code ?? 1);
