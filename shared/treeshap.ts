@@ -30,7 +30,7 @@ const MAX_TABLE_PER_TREE = 1 << 16;
 /** Budget of table entries over the whole ensemble (8 Mi doubles = 64 MiB); later trees fall back. */
 const MAX_TABLE_TOTAL = 1 << 23;
 /** Rows explained together tree by tree in explainRows (tables stay in cache across the block). */
-const BLOCK_ROWS = 64;
+export const BLOCK_ROWS = 64;
 
 /** Options of {@link TreeExplainer}. */
 export interface TreeExplainerOptions {

@@ -1,4 +1,5 @@
 /** `arbor explain`: exact TreeSHAP contributions of every row, from the trees inside model.onnx. */
+import { availableParallelism } from "node:os";
 import path from "node:path";
 import { z } from "zod";
 import { operationLogger } from "../../shared/logger.ts";
@@ -28,6 +29,11 @@ export const explainCommand = defineCommand({
         "output .csv or .parquet: one column per feature + base_value (multiclass: <class>:<feature>)",
     },
     {
+      name: "threads",
+      type: "integer",
+      description: "threads computing SHAP (default: number of cores; results do not depend on it)",
+    },
+    {
       name: "top-k",
       type: "integer",
       placeholder: "N",
@@ -40,6 +46,7 @@ export const explainCommand = defineCommand({
     data: z.string().min(1),
     out: z.string().min(1),
     topK: z.number().int().positive().optional(),
+    threads: z.number().int().positive().max(256).optional(),
   }),
   examples: ["arbor explain --model ./bundle --data test.parquet --out shap.parquet --top-k 3"],
   async run(ctx, args) {
@@ -47,7 +54,17 @@ export const explainCommand = defineCommand({
     const { bundle, data, rows } = await loadScoringInput(args.model, args.data, ctx.config, logger);
     const started = performance.now();
     const explainer = new TreeExplainer(bundle.ensemble);
-    const { columns, meanAbs } = explainColumns(explainer, bundle.signature, data, rows, args.topK, logger);
+    const threads = args.threads ?? availableParallelism();
+    const { columns, meanAbs } = await explainColumns(
+      explainer,
+      bundle.ensemble,
+      bundle.signature,
+      data,
+      rows,
+      args.topK,
+      threads,
+      logger,
+    );
     const seconds = (performance.now() - started) / 1000;
     await writeColumns(args.out, columns);
     const importance = bundle.signature.features

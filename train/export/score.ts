@@ -11,11 +11,13 @@ import type { Signature } from "../../shared/bundle.ts";
 import type { ArborConfig } from "../../shared/config.ts";
 import { arborError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
+import type { TreeEnsemble } from "../../shared/tree.ts";
 import type { TreeExplainer } from "../../shared/treeshap.ts";
 import { readDataset } from "../data/read.ts";
 import { writeParquet } from "../data/write.ts";
 import { frameToMatrix } from "../gbdt/dataset.ts";
 import { type LoadedBundle, loadBundle } from "./load.ts";
+import { explainRowsParallel } from "./shap-parallel.ts";
 
 /** Rows per onnxruntime call: bounds the input/output tensors' memory. */
 const BATCH_ROWS = 65_536;
@@ -116,24 +118,26 @@ export function predictionColumns(
 }
 
 /** SHAP columns: one per feature plus `base_value` (multiclass: `<class>:<feature>`), or the top-k per row. */
-export function explainColumns(
+export async function explainColumns(
   explainer: TreeExplainer,
+  ensemble: TreeEnsemble,
   signature: Signature,
   x: Float32Array,
   rows: number,
   topK: number | undefined,
+  threads: number,
   logger: Logger,
-): { columns: pl.Series[]; meanAbs: Float64Array } {
+): Promise<{ columns: pl.Series[]; meanAbs: Float64Array }> {
   const f = explainer.numFeatures;
   const k = explainer.numOutputs;
   const names = signature.features.map((s) => s.name);
   const prefixes =
     k === 1 ? [""] : Array.from({ length: k }, (_, c) => `${signature.classes?.[c] ?? String(c)}:`);
   const started = performance.now();
-  const phi = explainer.explainRows(x, rows);
+  const phi = await explainRowsParallel(explainer, ensemble, x, rows, threads);
   const ms = performance.now() - started;
   logger.info(
-    { rows, ms: Math.round(ms), rowsPerSecond: Math.round(rows / (ms / 1000)) },
+    { rows, threads, ms: Math.round(ms), rowsPerSecond: Math.round(rows / (ms / 1000)) },
     "TreeSHAP explained",
   );
   const size = explainer.rowSize;
