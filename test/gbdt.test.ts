@@ -357,7 +357,7 @@ describe("training", () => {
     const regressionValid = synth(9_000, "regression", 23);
     const cases: [Dataset, Record<string, number>, Dataset | null][] = [
       [binary, {}, binaryValid],
-      [binary, { subsample: 0.9 }, null],
+      [binary, { subsample: 0.9 }, binaryValid],
       [regression, {}, regressionValid],
       [multiclass, {}, null],
     ];

@@ -56,6 +56,8 @@ export const CTRL = {
   /** OP_ROUND: nodes of the tree in the tree tables (0 = no validation pass), validation metric. */
   treeNodes: 16,
   validMetric: 17,
+  /** OP_ROUND: 1 = the tree was grown on a sample: add it to every training row by walking the tree tables. */
+  walkTrain: 18,
 } as const;
 
 export const OP_HIST = 1;
@@ -371,6 +373,8 @@ export class ShardJob {
     const rows = ctrl[CTRL.rows];
     const a = shardStart(rows, t, n);
     const b = shardStart(rows, t + 1, n);
+    const walk = ctrl[CTRL.walkTrain] === 1;
+    if (walk) this.#walk(this.#rowBins, margin, a, b);
     const metric = ctrl[CTRL.metric];
     if (metric !== 0) {
       lossPartial(
@@ -388,22 +392,16 @@ export class ShardJob {
       const task = ctrl[CTRL.task] === 1 ? "binary" : "regression";
       gradientsRange(task, margin, this.#label, this.#weight, this.#gh[0], a, b, this.sums, 2 * t);
     }
-    for (let i = a; i < b; i++) idx[i] = i;
+    if (!walk) for (let i = a; i < b; i++) idx[i] = i;
     if (ctrl[CTRL.treeNodes] > 0 && this.#valid !== null) this.#validPass(t);
   }
 
-  /** OP_ROUND, validation rows of shard t: add the tree by routing on bins, then the metric partials. */
-  #validPass(t: number): void {
-    const v = this.#valid!;
-    const n = this.shards;
-    const a = shardStart(v.rows, t, n);
-    const b = shardStart(v.rows, t + 1, n);
+  /** Add the tree in the tree tables to margin[r] of rows [a, b), routing each row on its bins. */
+  #walk(bins: Uint8Array, margin: Float64Array, a: number, b: number): void {
     const S = (this.#numFeatures + 3) & ~3;
-    const bins = v.rowBins;
     const lut = this.treeLut;
     const ints = this.treeInts;
     const value = this.treeValue;
-    const margin = v.margin;
     for (let r = a; r < b; r++) {
       let node = 0;
       const base = r * S;
@@ -412,6 +410,16 @@ export class ShardJob {
       }
       margin[r] += value[node];
     }
+  }
+
+  /** OP_ROUND, validation rows of shard t: add the tree by routing on bins, then the metric partials. */
+  #validPass(t: number): void {
+    const v = this.#valid!;
+    const n = this.shards;
+    const a = shardStart(v.rows, t, n);
+    const b = shardStart(v.rows, t + 1, n);
+    const margin = v.margin;
+    this.#walk(v.rowBins, margin, a, b);
     const metric = this.ctrl[CTRL.validMetric];
     if (metric !== 0) {
       lossPartial(metric === 1 ? "logloss" : "rmse", margin, v.label, v.weight, a, b, this.validLoss, 2 * t);
@@ -426,7 +434,6 @@ export class HistPool {
   readonly #job: ShardJob;
   readonly #free: Float64Array[] = [];
   readonly #workers: Worker[] = [];
-  readonly #hasValid: boolean;
 
   /**
    * `gh`, `idx` and `tmp` must be SharedArrayBuffer-backed, as are the bins (binning.ts) and the
@@ -482,9 +489,9 @@ export class HistPool {
               label: round.valid.label.buffer as SharedArrayBuffer,
               weight: round.valid.weight === null ? null : (round.valid.weight.buffer as SharedArrayBuffer),
             },
-      treeLut: new SharedArrayBuffer(round.valid === null ? 8 : ROUND_MAX_NODES * 256),
-      treeInts: new SharedArrayBuffer(round.valid === null ? 8 : ROUND_MAX_NODES * 16),
-      treeValue: new SharedArrayBuffer(round.valid === null ? 8 : ROUND_MAX_NODES * 8),
+      treeLut: new SharedArrayBuffer(ROUND_MAX_NODES * 256),
+      treeInts: new SharedArrayBuffer(ROUND_MAX_NODES * 16),
+      treeValue: new SharedArrayBuffer(ROUND_MAX_NODES * 8),
       parts: new SharedArrayBuffer(this.shards * this.slotSize * 8),
       batchCapacity,
       batchInts: new SharedArrayBuffer(batchCapacity * batchStride(this.shards) * 4),
@@ -499,7 +506,6 @@ export class HistPool {
       shards: this.shards,
     };
     this.#job = new ShardJob(init);
-    this.#hasValid = round.valid !== null;
     for (let t = 1; t < this.shards; t++) {
       const w = new Worker(new URL("./shard-worker.ts", import.meta.url).href);
       w.postMessage(init);
@@ -621,6 +627,8 @@ export class HistPool {
   round(job: {
     rows: number;
     leaves: number;
+    /** The tree was grown on a sample: walk it over every training row instead of using leaves. */
+    walkTrain: boolean;
     task: "binary" | "regression" | null;
     sums: Float64Array;
     metric: "logloss" | "rmse" | null;
@@ -633,6 +641,7 @@ export class HistPool {
     ctrl[CTRL.op] = OP_ROUND;
     ctrl[CTRL.rows] = job.rows;
     ctrl[CTRL.leaves] = job.leaves;
+    ctrl[CTRL.walkTrain] = job.walkTrain ? 1 : 0;
     ctrl[CTRL.gradients] = job.task === null ? 0 : 1;
     ctrl[CTRL.task] = job.task === "binary" ? 1 : 2;
     ctrl[CTRL.metric] = metricCode(job.metric);
@@ -664,12 +673,12 @@ export class HistPool {
   }
 
   /**
-   * Write a tree for the OP_ROUND validation pass (routing tables by bin, as train.ts addTreeBins);
-   * returns its node count, or 0 when there is no validation set or the tree is too big.
+   * Write a tree for OP_ROUND's walks (routing tables by bin, as train.ts addTreeBins); returns
+   * its node count, or 0 when the tree is too big for the tables.
    */
   writeTree(tree: Tree, luts: (Uint8Array | null)[]): number {
     const nn = tree.left.length;
-    if (!this.#hasValid || nn > ROUND_MAX_NODES) return 0;
+    if (nn > ROUND_MAX_NODES) return 0;
     const job = this.#job;
     for (let node = 0; node < nn; node++) {
       const l = luts[node];

@@ -240,9 +240,10 @@ export function trainGbdt(
     let bestRound = 0;
     let lastPrint = 0;
     let round = 0;
-    // One output on every row: each tree's margin update, the next round's gradients and the
-    // reset of the row indices run as one job over the row shards.
-    const roundTask = K === 1 && allRows && p.task !== "multiclass" ? p.task : null;
+    // One output: each tree's margin update (by leaf row ranges, or by walking the tree when it
+    // was grown on a sample), the next round's gradients, the training and validation metrics and
+    // the reset of the row indices run as one job over the row shards.
+    const roundTask = K === 1 && p.task !== "multiclass" ? p.task : null;
     let gradientsReady = false;
     let idxReady = false;
     // The training log-loss / RMSE comes from the same job, per shard.
@@ -277,12 +278,13 @@ export function trainGbdt(
           params: p,
           scratch,
         });
-        const leaves = roundTask === null ? -1 : writeLeaves(grown);
-        if (leaves >= 0) {
-          const treeNodes = validBins ? pool.writeTree(grown.tree, grown.luts) : 0;
+        const leaves = roundTask === null ? -1 : allRows ? writeLeaves(grown) : 0;
+        const treeNodes = leaves >= 0 && (validBins || !allRows) ? pool.writeTree(grown.tree, grown.luts) : 0;
+        if (leaves >= 0 && (allRows || treeNodes > 0)) {
           pool.round({
             rows: N,
             leaves,
+            walkTrain: !allRows,
             task: round < p.rounds ? roundTask : null,
             sums: ghSums,
             metric: roundMetric,
@@ -292,7 +294,7 @@ export function trainGbdt(
           });
           validDone = treeNodes > 0;
           gradientsReady = round < p.rounds;
-          idxReady = true;
+          idxReady = allRows;
         } else updateTrainMargin(grown, data, scratch.idx, allRows, margin, K, k);
         if (validBins && !validDone) addTreeBins(grown, validBins, vMargin, K, k);
         trees.push(grown.tree);
