@@ -12,6 +12,38 @@ import { pointLabel, publishFixture, startServe } from "./serve-fixtures.ts";
 
 const ROOT = path.join(import.meta.dir, "..");
 
+/** A store folder with a small regression model "c", version 1 labelled production. */
+async function publishModelC(dir: string): Promise<void> {
+  const store = await openArtifactStore(pathToFileURL(dir).href);
+  const f = await publishFixture(store, {
+    name: "c",
+    version: 1,
+    task: "regression",
+    numFeatures: 2,
+    numTrees: 2,
+    depth: 2,
+    seed: 1,
+  });
+  await pointLabel(store, "c", "production", 1, f.manifestSha256);
+  await store.close();
+}
+
+/** Read the server's stdout until its listening line; its text so far and the port. */
+async function listening(proc: {
+  stdout: ReadableStream<Uint8Array>;
+  stderr: ReadableStream<Uint8Array>;
+}): Promise<{ out: string; port: number }> {
+  const reader = proc.stdout.getReader();
+  let out = "";
+  while (!/"port":\d+/.test(out)) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`arbor serve exited: ${await new Response(proc.stderr).text()}`);
+    out += new TextDecoder().decode(value);
+  }
+  reader.releaseLock();
+  return { out, port: Number(/"port":(\d+)/.exec(out)![1]) };
+}
+
 test("arbor serve: bad flags exit 2 with a code; the default cluster (one process per core) stops on SIGTERM with exit 0", async () => {
   const bad = Bun.spawnSync(["bun", "train/cli.ts", "serve", "--port", "99999"], {
     cwd: ROOT,
@@ -22,18 +54,7 @@ test("arbor serve: bad flags exit 2 with a code; the default cluster (one proces
 
   const dir = mkdtempSync(path.join(tmpdir(), "arbor-serve-cli-"));
   try {
-    const store = await openArtifactStore(pathToFileURL(dir).href);
-    const f = await publishFixture(store, {
-      name: "c",
-      version: 1,
-      task: "regression",
-      numFeatures: 2,
-      numTrees: 2,
-      depth: 2,
-      seed: 1,
-    });
-    await pointLabel(store, "c", "production", 1, f.manifestSha256);
-    await store.close();
+    await publishModelC(dir);
     const proc = Bun.spawn(
       ["bun", "train/cli.ts", "serve", "--host", "127.0.0.1", "--port", "0", "--store", dir],
       {
@@ -42,14 +63,7 @@ test("arbor serve: bad flags exit 2 with a code; the default cluster (one proces
         stderr: "pipe",
       },
     );
-    const reader = proc.stdout.getReader();
-    let out = "";
-    while (!/"port":\d+/.test(out)) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`arbor serve exited: ${await new Response(proc.stderr).text()}`);
-      out += new TextDecoder().decode(value);
-    }
-    const port = Number(/"port":(\d+)/.exec(out)![1]);
+    const { out, port } = await listening(proc);
     // The default is one server process per core, all on one port.
     expect(out).toContain(`"workers":${availableParallelism()}`);
     const res = await fetch(`http://127.0.0.1:${port}/v1/models/c:predict`, {
@@ -68,18 +82,7 @@ test("arbor serve: bad flags exit 2 with a code; the default cluster (one proces
 test("a SIGTERM to the shell that `npx arbor` runs the launcher under still stops the server gracefully", async () => {
   const dir = mkdtempSync(path.join(tmpdir(), "arbor-serve-cli-"));
   try {
-    const store = await openArtifactStore(pathToFileURL(dir).href);
-    const f = await publishFixture(store, {
-      name: "c",
-      version: 1,
-      task: "regression",
-      numFeatures: 2,
-      numTrees: 2,
-      depth: 2,
-      seed: 1,
-    });
-    await pointLabel(store, "c", "production", 1, f.manifestSha256);
-    await store.close();
+    await publishModelC(dir);
     // As `npm exec` does: a shell between the caller and the launcher, which dies of the signal
     // without passing it on; npm marks its children with npm_command=exec.
     const proc = Bun.spawn(
@@ -90,14 +93,7 @@ test("a SIGTERM to the shell that `npx arbor` runs the launcher under still stop
       ],
       { cwd: ROOT, stdout: "pipe", stderr: "pipe", env: { ...process.env, npm_command: "exec" } },
     );
-    const reader = proc.stdout.getReader();
-    let out = "";
-    while (!/"port":\d+/.test(out)) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`arbor serve exited: ${await new Response(proc.stderr).text()}`);
-      out += new TextDecoder().decode(value);
-    }
-    const port = Number(/"port":(\d+)/.exec(out)![1]);
+    const { port } = await listening(proc);
     proc.kill("SIGTERM");
     await proc.exited;
     // The launcher and the server keep the stderr pipe open until they exit.
