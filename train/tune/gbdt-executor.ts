@@ -34,6 +34,8 @@ export type WorkerRequest =
       input: TrialInput;
       fixed: FixedFitSettings;
       pruner: { name: string; options: Record<string, unknown> };
+      /** Engine threads of the trial's fit (cores ÷ parallel trials). */
+      threads: number;
     };
 
 /** Messages from the worker. */
@@ -48,6 +50,8 @@ export type WorkerReply =
 export interface GbdtExecutorOptions {
   init: Extract<WorkerRequest, { type: "init" }>;
   pruner: { name: string; options: Record<string, unknown> };
+  /** Engine threads per trial. */
+  threads: number;
 }
 
 /** Runs trials in a dedicated worker thread. */
@@ -117,6 +121,7 @@ export class GbdtExecutor implements TrialExecutor {
         input,
         fixed: this.#options.init.fixed,
         pruner: this.#options.pruner,
+        threads: this.#options.threads,
       } satisfies WorkerRequest);
     });
   }

@@ -47,6 +47,7 @@ export function runGbdtTrial(
   input: TrialInput,
   pruner: Pruner,
   onValues: (values: Record<string, number>) => void,
+  threads = 1,
 ): TrialOutcome {
   const iv: Record<string, number> = {};
   const self = {
@@ -58,25 +59,30 @@ export function runGbdtTrial(
   };
   let pruned = false;
   let last = 0;
-  const result = trainGbdt(train, valid, fitOptions(fixed, input.params), {
-    metric: fixed.metric,
-    evalTrain: false,
-    onRound: (info) => {
-      const v = info.valid?.[fixed.metric];
-      if (v === undefined) return undefined;
-      iv[String(info.round)] = v;
-      const now = performance.now();
-      if (now - last > 200) {
-        last = now;
-        onValues({ ...iv });
-      }
-      if (pruner.prune(self, input.others, info.round, input.direction)) {
-        pruned = true;
-        return "stop";
-      }
-      return undefined;
+  const result = trainGbdt(
+    train,
+    valid,
+    { ...fitOptions(fixed, input.params), threads },
+    {
+      metric: fixed.metric,
+      evalTrain: false,
+      onRound: (info) => {
+        const v = info.valid?.[fixed.metric];
+        if (v === undefined) return undefined;
+        iv[String(info.round)] = v;
+        const now = performance.now();
+        if (now - last > 200) {
+          last = now;
+          onValues({ ...iv });
+        }
+        if (pruner.prune(self, input.others, info.round, input.direction)) {
+          pruned = true;
+          return "stop";
+        }
+        return undefined;
+      },
     },
-  });
+  );
   if (pruned)
     return { state: "pruned", value: null, intermediateValues: iv, userAttrs: { rounds: result.rounds } };
   return {

@@ -188,6 +188,9 @@ export async function runTune(
     `study ${study.name} (${study.id})${created ? "" : " resumed"}: ${options.trials} trials, ${options.sampler} sampler, ${options.pruner} pruner, ${metric} (${direction})`,
   );
   const studyFixed = (study.settings as StudySettings)["fixed"] as FixedFitSettings;
+  // The cores are shared by the parallel trials: each fit gets cores ÷ parallel engine threads.
+  // (Models may differ in the last bits across thread counts; a trial and its refit use the same.)
+  const threads = Math.max(1, Math.floor(os.availableParallelism() / Math.max(1, options.parallel)));
   const summary = await runStudy({
     storage,
     study,
@@ -211,6 +214,7 @@ export async function runTune(
           logLevel: config.logLevel,
         },
         pruner: study.pruner as { name: string; options: Record<string, unknown> },
+        threads,
       }),
   });
   const rows = await storage.trials(study.id);
@@ -284,6 +288,7 @@ export async function runTune(
         categorical: ((study.settings as StudySettings)["categorical"] as string[] | null) ?? undefined,
         refitOn: options.refitOn,
         bundleDir: options.register ? path.join(workDir, "bundle") : null,
+        threads,
       },
     });
     outcome.refit = refit;

@@ -54,6 +54,8 @@ export async function refitBest(
     categorical?: string[] | undefined;
     refitOn: "train" | "train+valid";
     bundleDir: string | null;
+    /** Engine threads of the refit (the trials' count, so a refit on train reproduces its trial). */
+    threads?: number;
     logger: Logger;
   },
 ): Promise<RefitResult> {
@@ -64,7 +66,7 @@ export async function refitBest(
     o.logger,
   );
   const metrics = metricsFor(o.fixed.task, o.fixed.metric);
-  const options = fitOptions(o.fixed, o.trial.params);
+  const options = { ...fitOptions(o.fixed, o.trial.params), threads: o.threads ?? 1 };
   let result: TrainResult;
   let valid: Record<string, number> = {};
   if (o.refitOn === "train") {

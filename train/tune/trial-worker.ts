@@ -56,8 +56,14 @@ self.onmessage = async (event: MessageEvent<WorkerRequest>) => {
     }
     if (data === null) throw new Error("trial worker: trial before init");
     const pruner = createPruner(msg.pruner.name, msg.pruner.options);
-    const outcome = runGbdtTrial(data.train, data.valid, msg.fixed, msg.input, pruner, (values) =>
-      post({ type: "values", values }),
+    const outcome = runGbdtTrial(
+      data.train,
+      data.valid,
+      msg.fixed,
+      msg.input,
+      pruner,
+      (values) => post({ type: "values", values }),
+      msg.threads,
     );
     post({ type: "done", outcome });
   } catch (e) {
