@@ -182,7 +182,7 @@ export function trainGbdt(
   const bestValid = keepBest ? new Float64Array(vN * K) : null;
   for (let i = 0; i < vN; i++) for (let j = 0; j < K; j++) vMargin[i * K + j] = base[j];
 
-  // Gradients, row indices and bins live in SharedArrayBuffers for the histogram workers.
+  // Gradients, row indices, bins, labels and margins live in SharedArrayBuffers for the shard workers.
   const gh = Array.from({ length: K }, () => new Float64Array(new SharedArrayBuffer(16 * N)));
   const idxShared = new Uint32Array(new SharedArrayBuffer(4 * Math.max(1, N)));
   const tmpShared = new Uint32Array(new SharedArrayBuffer(4 * Math.max(1, N)));
