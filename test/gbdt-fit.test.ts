@@ -187,36 +187,14 @@ describe("arbor fit", () => {
     ]);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain("FIT_BAD_TARGET");
-    const r2 = await cli([
-      "fit",
-      "--train",
-      trainFile,
-      "--target",
-      "churn",
-      "--task",
-      "binary",
-      "--max-depth",
-      "0",
-      "--growth",
-      "oblivious",
-      "--out",
-      out,
-    ]);
+    // A fit of the churn data with one bad option.
+    const badFit = (...extra: string[]) =>
+      cli(["fit", "--train", trainFile, "--target", "churn", "--task", "binary", ...extra, "--out", out]);
+    const r2 = await badFit("--max-depth", "0", "--growth", "oblivious");
     expect(r2.stderr).toContain("FIT_BAD_OPTION");
     const r3 = await cli(["fit", "--target", "churn", "--task", "binary", "--out", out]);
     expect(r3.stderr).toContain("INVALID_ARGUMENT");
-    const r4 = await cli([
-      "fit",
-      "--train",
-      trainFile,
-      "--target",
-      "churn",
-      "--task",
-      "binary",
-      "--cat-smooth=-1",
-      "--out",
-      out,
-    ]);
+    const r4 = await badFit("--cat-smooth=-1");
     expect(r4.code).toBe(2);
     expect(r4.stderr).toContain("--cat-smooth");
   });
