@@ -1,0 +1,225 @@
+/**
+ * Server cost per request in instructions, which a shared, noisy machine cannot blur:
+ * `npx bun bench/serve-callgrind.ts [--requests 3000] [--concurrency 16] [--warmup 6000] [--keep]`
+ * (`--keep`: leave the callgrind files for callgrind_annotate; their folders are printed).
+ *
+ * Runs one server process (`--workers 1`) under `valgrind --tool=callgrind` with instrumentation
+ * off, warms it up (so V8 has optimized the hot path), then counts the user-space instructions the
+ * server executes for exactly `--requests` single-row JSON predictions sent over `--concurrency`
+ * keep-alive connections, and splits them into onnxruntime (`session.run`), JSON.parse,
+ * JSON.stringify and the rest (background JIT compilation left over from the warm-up is not counted).
+ * The same for the plain uWebSockets.js hello route (the floor) and
+ * for a one-tree model (everything but the trees). Kernel time (the socket calls) is not counted.
+ * Same models and body as bench/serve.ts: a 500-tree depth-6 binary model on 28 features.
+ * Two runs on one machine agree within ~1 %, so this is the A/B figure for hot-path changes.
+ * Needs valgrind (Debian's package; present on these machines).
+ */
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+import { parseArgs } from "node:util";
+import { openArtifactStore } from "../registry/store/open.ts";
+import { pointLabel, publishFixture } from "../test/serve-fixtures.ts";
+
+const { values } = parseArgs({
+  args: Bun.argv.slice(2),
+  options: {
+    requests: { type: "string", default: "3000" },
+    concurrency: { type: "string", default: "16" },
+    warmup: { type: "string", default: "6000" },
+    keep: { type: "boolean", default: false },
+  },
+});
+const REQUESTS = Number(values.requests);
+const CONCURRENCY = Number(values.concurrency);
+const WARMUP = Number(values.warmup);
+const ROOT = new URL("..", import.meta.url).pathname;
+const F = 28;
+
+if (spawnSync("valgrind", ["--version"]).status !== 0) {
+  console.error("valgrind is not installed: apt-get install -y valgrind");
+  process.exit(2);
+}
+
+/** POST `body` `n` times over `c` keep-alive connections; fails on any non-200 reply. */
+async function load(url: string, body: string, n: number, c: number): Promise<void> {
+  let left = n;
+  await Promise.all(
+    Array.from({ length: c }, async () => {
+      while (left-- > 0) {
+        const r = await fetch(url, { method: "POST", body, headers: { "content-type": "application/json" } });
+        const text = await r.text();
+        if (r.status !== 200) throw new Error(`${url} answered ${r.status}: ${text}`);
+      }
+    }),
+  );
+}
+
+function control(pid: number, ...args: string[]): void {
+  const r = spawnSync("callgrind_control", [...args, String(pid)], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`callgrind_control ${args.join(" ")} failed: ${r.stderr}`);
+}
+
+/** Inclusive instructions of the first function whose name contains `needle` (0 when absent). */
+function inclusive(annotated: string, needle: string): number {
+  const line = annotated.split("\n").find((l) => l.includes(needle));
+  return line === undefined ? 0 : Number(line.trim().split(/\s+/)[0].replaceAll(",", ""));
+}
+
+/** Sum of the batch-size histogram (rows, runs) from the server's /metrics. */
+async function batches(base: string): Promise<{ rows: number; runs: number }> {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  const sum = (name: string) =>
+    text
+      .split("\n")
+      .filter((l) => l.startsWith(name))
+      .reduce((s, l) => s + Number(l.split(" ").pop()), 0);
+  return { rows: sum("arbor_serve_batch_rows_sum"), runs: sum("arbor_serve_batch_rows_count") };
+}
+
+interface Measure {
+  perRequest: number;
+  ort: number;
+  parse: number;
+  stringify: number;
+  rowsPerRun: number;
+}
+
+/** Start `command` under callgrind, wait for `ready` on stdout, measure REQUESTS posts to `route`. */
+async function measure(
+  command: string[],
+  env: Record<string, string>,
+  route: string,
+  body: string,
+): Promise<Measure> {
+  const out = mkdtempSync(path.join(tmpdir(), "arbor-callgrind-"));
+  const proc = Bun.spawn(
+    [
+      "valgrind",
+      "--tool=callgrind",
+      "--instr-atstart=no",
+      "--smc-check=all-non-file",
+      `--callgrind-out-file=${out}/cg.%p`,
+      ...command,
+    ],
+    { cwd: ROOT, env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" },
+  );
+  let stderr = "";
+  void (async () => {
+    const dec = new TextDecoder();
+    for await (const chunk of proc.stderr) stderr += dec.decode(chunk);
+  })();
+  try {
+    const reader = proc.stdout.getReader();
+    let text = "";
+    while (!/"port":(\d+)/.test(text)) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`${command.join(" ")} exited before listening:\n${stderr.slice(-2000)}`);
+      text += new TextDecoder().decode(value);
+    }
+    const base = `http://127.0.0.1:${/"port":(\d+)/.exec(text)![1]}`;
+    const url = `${base}${route}`;
+    process.stderr.write(`  warm-up: ${WARMUP} requests (slow: the server runs under valgrind)\n`);
+    await load(url, body, WARMUP, CONCURRENCY);
+    const before = route.includes(":predict") ? await batches(base) : null;
+    control(proc.pid, "-i", "on");
+    await load(url, body, REQUESTS, CONCURRENCY);
+    control(proc.pid, "-i", "off");
+    control(proc.pid, "-d");
+    const after = before === null ? null : await batches(base);
+    const dumps = readdirSync(out).filter((f) => /^cg\.\d+\.\d+$/.test(f));
+    let total = 0;
+    let annotated = "";
+    for (const f of dumps) {
+      const file = path.join(out, f);
+      const m = /^totals:\s+(\d+)/m.exec(readFileSync(file, "utf8"));
+      total += m === null ? 0 : Number(m[1]);
+      annotated += spawnSync("callgrind_annotate", ["--inclusive=yes", "--threshold=100", file], {
+        encoding: "utf8",
+        maxBuffer: 1 << 28,
+      }).stdout;
+    }
+    const runs = after === null || before === null ? 0 : after.runs - before.runs;
+    // Background TurboFan jobs still finishing from the warm-up (valgrind runs threads one at a
+    // time, so they lag) are start-up cost, not request cost.
+    const compile = inclusive(annotated, "OptimizingCompileDispatcher::CompileTask::RunInternal(");
+    return {
+      perRequest: (total - compile) / REQUESTS,
+      ort: inclusive(annotated, "InferenceSessionWrap::Run(") / REQUESTS,
+      parse: inclusive(annotated, "Builtin_JsonParse(") / REQUESTS,
+      stringify: inclusive(annotated, "Builtin_JsonStringify(") / REQUESTS,
+      rowsPerRun: runs === 0 ? 0 : (after!.rows - before!.rows) / runs,
+    };
+  } finally {
+    proc.kill("SIGTERM");
+    await proc.exited;
+    if (!values.keep) rmSync(out, { recursive: true, force: true });
+    else process.stderr.write(`  callgrind files kept in ${out}\n`);
+  }
+}
+
+const dir = mkdtempSync(path.join(tmpdir(), "arbor-bench-callgrind-"));
+try {
+  const store = await openArtifactStore(pathToFileURL(dir).href);
+  for (const [name, numTrees, depth, seed] of [
+    ["flights", 500, 6, 42],
+    ["trivial", 1, 1, 43],
+  ] as const) {
+    const m = await publishFixture(store, {
+      name,
+      version: 1,
+      task: name === "flights" ? "binary" : "regression",
+      numFeatures: F,
+      numTrees,
+      depth,
+      seed,
+    });
+    await pointLabel(store, name, "production", 1, m.manifestSha256);
+  }
+  await store.close();
+  const row = Array.from({ length: F }, (_, i) => Math.fround(Math.sin(i) * 2));
+  const body = JSON.stringify({ instances: [row] });
+  const k = (n: number) => `${(n / 1000).toFixed(1)}k`;
+  console.log(
+    `instructions per single-row JSON request (server process, user space; ${REQUESTS} requests over ${CONCURRENCY} connections after ${WARMUP} warm-up)`,
+  );
+  const hello = await measure(
+    ["node", "--import", "tsx", "bench/serve-hello.ts"],
+    { HELLO_PORT: "0" },
+    "/hello",
+    body,
+  );
+  console.log(`uWS hello route        ${k(hello.perRequest).padStart(7)}`);
+  for (const model of ["trivial", "flights"]) {
+    const r = await measure(
+      [
+        "node",
+        "--import",
+        "tsx",
+        "serve/main.ts",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--workers",
+        "1",
+        "--store",
+        pathToFileURL(dir).href,
+        "--log-level",
+        "warn",
+      ],
+      {},
+      `/v1/models/${model}:predict`,
+      body,
+    );
+    const rest = r.perRequest - r.ort - r.parse - r.stringify;
+    console.log(
+      `arbor ${model === "flights" ? "500 trees depth 6" : "1-tree model     "} ${k(r.perRequest).padStart(7)} (x${(r.perRequest / hello.perRequest).toFixed(1)} hello): ` +
+        `onnxruntime ${k(r.ort)} (${r.rowsPerRun.toFixed(1)} rows per run), JSON.parse ${k(r.parse)}, JSON.stringify ${k(r.stringify)}, rest ${k(rest)}`,
+    );
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
