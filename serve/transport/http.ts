@@ -43,14 +43,32 @@ const utf8Encoder = new TextEncoder();
  */
 class RequestIds {
   readonly #prefix = newRequestId().slice(0, 24);
-  #next = 0;
+  /** The counter as two 24-bit halves: small integers, so no float modulo or radix conversion. */
+  #hi = 0;
+  #lo = 0;
 
   /** A fresh id. */
   id(): string {
-    // 2^48 + n in hex is "1" and then n in 12 digits.
-    return this.#prefix + (0x1000000000000 + (this.#next++ % 0x1000000000000)).toString(16).slice(1);
+    const hi = this.#hi;
+    const lo = this.#lo;
+    if (++this.#lo === 0x1000000) {
+      this.#lo = 0;
+      this.#hi = (hi + 1) & 0xffffff;
+    }
+    return (
+      this.#prefix +
+      HEX[hi >>> 16] +
+      HEX[(hi >>> 8) & 255] +
+      HEX[hi & 255] +
+      HEX[lo >>> 16] +
+      HEX[(lo >>> 8) & 255] +
+      HEX[lo & 255]
+    );
   }
 }
+
+/** Two lowercase hex digits per byte value. */
+const HEX: readonly string[] = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, "0"));
 
 /** A request or stream message is finished: count it out, and wake a shutdown waiting for idle. */
 export function requestFinished(state: TransportState): void {
