@@ -21,7 +21,7 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { openArtifactStore } from "../registry/store/open.ts";
-import { pointLabel, publishFixture } from "../test/serve-fixtures.ts";
+import { pointLabel, publishFixture, serveCommand } from "../test/serve-fixtures.ts";
 
 const { values } = parseArgs({
   args: Bun.argv.slice(2),
@@ -194,22 +194,7 @@ try {
   console.log(`uWS hello route        ${k(hello.perRequest).padStart(7)}`);
   for (const model of ["trivial", "flights"]) {
     const r = await measure(
-      [
-        "node",
-        "--import",
-        "tsx",
-        "serve/main.ts",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--workers",
-        "1",
-        "--store",
-        pathToFileURL(dir).href,
-        "--log-level",
-        "warn",
-      ],
+      serveCommand(["--store", pathToFileURL(dir).href, "--log-level", "warn"]),
       {},
       `/v1/models/${model}:predict`,
       body,

@@ -19,6 +19,7 @@ import pl from "nodejs-polars";
 import { InferenceSession, Tensor } from "onnxruntime-node";
 import { openArtifactStore } from "../registry/store/open.ts";
 import { pointLabel, publishFixture, startServe } from "../test/serve-fixtures.ts";
+import { flightsFrame } from "./flights.ts";
 
 const { values } = parseArgs({
   args: Bun.argv.slice(2),
@@ -391,17 +392,13 @@ writeFileSync(
 
 /**
  * The issue's reference model: XGBoost hist, 500 trees of depth 6 (eta 0.1, 256 bins, 2 threads),
- * trained by /work/shared/tools/xgb-reference.py on 160k flights rows (vega-datasets
- * flights-3m.parquet, 200k sampled with seed 1 in date order, the first 80% for training; month,
- * day, weekday, hour, minute, distance, origin and destination as integer codes; target delay > 15).
+ * trained by /work/shared/tools/xgb-reference.py on 160k flights rows (bench/flights.ts: 200k
+ * sampled in date order, the first 80% for training; origin and destination as integer codes).
  * Returns the saved model and
  * the first test row (the single-row request body).
  */
 function trainFlightsReference(): { model: string; row: number[] } {
-  const frame = pl
-    .readParquet(path.join(ROOT, "node_modules/vega-datasets/data/flights-3m.parquet"))
-    .sample({ n: 200_000, seed: 1 });
-  const date = pl.col("date");
+  const frame = flightsFrame(200_000);
   const codes = (name: string): number[] => {
     const seen = new Map<string, number>();
     return (frame.getColumn(name).toArray() as string[]).map((v) => {
@@ -410,20 +407,11 @@ function trainFlightsReference(): { model: string; row: number[] } {
       return c;
     });
   };
-  const table = frame
-    .select(
-      date.dt.month().cast(pl.Float32).alias("month"),
-      date.dt.day().cast(pl.Float32).alias("day"),
-      date.dt.weekday().cast(pl.Float32).alias("weekday"),
-      date.dt.hour().cast(pl.Float32).alias("hour"),
-      date.dt.minute().cast(pl.Float32).alias("minute"),
-      pl.col("distance").cast(pl.Float32),
-      pl.col("delay").gt(15).cast(pl.Int32).alias("late"),
-    )
-    .withColumns(
-      pl.Series("origin", codes("origin"), pl.Float32),
-      pl.Series("destination", codes("destination"), pl.Float32),
-    );
+  const table = frame.withColumns(
+    pl.Series("origin", codes("origin"), pl.Float32),
+    pl.Series("destination", codes("destination"), pl.Float32),
+    frame.getColumn("late").cast(pl.Int32),
+  );
   const cut = Math.floor(table.height * 0.8);
   const files = { train: path.join(dir, "flights-train.csv"), test: path.join(dir, "flights-test.csv") };
   table.slice(0, cut).writeCSV(files.train);
@@ -450,9 +438,10 @@ function trainFlightsReference(): { model: string; row: number[] } {
   );
   if (train.exitCode !== 0) throw new Error(`training the XGBoost reference model failed: ${train.stderr}`);
   console.log(`reference      flights model: ${train.stdout.toString().trim()}`);
-  const first = table.slice({ offset: cut, length: 1 }).select(
-    ...table.columns.filter((c) => c !== "late"),
-  ).row(0) as number[];
+  const first = table
+    .slice({ offset: cut, length: 1 })
+    .select(...table.columns.filter((c) => c !== "late"))
+    .row(0) as number[];
   return { model, row: first.map(Number) };
 }
 

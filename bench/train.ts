@@ -20,7 +20,6 @@ import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import pl from "nodejs-polars";
 import type { GrowthPolicy, ModelType } from "../shared/bundle.ts";
 import { createLogger } from "../shared/logger.ts";
 import { type Dataset, frameToDataset } from "../train/gbdt/dataset.ts";
@@ -28,6 +27,7 @@ import { auc } from "../train/gbdt/metric.ts";
 import { predictMarginColumns } from "../train/gbdt/predict.ts";
 import { Rng } from "../train/gbdt/rng.ts";
 import { trainGbdt } from "../train/gbdt/train.ts";
+import { flightsFrame } from "./flights.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -82,20 +82,7 @@ function trainTest(d: Dataset, seed: number): [Dataset, Dataset] {
 }
 
 function flights(rows: number): Dataset {
-  let frame = pl.readParquet("node_modules/vega-datasets/data/flights-3m.parquet");
-  if (rows < frame.height) frame = frame.sample({ n: rows, seed: 1 });
-  const date = pl.col("date");
-  const features = frame.select(
-    date.dt.month().cast(pl.Float32).alias("month"),
-    date.dt.day().cast(pl.Float32).alias("day"),
-    date.dt.weekday().cast(pl.Float32).alias("weekday"),
-    date.dt.hour().cast(pl.Float32).alias("hour"),
-    date.dt.minute().cast(pl.Float32).alias("minute"),
-    pl.col("distance").cast(pl.Float32),
-    pl.col("origin"),
-    pl.col("destination"),
-    pl.col("delay").gt(15).alias("late"),
-  );
+  const features = flightsFrame(rows);
   const d = frameToDataset(features, { target: "late", task: "binary" }, logger);
   if (!args["cat-codes"]) return d;
   return {

@@ -133,41 +133,45 @@ export interface ServeProcess {
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
-/** Spawn `node --import tsx serve/main.ts` on port 0 and wait for its `listening` line. */
+/**
+ * The command line of `node --import tsx serve/main.ts` on 127.0.0.1, port 0, one process unless
+ * `args` say `--workers` (tests reason about one cache; the default is one per core).
+ */
+export function serveCommand(args: string[], nodeArgs: string[] = []): string[] {
+  return [
+    "node",
+    ...nodeArgs,
+    "--import",
+    "tsx",
+    "serve/main.ts",
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0",
+    ...(args.includes("--workers") ? [] : ["--workers", "1"]),
+    ...args,
+  ];
+}
+
+/** Spawn {@link serveCommand} (cwd: the repository) and wait for its `listening` line. */
 export async function startServe(
   args: string[],
   env: Record<string, string> = {},
   /** Extra Node.js flags (e.g. `--cpu-prof`, which NODE_OPTIONS does not accept). */
   nodeArgs: string[] = [],
 ): Promise<ServeProcess> {
-  const proc = Bun.spawn(
-    [
-      "node",
-      ...nodeArgs,
-      "--import",
-      "tsx",
-      "serve/main.ts",
-      "--host",
-      "127.0.0.1",
-      "--port",
-      "0",
-      // One process unless asked: tests reason about one cache; the default is one per core.
-      ...(args.includes("--workers") ? [] : ["--workers", "1"]),
-      ...args,
-    ],
-    {
-      cwd: ROOT,
-      env: {
-        PATH: process.env.PATH ?? "",
-        HOME: process.env.HOME ?? "/tmp",
-        ARBOR_LOG_LEVEL: "info",
-        ...env,
-      },
-      stdin: "ignore",
-      stdout: "pipe",
-      stderr: "pipe",
+  const proc = Bun.spawn(serveCommand(args, nodeArgs), {
+    cwd: ROOT,
+    env: {
+      PATH: process.env.PATH ?? "",
+      HOME: process.env.HOME ?? "/tmp",
+      ARBOR_LOG_LEVEL: "info",
+      ...env,
     },
-  );
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
   let err = "";
   void (async () => {
     const dec = new TextDecoder();
