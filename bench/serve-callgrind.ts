@@ -1,21 +1,21 @@
 /**
  * Server cost per request in instructions, which a shared, noisy machine cannot blur:
- * `npx bun bench/serve-callgrind.ts [--requests 3000] [--concurrency 16] [--warmup 6000] [--keep]`
+ * `npx bun bench/serve-callgrind.ts [--requests 3000] [--concurrency 16] [--warmup 6000] [--windows 5] [--keep]`
  * (`--keep`: leave the callgrind files for callgrind_annotate; their folders are printed).
  *
  * Runs one server process (`--workers 1`) under `valgrind --tool=callgrind` with instrumentation
  * off, warms it up (so V8 has optimized the hot path), then counts the user-space instructions the
- * server executes for exactly `--requests` single-row JSON predictions sent over `--concurrency`
- * keep-alive connections, and splits them into onnxruntime (`session.run`), JSON.parse,
- * JSON.stringify and the rest (background JIT compilation left over from the warm-up is not counted).
- * The same for the plain uWebSockets.js hello route (the floor) and
- * for a one-tree model (everything but the trees). Kernel time (the socket calls) is not counted.
- * Same models and body as bench/serve.ts: a 500-tree depth-6 binary model on 28 features.
- * Two runs on one machine agree within ~1 %, so this is the A/B figure for hot-path changes.
+ * server executes for exactly `--requests` single-row JSON predictions over `--concurrency`
+ * keep-alive connections, `--windows` times, and reports the median window split into onnxruntime
+ * (`session.run`), JSON.parse, JSON.stringify and the rest (background JIT compilation left over
+ * from the warm-up is not counted; kernel time, the socket calls, is not either). The same for the
+ * plain uWebSockets.js hello route (the floor) and a one-tree model (everything but the trees).
+ * Same models and body as bench/serve.ts: a 500-tree depth-6 binary model on 28 features. Median
+ * windows of two runs agree within ~1-3 %, so this is the A/B figure for hot-path changes.
  * Needs valgrind (Debian's package; present on these machines).
  */
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -29,12 +29,14 @@ const { values } = parseArgs({
     requests: { type: "string", default: "3000" },
     concurrency: { type: "string", default: "16" },
     warmup: { type: "string", default: "6000" },
+    windows: { type: "string", default: "5" },
     keep: { type: "boolean", default: false },
   },
 });
 const REQUESTS = Number(values.requests);
 const CONCURRENCY = Number(values.concurrency);
 const WARMUP = Number(values.warmup);
+const WINDOWS = Number(values.windows);
 const ROOT = new URL("..", import.meta.url).pathname;
 const F = 28;
 
@@ -123,35 +125,38 @@ async function measure(
     const url = `${base}${route}`;
     process.stderr.write(`  warm-up: ${WARMUP} requests (slow: the server runs under valgrind)\n`);
     await load(url, body, WARMUP, CONCURRENCY);
-    const before = route.includes(":predict") ? await batches(base) : null;
-    control(proc.pid, "-i", "on");
-    await load(url, body, REQUESTS, CONCURRENCY);
-    control(proc.pid, "-i", "off");
-    control(proc.pid, "-d");
-    const after = before === null ? null : await batches(base);
-    const dumps = readdirSync(out).filter((f) => /^cg\.\d+\.\d+$/.test(f));
-    let total = 0;
-    let annotated = "";
-    for (const f of dumps) {
-      const file = path.join(out, f);
-      const m = /^totals:\s+(\d+)/m.exec(readFileSync(file, "utf8"));
-      total += m === null ? 0 : Number(m[1]);
-      annotated += spawnSync("callgrind_annotate", ["--inclusive=yes", "--threshold=100", file], {
+    const windows: Measure[] = [];
+    for (let w = 1; w <= WINDOWS; w++) {
+      const before = route.includes(":predict") ? await batches(base) : null;
+      control(proc.pid, "-i", "on");
+      await load(url, body, REQUESTS, CONCURRENCY);
+      control(proc.pid, "-i", "off");
+      control(proc.pid, "-d"); // writes cg.<pid>.<w> and zeroes the counters
+      const after = before === null ? null : await batches(base);
+      const file = path.join(out, `cg.${proc.pid}.${w}`);
+      const total = Number(/^totals:\s+(\d+)/m.exec(readFileSync(file, "utf8"))?.[1] ?? 0);
+      const annotated = spawnSync("callgrind_annotate", ["--inclusive=yes", "--threshold=100", file], {
         encoding: "utf8",
         maxBuffer: 1 << 28,
       }).stdout;
+      const runs = after === null || before === null ? 0 : after.runs - before.runs;
+      // Background TurboFan jobs still finishing from the warm-up (valgrind runs threads one at a
+      // time, so they lag) are start-up cost, not request cost.
+      const compile = inclusive(annotated, "OptimizingCompileDispatcher::CompileTask::RunInternal(");
+      windows.push({
+        perRequest: (total - compile) / REQUESTS,
+        ort: inclusive(annotated, "InferenceSessionWrap::Run(") / REQUESTS,
+        parse: inclusive(annotated, "Builtin_JsonParse(") / REQUESTS,
+        stringify: inclusive(annotated, "Builtin_JsonStringify(") / REQUESTS,
+        rowsPerRun: runs === 0 ? 0 : (after!.rows - before!.rows) / runs,
+      });
     }
-    const runs = after === null || before === null ? 0 : after.runs - before.runs;
-    // Background TurboFan jobs still finishing from the warm-up (valgrind runs threads one at a
-    // time, so they lag) are start-up cost, not request cost.
-    const compile = inclusive(annotated, "OptimizingCompileDispatcher::CompileTask::RunInternal(");
-    return {
-      perRequest: (total - compile) / REQUESTS,
-      ort: inclusive(annotated, "InferenceSessionWrap::Run(") / REQUESTS,
-      parse: inclusive(annotated, "Builtin_JsonParse(") / REQUESTS,
-      stringify: inclusive(annotated, "Builtin_JsonStringify(") / REQUESTS,
-      rowsPerRun: runs === 0 ? 0 : (after!.rows - before!.rows) / runs,
-    };
+    // The median window: a window that happens to hold a full (old-generation) GC stands out.
+    windows.sort((x, y) => x.perRequest - y.perRequest);
+    process.stderr.write(
+      `  windows: ${windows.map((x) => Math.round(x.perRequest)).join(", ")} instructions/request\n`,
+    );
+    return windows[windows.length >> 1];
   } finally {
     proc.kill("SIGTERM");
     await proc.exited;
