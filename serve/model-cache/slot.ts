@@ -44,9 +44,17 @@ export class ModelSlot {
   readonly loadedAt: string;
   /** The ONNX bytes, kept for explain (decoded to a TreeEnsemble on first use). */
   readonly modelBytes: Uint8Array;
-  /** Output names fetched from ORT. */
+  /** Output names fetched from ORT for {@link score} (every output the graph has). */
   readonly fetches: readonly string[];
   readonly #session: InferenceSession;
+  /**
+   * Batches of {@link reserve}/{@link commit} (V1 and stream predict) fetch only what a prediction
+   * shows: class probabilities, or the regression value. Each output fetched costs a conversion to
+   * a JS tensor (~35k instructions per run for a binary model's margin, ~2.5 % of a single-row
+   * request; bench/serve-callgrind.ts).
+   */
+  readonly #predictBatcher: Batcher;
+  /** Batches of {@link score} (V2 infer, explain): every output. */
   readonly #batcher: Batcher;
   readonly #logger: Logger;
   #refs = 0;
@@ -70,22 +78,26 @@ export class ModelSlot {
     this.#logger = parts.logger;
     const want = ["margin", "probabilities", "prediction"];
     this.fetches = want.filter((n) => parts.session.outputNames.includes(n));
-    const width = this.plan.width;
-    this.#batcher = new Batcher({
-      enabled: batching.enabled,
-      maxRows: batching.maxRows,
-      maxWaitUs: batching.maxWaitUs,
-      width,
-      onRun: batching.onRun,
-      run: (data, rows) => this.#run(data, rows),
-    });
+    const shown =
+      this.fetches.find((n) => n === "probabilities") ?? this.fetches.find((n) => n === "prediction");
+    const batcher = (fetches: readonly string[]): Batcher =>
+      new Batcher({
+        enabled: batching.enabled,
+        maxRows: batching.maxRows,
+        maxWaitUs: batching.maxWaitUs,
+        width: this.plan.width,
+        onRun: batching.onRun,
+        run: (data, rows) => this.#run(data, rows, fetches),
+      });
+    this.#batcher = batcher(this.fetches);
+    this.#predictBatcher = shown === undefined ? this.#batcher : batcher([shown]);
   }
 
-  async #run(data: Float32Array, rows: number): Promise<RunOutputs> {
+  async #run(data: Float32Array, rows: number, fetches: readonly string[]): Promise<RunOutputs> {
     const input = new Tensor("float32", data, [rows, this.plan.width]);
-    const out = await this.#session.run({ input }, this.fetches);
+    const out = await this.#session.run({ input }, fetches);
     const tensors = new Map<string, { data: Float32Array; width: number }>();
-    for (const name of this.fetches) {
+    for (const name of fetches) {
       const t = out[name];
       const flat = t.data as Float32Array;
       tensors.set(name, { data: flat, width: rows === 0 ? 0 : flat.length / rows });
@@ -100,12 +112,12 @@ export class ModelSlot {
 
   /** Room for `rows` rows in the batch being filled (a RowSink: see {@link Batcher.reserve}). */
   reserve(rows: number): BatchTarget {
-    return this.#batcher.reserve(rows);
+    return this.#predictBatcher.reserve(rows);
   }
 
   /** Score rows written into a target from {@link reserve}, before any other reserve. */
   commit(target: BatchTarget, rows: number): Promise<BatchSlice> {
-    return this.#batcher.commit(target, rows);
+    return this.#predictBatcher.commit(target, rows);
   }
 
   /** Take a reference for the duration of one request. */
