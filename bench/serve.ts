@@ -19,7 +19,7 @@ import pl from "nodejs-polars";
 import { InferenceSession, Tensor } from "onnxruntime-node";
 import { openArtifactStore } from "../registry/store/open.ts";
 import { pointLabel, publishFixture, startServe } from "../test/serve-fixtures.ts";
-import { flightsFrame } from "./flights.ts";
+import { flightsSample } from "../train/data/flights-sample.ts";
 
 const { values } = parseArgs({
   args: Bun.argv.slice(2),
@@ -392,13 +392,13 @@ writeFileSync(
 
 /**
  * The issue's reference model: XGBoost hist, 500 trees of depth 6 (eta 0.1, 256 bins, 2 threads),
- * trained by /work/shared/tools/xgb-reference.py on 160k flights rows (bench/flights.ts: 200k
+ * trained by /work/shared/tools/xgb-reference.py on 160k flights rows (train/data/flights-sample.ts: 200k
  * sampled in date order, the first 80% for training; origin and destination as integer codes).
  * Returns the saved model and
  * the first test row (the single-row request body).
  */
 function trainFlightsReference(): { model: string; row: number[] } {
-  const frame = flightsFrame(200_000);
+  const frame = flightsSample(200_000, 1);
   const codes = (name: string): number[] => {
     const seen = new Map<string, number>();
     return (frame.getColumn(name).toArray() as string[]).map((v) => {
@@ -410,7 +410,7 @@ function trainFlightsReference(): { model: string; row: number[] } {
   const table = frame.withColumns(
     pl.Series("origin", codes("origin"), pl.Float32),
     pl.Series("destination", codes("destination"), pl.Float32),
-    frame.getColumn("late").cast(pl.Int32),
+    frame.getColumn("delayed").cast(pl.Int32),
   );
   const cut = Math.floor(table.height * 0.8);
   const files = { train: path.join(dir, "flights-train.csv"), test: path.join(dir, "flights-test.csv") };
@@ -424,7 +424,7 @@ function trainFlightsReference(): { model: string; row: number[] } {
       files.train,
       files.test,
       "--target",
-      "late",
+      "delayed",
       "--task",
       "binary",
       "--rounds",
@@ -440,7 +440,7 @@ function trainFlightsReference(): { model: string; row: number[] } {
   console.log(`reference      flights model: ${train.stdout.toString().trim()}`);
   const first = table
     .slice({ offset: cut, length: 1 })
-    .select(...table.columns.filter((c) => c !== "late"))
+    .select(...table.columns.filter((c) => c !== "delayed"))
     .row(0) as number[];
   return { model, row: first.map(Number) };
 }

@@ -22,12 +22,12 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import type { GrowthPolicy, ModelType } from "../shared/bundle.ts";
 import { createLogger } from "../shared/logger.ts";
+import { flightsSample } from "../train/data/flights-sample.ts";
 import { type Dataset, frameToDataset } from "../train/gbdt/dataset.ts";
 import { auc } from "../train/gbdt/metric.ts";
 import { predictMarginColumns } from "../train/gbdt/predict.ts";
 import { Rng } from "../train/gbdt/rng.ts";
 import { trainGbdt } from "../train/gbdt/train.ts";
-import { flightsFrame } from "./flights.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -82,8 +82,7 @@ function trainTest(d: Dataset, seed: number): [Dataset, Dataset] {
 }
 
 function flights(rows: number): Dataset {
-  const features = flightsFrame(rows);
-  const d = frameToDataset(features, { target: "late", task: "binary" }, logger);
+  const d = frameToDataset(flightsSample(rows, 1), { target: "delayed", task: "binary" }, logger);
   if (!args["cat-codes"]) return d;
   return {
     ...d,
