@@ -429,6 +429,34 @@ describe("serve: WebSocket explain and routing fields", () => {
     expect(replies.get("b").error.code).toBe("BAD_REQUEST");
     ws.close();
   });
+
+  test("predict and explain messages on one stream are answered in the order they came", async () => {
+    const ws = new WebSocket(`ws://127.0.0.1:${server.port}/v1/stream`);
+    await new Promise((resolve, reject) => {
+      ws.onopen = resolve;
+      ws.onerror = reject;
+    });
+    const rs = rows(models["flights@2"].signature, 1, 44);
+    const n = 60;
+    const ids: number[] = [];
+    const done = new Promise<void>((resolve) => {
+      ws.onmessage = (ev) => {
+        const v = JSON.parse(ev.data as string);
+        expect(v.error).toBeUndefined();
+        ids.push(v.id);
+        if (ids.length === n) resolve();
+      };
+    });
+    // Predictions and explanations share a micro-batch queue (each scores its rows with ORT).
+    for (let i = 0; i < n; i++) {
+      ws.send(
+        JSON.stringify({ id: i, model: "flights", op: i % 3 === 1 ? "explain" : "predict", instances: rs }),
+      );
+    }
+    await done;
+    expect(ids).toEqual(Array.from({ length: n }, (_, i) => i));
+    ws.close();
+  });
 });
 
 describe("serve: bad input", () => {

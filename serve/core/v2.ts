@@ -316,7 +316,7 @@ export async function v2Infer(
     }
   } else if (allBinary) for (const n of wanted) binaryOut.add(n);
   if (wanted.includes("treeshap_output")) checkExplainRows(m.rows, core.config.maxExplainRows, "infer");
-  const s = await slot.score(m.data, m.rows);
+  const s = await slot.scoreAll(m.data, m.rows);
   const outputs: Record<string, unknown>[] = [];
   for (const name of wanted) {
     if (name === "treeshap_output") {

@@ -44,18 +44,19 @@ export class ModelSlot {
   readonly loadedAt: string;
   /** The ONNX bytes, kept for explain (decoded to a TreeEnsemble on first use). */
   readonly modelBytes: Uint8Array;
-  /** Output names fetched from ORT for {@link score} (every output the graph has). */
+  /** Output names fetched from ORT for {@link scoreAll} (every output the graph has). */
   readonly fetches: readonly string[];
   readonly #session: InferenceSession;
   /**
-   * Batches of {@link reserve}/{@link commit} (V1 and stream predict) fetch only what a prediction
-   * shows: class probabilities, or the regression value. Each output fetched costs a conversion to
-   * a JS tensor (~35k instructions per run for a binary model's margin, ~2.5 % of a single-row
-   * request; bench/serve-callgrind.ts).
+   * Batches of predictions and explanations ({@link reserve}/{@link commit}, {@link score}): they
+   * fetch only what a prediction shows, class probabilities or the regression value (each output
+   * fetched costs a conversion to a JS tensor: ~35k instructions per run for a binary model's
+   * margin, ~2.5 % of a single-row request; bench/serve-callgrind.ts). One batcher for both keeps
+   * a stream's predict and explain replies in arrival order.
    */
-  readonly #predictBatcher: Batcher;
-  /** Batches of {@link score} (V2 infer, explain): every output. */
   readonly #batcher: Batcher;
+  /** Batches of {@link scoreAll} (V2 infer, which may ask for any output). */
+  readonly #allBatcher: Batcher;
   readonly #logger: Logger;
   #refs = 0;
   #retired = false;
@@ -89,8 +90,8 @@ export class ModelSlot {
         onRun: batching.onRun,
         run: (data, rows) => this.#run(data, rows, fetches),
       });
-    this.#batcher = batcher(this.fetches);
-    this.#predictBatcher = shown === undefined ? this.#batcher : batcher([shown]);
+    this.#allBatcher = batcher(this.fetches);
+    this.#batcher = shown === undefined ? this.#allBatcher : batcher([shown]);
   }
 
   async #run(data: Float32Array, rows: number, fetches: readonly string[]): Promise<RunOutputs> {
@@ -105,19 +106,24 @@ export class ModelSlot {
     return { rows, tensors };
   }
 
-  /** Score a validated matrix (shared ORT runs when batching is on). */
+  /** Score a validated matrix for predictions (shared ORT runs when batching is on). */
   score(data: Float32Array, rows: number): Promise<BatchSlice> {
     return this.#batcher.score(data, rows);
   }
 
+  /** Score a validated matrix with every output of the graph ({@link fetches}). */
+  scoreAll(data: Float32Array, rows: number): Promise<BatchSlice> {
+    return this.#allBatcher.score(data, rows);
+  }
+
   /** Room for `rows` rows in the batch being filled (a RowSink: see {@link Batcher.reserve}). */
   reserve(rows: number): BatchTarget {
-    return this.#predictBatcher.reserve(rows);
+    return this.#batcher.reserve(rows);
   }
 
   /** Score rows written into a target from {@link reserve}, before any other reserve. */
   commit(target: BatchTarget, rows: number): Promise<BatchSlice> {
-    return this.#predictBatcher.commit(target, rows);
+    return this.#batcher.commit(target, rows);
   }
 
   /** Take a reference for the duration of one request. */
