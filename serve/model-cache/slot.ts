@@ -79,8 +79,7 @@ export class ModelSlot {
     this.#logger = parts.logger;
     const want = ["margin", "probabilities", "prediction"];
     this.fetches = want.filter((n) => parts.session.outputNames.includes(n));
-    const shown =
-      this.fetches.find((n) => n === "probabilities") ?? this.fetches.find((n) => n === "prediction");
+    const shown = ["probabilities", "prediction"].find((n) => this.fetches.includes(n));
     const batcher = (fetches: readonly string[]): Batcher =>
       new Batcher({
         enabled: batching.enabled,
