@@ -392,10 +392,9 @@ writeFileSync(
 
 /**
  * The issue's reference model: XGBoost hist, 500 trees of depth 6 (eta 0.1, 256 bins, 2 threads),
- * trained by /work/shared/tools/xgb-reference.py on 160k flights rows (train/data/flights-sample.ts: 200k
- * sampled in date order, the first 80% for training; origin and destination as integer codes).
- * Returns the saved model and
- * the first test row (the single-row request body).
+ * trained by /work/shared/tools/xgb-reference.py on 160k flights rows (train/data/flights-sample.ts:
+ * 200k sampled in date order, the first 80% for training; origin and destination as integer
+ * codes). Returns the saved model and the first test row (the single-row request body).
  */
 function trainFlightsReference(): { model: string; row: number[] } {
   const frame = flightsSample(200_000, 1);
