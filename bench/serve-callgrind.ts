@@ -1,7 +1,9 @@
 /**
  * Server cost per request in instructions, which a shared, noisy machine cannot blur:
- * `npx bun bench/serve-callgrind.ts [--requests 3000] [--concurrency 16] [--warmup 6000] [--windows 5] [--keep]`
- * (`--keep`: leave the callgrind files for callgrind_annotate; their folders are printed).
+ * `npx bun bench/serve-callgrind.ts [--requests 3000] [--concurrency 16] [--warmup 6000] [--windows 5] [--keep]
+ *   [--store URI --model NAME --body FILE]` (`--keep`: leave the callgrind files for
+ * callgrind_annotate, their folders are printed; `--store`: measure a model of your own with a V1
+ * predict body of your own instead of the fixtures).
  *
  * Runs one server process (`--workers 1`) under `valgrind --tool=callgrind` with instrumentation
  * off, warms it up (so V8 has optimized the hot path), then counts the user-space instructions the
@@ -30,6 +32,9 @@ const { values } = parseArgs({
     concurrency: { type: "string", default: "16" },
     warmup: { type: "string", default: "6000" },
     windows: { type: "string", default: "5" },
+    store: { type: "string" },
+    model: { type: "string" },
+    body: { type: "string" },
     keep: { type: "boolean", default: false },
   },
 });
@@ -165,51 +170,75 @@ async function measure(
   }
 }
 
-const dir = mkdtempSync(path.join(tmpdir(), "arbor-bench-callgrind-"));
-try {
-  const store = await openArtifactStore(pathToFileURL(dir).href);
-  for (const [name, numTrees, depth, seed] of [
-    ["flights", 500, 6, 42],
-    ["trivial", 1, 1, 43],
-  ] as const) {
-    const m = await publishFixture(store, {
-      name,
-      version: 1,
-      task: name === "flights" ? "binary" : "regression",
-      numFeatures: F,
-      numTrees,
-      depth,
-      seed,
-    });
-    await pointLabel(store, name, "production", 1, m.manifestSha256);
-  }
-  await store.close();
-  const row = Array.from({ length: F }, (_, i) => Math.fround(Math.sin(i) * 2));
-  const body = JSON.stringify({ instances: [row] });
-  const k = (n: number) => `${(n / 1000).toFixed(1)}k`;
-  console.log(
-    `instructions per single-row JSON request (server process, user space; ${REQUESTS} requests over ${CONCURRENCY} connections after ${WARMUP} warm-up)`,
+const k = (n: number) => `${(n / 1000).toFixed(1)}k`;
+
+/** Measure arbor serving `model` from `storeUri` and print its line. */
+async function arborLine(storeUri: string, model: string, body: string, label: string, hello: Measure) {
+  const r = await measure(
+    serveCommand(["--store", storeUri, "--log-level", "warn"]),
+    {},
+    `/v1/models/${model}:predict`,
+    body,
   );
+  const rest = r.perRequest - r.ort - r.parse - r.stringify;
+  console.log(
+    `arbor ${label.padEnd(17)} ${k(r.perRequest).padStart(7)} (x${(r.perRequest / hello.perRequest).toFixed(1)} hello): ` +
+      `onnxruntime ${k(r.ort)} (${r.rowsPerRun.toFixed(1)} rows per run), JSON.parse ${k(r.parse)}, JSON.stringify ${k(r.stringify)}, rest ${k(rest)}`,
+  );
+}
+
+const header = () =>
+  console.log(
+    `instructions per single-row JSON request (server process, user space; median of ${WINDOWS} windows of ${REQUESTS} requests over ${CONCURRENCY} connections after ${WARMUP} warm-up)`,
+  );
+const helloLine = async (body: string): Promise<Measure> => {
   const hello = await measure(
     ["node", "--import", "tsx", "bench/serve-hello.ts"],
     { HELLO_PORT: "0" },
     "/hello",
     body,
   );
-  console.log(`uWS hello route        ${k(hello.perRequest).padStart(7)}`);
-  for (const model of ["trivial", "flights"]) {
-    const r = await measure(
-      serveCommand(["--store", pathToFileURL(dir).href, "--log-level", "warn"]),
-      {},
-      `/v1/models/${model}:predict`,
-      body,
-    );
-    const rest = r.perRequest - r.ort - r.parse - r.stringify;
-    console.log(
-      `arbor ${model === "flights" ? "500 trees depth 6" : "1-tree model     "} ${k(r.perRequest).padStart(7)} (x${(r.perRequest / hello.perRequest).toFixed(1)} hello): ` +
-        `onnxruntime ${k(r.ort)} (${r.rowsPerRun.toFixed(1)} rows per run), JSON.parse ${k(r.parse)}, JSON.stringify ${k(r.stringify)}, rest ${k(rest)}`,
-    );
+  console.log(`uWS hello route         ${k(hello.perRequest).padStart(7)}`);
+  return hello;
+};
+
+if (values.store !== undefined) {
+  // A model of your own: --store URI --model NAME --body FILE (a V1 predict body).
+  if (values.model === undefined || values.body === undefined) {
+    console.error("--store needs --model NAME and --body FILE (a JSON predict body)");
+    process.exit(2);
   }
-} finally {
-  rmSync(dir, { recursive: true, force: true });
+  const body = readFileSync(values.body, "utf8");
+  header();
+  const hello = await helloLine(body);
+  await arborLine(values.store, values.model, body, values.model, hello);
+} else {
+  const dir = mkdtempSync(path.join(tmpdir(), "arbor-bench-callgrind-"));
+  try {
+    const store = await openArtifactStore(pathToFileURL(dir).href);
+    for (const [name, numTrees, depth, seed] of [
+      ["flights", 500, 6, 42],
+      ["trivial", 1, 1, 43],
+    ] as const) {
+      const m = await publishFixture(store, {
+        name,
+        version: 1,
+        task: name === "flights" ? "binary" : "regression",
+        numFeatures: F,
+        numTrees,
+        depth,
+        seed,
+      });
+      await pointLabel(store, name, "production", 1, m.manifestSha256);
+    }
+    await store.close();
+    const row = Array.from({ length: F }, (_, i) => Math.fround(Math.sin(i) * 2));
+    const body = JSON.stringify({ instances: [row] });
+    header();
+    const hello = await helloLine(body);
+    await arborLine(pathToFileURL(dir).href, "trivial", body, "1-tree model", hello);
+    await arborLine(pathToFileURL(dir).href, "flights", body, "500 trees depth 6", hello);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
