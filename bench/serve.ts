@@ -1,6 +1,7 @@
 /**
- * Serving benchmark: `npx bun bench/serve.ts [--seconds 5] [--connections 32] [--workers N]`
- * (`--workers` defaults to the server's own default, one process per core).
+ * Serving benchmark: `npx bun bench/serve.ts [--seconds 5] [--connections 32] [--workers N] [--pin]`
+ * (`--workers` defaults to the server's own default, one process per core; `--pin` runs the load
+ * generators on core 0 and every server on the other cores, one arbor worker per server core).
  * Starts `serve/main.ts` on a temp store holding a 500-tree depth-6 binary model on 28 features
  * ("flights") and a one-tree model ("trivial"), plus a plain uWebSockets.js hello server, then
  * measures with wrk (HTTP) and a Bun WebSocket client (pipelined):
@@ -27,7 +28,9 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "5" },
     connections: { type: "string", default: "32" },
     /** Server processes; default: the server's default (one per core, as `arbor serve` runs). */
-    workers: { type: "string", default: String(Math.max(1, availableParallelism())) },
+    workers: { type: "string" },
+    /** Pin the load generators to core 0 and the servers to the other cores (taskset). */
+    pin: { type: "boolean", default: false },
     threads: { type: "string", default: "1" },
     quick: { type: "boolean", default: false },
     reference: { type: "boolean", default: false },
@@ -36,7 +39,21 @@ const { values } = parseArgs({
 });
 const SECONDS = Number(values.seconds);
 const CONNS = Number(values.connections);
-const WORKERS = Number(values.workers);
+/**
+ * --pin: wrk and this process (the WebSocket client, in-process ORT) on core 0, every server
+ * (arbor, hello, the Python reference) on the other cores, so load generation and serving do not
+ * take turns on the same cores; arbor's workers default to one per server core.
+ */
+const PIN = values.pin === true;
+const CORES = availableParallelism();
+if (PIN && CORES < 2) throw new Error("--pin needs at least 2 cores");
+const WORKERS = Number(values.workers ?? (PIN ? CORES - 1 : CORES));
+/** What servers are started under: `taskset -c 1-N` with --pin. */
+const LAUNCH = PIN ? ["taskset", "-c", CORES === 2 ? "1" : `1-${CORES - 1}`] : [];
+if (PIN) {
+  const r = Bun.spawnSync(["taskset", "-a", "-p", "-c", "0", String(process.pid)]);
+  if (r.exitCode !== 0) throw new Error(`taskset failed: ${r.stderr}`);
+}
 const THREADS = Number(values.threads);
 /** --quick: only single-row JSON on the 500-tree model (for before/after checks while developing). */
 const QUICK = values.quick === true;
@@ -174,7 +191,7 @@ async function ortInProcess(onnx: Uint8Array, x: Float32Array, rows: number): Pr
 
 /** One hello process listening on `port`; resolves once it listens. */
 async function helloProcess(port: number): Promise<Bun.Subprocess> {
-  const proc = Bun.spawn(["node", "--import", "tsx", "bench/serve-hello.ts"], {
+  const proc = Bun.spawn([...LAUNCH, "node", "--import", "tsx", "bench/serve-hello.ts"], {
     cwd: ROOT,
     env: { ...process.env, HELLO_PORT: String(port) },
     stdout: "pipe",
@@ -295,6 +312,7 @@ async function scenarioSet(label: string, extraArgs: string[], only?: string[]):
     ["--store", pathToFileURL(dir).href, "--workers", String(WORKERS), "--log-level", "warn", ...extraArgs],
     {},
     PROFILE === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${path.resolve(PROFILE)}`],
+    LAUNCH,
   );
   try {
     for (const model of QUICK ? (["flights"] as const) : (["flights", "trivial"] as const)) {
@@ -369,7 +387,7 @@ async function scenarioSet(label: string, extraArgs: string[], only?: string[]):
 }
 
 console.log(
-  `wrk -t${THREADS} -c${CONNS} -d${SECONDS}s; serve workers=${WORKERS}; in-process ORT µs/run: ${JSON.stringify(ort)}`,
+  `wrk -t${THREADS} -c${CONNS} -d${SECONDS}s; serve workers=${WORKERS}${PIN ? `; pinned: load on core 0, servers on ${LAUNCH[2]}` : ""}; in-process ORT µs/run: ${JSON.stringify(ort)}`,
 );
 // A failed scenario must not leave the hello server (or the temp store) behind.
 try {
@@ -387,7 +405,7 @@ try {
 mkdirIfNeeded();
 writeFileSync(
   path.join(ROOT, "bench/results/serve.json"),
-  `${JSON.stringify({ date: new Date().toISOString(), seconds: SECONDS, connections: CONNS, workers: WORKERS, wrkThreads: THREADS, ortInProcessUs: ort, results }, null, 2)}\n`,
+  `${JSON.stringify({ date: new Date().toISOString(), seconds: SECONDS, connections: CONNS, workers: WORKERS, pinned: PIN, wrkThreads: THREADS, ortInProcessUs: ort, results }, null, 2)}\n`,
 );
 
 /**
@@ -463,6 +481,7 @@ async function referenceComparison(): Promise<void> {
   const refPort = 18000 + Math.floor(Math.random() * 1000);
   const ref = Bun.spawn(
     [
+      ...LAUNCH,
       "/usr/bin/python3",
       "-m",
       "uvicorn",
@@ -483,14 +502,12 @@ async function referenceComparison(): Promise<void> {
     ],
     { cwd: refDir, env: { ...process.env, MODEL: model }, stdout: "ignore", stderr: "inherit" },
   );
-  const server = await startServe([
-    "--store",
-    pathToFileURL(dir).href,
-    "--workers",
-    String(WORKERS),
-    "--log-level",
-    "warn",
-  ]);
+  const server = await startServe(
+    ["--store", pathToFileURL(dir).href, "--workers", String(WORKERS), "--log-level", "warn"],
+    {},
+    [],
+    LAUNCH,
+  );
   try {
     for (let i = 0; i < 200; i++) {
       const ok = await fetch(`http://127.0.0.1:${refPort}/healthz`).then(

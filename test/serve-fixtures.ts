@@ -159,8 +159,10 @@ export async function startServe(
   env: Record<string, string> = {},
   /** Extra Node.js flags (e.g. `--cpu-prof`, which NODE_OPTIONS does not accept). */
   nodeArgs: string[] = [],
+  /** A command to run node under (e.g. `taskset -c 1`). */
+  launcher: string[] = [],
 ): Promise<ServeProcess> {
-  const proc = Bun.spawn(serveCommand(args, nodeArgs), {
+  const proc = Bun.spawn([...launcher, ...serveCommand(args, nodeArgs)], {
     cwd: ROOT,
     env: {
       PATH: process.env.PATH ?? "",
