@@ -1,13 +1,15 @@
 /**
  * serve/core and the micro-batcher without sockets or a server process: row validation against a
- * signature, codecs by content type, and batching semantics (coalescing, offsets, bounds, off).
+ * signature, codecs by content type, batching semantics (coalescing, offsets, bounds, off), and
+ * the predict reply writer (its JSON text is JSON.stringify's).
  */
 import { describe, expect, test } from "bun:test";
-import { pack } from "msgpackr";
-import { decodeBody, requestFormat, responseFormat } from "../serve/core/codec.ts";
+import { pack, unpack } from "msgpackr";
+import { decodeBody, encodeBody, requestFormat, responseFormat } from "../serve/core/codec.ts";
 import { FeaturePlan } from "../serve/core/plan.ts";
+import { formatPredictions, PredictJson, PredictReply } from "../serve/core/predictions.ts";
 import { rowsFromBody } from "../serve/core/rows.ts";
-import { Batcher, type RunOutputs } from "../serve/model-cache/batcher.ts";
+import { Batcher, type BatchSlice, type RunOutputs } from "../serve/model-cache/batcher.ts";
 import type { Signature } from "../shared/bundle.ts";
 import { isArborError } from "../shared/errors.ts";
 
@@ -192,4 +194,63 @@ describe("serve micro-batcher", () => {
     await Promise.all([off.score([1]), off.score([2])]);
     expect(off.runs).toEqual([1, 1]);
   });
+});
+
+describe("serve predict replies", () => {
+  const slice = (
+    name: string,
+    width: number,
+    values: number[],
+    offset: number,
+    rows: number,
+  ): BatchSlice => ({
+    outputs: {
+      rows: values.length / width,
+      tensors: new Map([[name, { data: Float32Array.from(values), width }]]),
+    },
+    offset,
+    rows,
+    batchRows: values.length / width,
+  });
+  const regression: Signature = { ...signature, task: "regression", objective: "reg:squarederror" };
+  const multiclass: Signature = {
+    ...signature,
+    task: "multiclass",
+    objective: "multi:softprob",
+    classes: ['a "quoted" class', "ünïcode\n", "c"],
+  };
+  const cases: [string, Signature, BatchSlice][] = [
+    [
+      "binary, classes",
+      { ...signature, classes: ["no", "yes"] },
+      slice("probabilities", 2, [0.9, 0.1, 0.27399513, 0.72600487, 0.5, 0.5], 1, 2),
+    ],
+    ["binary, no classes", signature, slice("probabilities", 2, [0.1, 0.9], 0, 1)],
+    [
+      "multiclass, labels to escape",
+      multiclass,
+      slice("probabilities", 3, [0.2, 0.2, 0.6, 0.7, 0.2, 0.1], 0, 2),
+    ],
+    ["regression", regression, slice("prediction", 1, [1.5, 0.1, 3e-9, 1e21, 7], 1, 3)],
+    ["regression, margin only", regression, slice("margin", 1, [0.1], 0, 1)],
+    ["not finite → null", regression, slice("prediction", 1, [Number.NaN, Number.POSITIVE_INFINITY], 0, 2)],
+    ["no rows", signature, slice("probabilities", 2, [], 0, 0)],
+  ];
+  for (const [what, sig, s] of cases) {
+    test(`JSON text equals JSON.stringify of the reply value: ${what}`, () => {
+      const writer = new PredictJson(sig, 'm"odel', 3);
+      const reply = new PredictReply(writer, s);
+      const value = reply.value();
+      expect(value["predictions"]).toEqual(formatPredictions(sig, s));
+      expect(reply.json()).toBe(JSON.stringify(value));
+      expect(JSON.stringify(reply)).toBe(reply.json());
+      for (const id of ['x"1', 42, null, Number.NaN]) {
+        const withId = reply.withId(id);
+        expect(withId.json()).toBe(JSON.stringify({ id, ...value }));
+        expect(Object.keys(withId.value())[0]).toBe("id");
+      }
+      expect(encodeBody(reply, "json")).toBe(reply.json());
+      expect(unpack(encodeBody(reply, "msgpack") as Uint8Array)).toEqual(value);
+    });
+  }
 });

@@ -5,6 +5,7 @@
  */
 import { Packr, Unpackr } from "msgpackr";
 import { clientError, withoutStacks } from "./client-error.ts";
+import { PredictReply } from "./predictions.ts";
 
 /** A wire format. */
 export type Format = "json" | "msgpack";
@@ -99,6 +100,7 @@ function malformed(e: unknown, format: Format): Error {
 
 /** Encode a response value. */
 export function encodeBody(value: unknown, format: Format): Uint8Array | string {
+  if (value instanceof PredictReply) return format === "json" ? value.json() : packr.pack(value.value());
   if (format === "json") return JSON.stringify(value);
   return packr.pack(value);
 }

@@ -14,7 +14,7 @@ import type { ModelSlot } from "../model-cache/slot.ts";
 import { clientError } from "./client-error.ts";
 import { decodeBody, type Format, requestFormat } from "./codec.ts";
 import { describeModel, listModels } from "./describe.ts";
-import { formatPredictions } from "./predictions.ts";
+import { formatPredictions, PredictReply } from "./predictions.ts";
 import { checkExplainRows, fillRowsFromBody, rowsFromBody } from "./rows.ts";
 import { v2Infer, v2ModelMetadata } from "./v2.ts";
 
@@ -56,7 +56,8 @@ export interface ModelRef {
 
 /** A predict/explain reply body and the version that produced it (for the metric label). */
 export interface Scored {
-  value: Record<string, unknown>;
+  /** A predict reply stays a {@link PredictReply} until the transport encodes it. */
+  value: Record<string, unknown> | PredictReply;
   version: number;
 }
 
@@ -145,13 +146,7 @@ export class ServeCore {
       // The rows go straight into the micro-batch's input matrix.
       const m = fillRowsFromBody(slot.plan, body, this.config.maxRows, slot);
       const s = await slot.commit(m.target, m.rows);
-      const predictions = formatPredictions(slot.signature, s);
-      const classes = slot.signature.task === "regression" ? undefined : slot.signature.classes;
-      // Built whole (STYLE: no properties added later); `classes` stays the last key.
-      const value: Record<string, unknown> = classes
-        ? { predictions, model: slot.name, version: slot.version, classes }
-        : { predictions, model: slot.name, version: slot.version };
-      return { value, version: slot.version };
+      return { value: new PredictReply(slot.predictJson, s), version: slot.version };
     } finally {
       slot.release();
     }

@@ -7,6 +7,7 @@ import { Tensor } from "onnxruntime-node";
 import type { Manifest, Signature } from "../../shared/bundle.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { FeaturePlan } from "../core/plan.ts";
+import { PredictJson } from "../core/predictions.ts";
 import { Batcher, type BatchSlice, type BatchTarget, type RunOutputs } from "./batcher.ts";
 
 /** Batching settings a slot is created with. */
@@ -40,6 +41,8 @@ export class ModelSlot {
   readonly manifestSha256: string;
   readonly metrics: Record<string, unknown>;
   readonly plan: FeaturePlan;
+  /** Writes this version's V1 predict replies. */
+  readonly predictJson: PredictJson;
   readonly bytes: number;
   readonly loadedAt: string;
   /** The ONNX bytes, kept for explain (decoded to a TreeEnsemble on first use). */
@@ -72,6 +75,7 @@ export class ModelSlot {
     this.manifestSha256 = parts.manifestSha256;
     this.metrics = parts.metrics;
     this.plan = new FeaturePlan(parts.signature);
+    this.predictJson = new PredictJson(parts.signature, parts.name, parts.version);
     this.bytes = parts.bytes;
     this.loadedAt = new Date().toISOString();
     this.modelBytes = parts.modelBytes;

@@ -17,6 +17,7 @@ import { newRequestId } from "../../shared/logger.ts";
 import { NAME_PATTERN } from "../config.ts";
 import { clientError } from "../core/client-error.ts";
 import { decodeBody, encodeBody, utf8Text } from "../core/codec.ts";
+import { PredictReply } from "../core/predictions.ts";
 import type { ModelRef, ServeCore } from "../core/service.ts";
 import { requestFinished, type TransportState } from "./http.ts";
 
@@ -125,7 +126,7 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
     state.inFlight++;
     let id: unknown = null;
     let op = "invalid";
-    const done = (value: Record<string, unknown>, status: string): void => {
+    const done = (value: Record<string, unknown> | PredictReply, status: string): void => {
       counter.inc({ op, status });
       send(ws, value, binary);
       conn.running--;
@@ -154,7 +155,16 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
       if (state.shuttingDown && !accepted) throw arborError("SHUTTING_DOWN", "the server is shutting down");
       const ref = refOf(m);
       const p = op === "predict" ? core.predict(ref, m) : core.explain(ref, m);
-      p.then((out) => done({ id, ...out.value }, "200"), failed);
+      p.then(
+        (out) =>
+          done(
+            out.value instanceof PredictReply
+              ? out.value.withId(id as string | number | null)
+              : { id, ...out.value },
+            "200",
+          ),
+        failed,
+      );
     } catch (e) {
       failed(e);
     }
