@@ -92,6 +92,9 @@ function bytes(s: string): Uint8Array {
 }
 const CONTENT_TYPE = bytes("content-type");
 const X_REQUEST_ID = bytes("x-request-id");
+const ACCEPT = bytes("accept");
+const CONTENT_LENGTH = bytes("content-length");
+const INFERENCE_HEADER_LENGTH = bytes("inference-header-content-length");
 
 function statusLine(status: number): Uint8Array | string {
   const reason = REASONS[status];
@@ -175,7 +178,7 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
           .writeStatus(statusLine(reply.status))
           .writeHeader(CONTENT_TYPE, bytes(ctype))
           .writeHeader(X_REQUEST_ID, ex.requestId);
-        if (headerLength !== "") res.writeHeader("inference-header-content-length", headerLength);
+        if (headerLength !== "") res.writeHeader(INFERENCE_HEADER_LENGTH, headerLength);
         if (ex.method === "head")
           res.endWithoutBody(typeof body === "string" ? Buffer.byteLength(body) : body.length, close);
         else res.end(body, close);
@@ -241,11 +244,12 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
     // Everything from req is read here, synchronously: req is stack-allocated by uWS.
     const method = req.getMethod();
     const path = req.getUrl();
-    const contentType = req.getHeader("content-type");
-    const accept = req.getHeader("accept");
-    const lengthHeader = req.getHeader("content-length");
-    const inferHeader = req.getHeader("inference-header-content-length");
-    const sent = req.getHeader("x-request-id");
+    // Header names as bytes, as for writeHeader: no UTF-8 conversion of the name per call.
+    const contentType = req.getHeader(CONTENT_TYPE);
+    const accept = req.getHeader(ACCEPT);
+    const lengthHeader = req.getHeader(CONTENT_LENGTH);
+    const inferHeader = req.getHeader(INFERENCE_HEADER_LENGTH);
+    const sent = req.getHeader(X_REQUEST_ID);
     const rid = sent === "" ? ids.id() : requestIdFrom(sent);
     const reqFormat: Format = contentType.includes("msgpack") ? "msgpack" : "json";
     const ex = new Exchange(
