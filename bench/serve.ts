@@ -75,6 +75,11 @@ const F = 28;
 interface Load {
   /** Server CPU (user+system) per request in µs: robust to other load on a shared machine. */
   cpuUs?: number;
+  /**
+   * Share of the machine's CPU time the hypervisor gave to other guests during the run (steal,
+   * /proc/stat), in %: on a shared VM the same run swings with it (0 % quiet, 10-25 % busy).
+   */
+  stealPct?: number;
   rps: number;
   p50: number;
   p99: number;
@@ -293,11 +298,22 @@ function cpuSeconds(pids: readonly number[]): number {
   return ticks / CLK_TCK;
 }
 
+/** All-CPU time counters of /proc/stat: [steal, total] in ticks. */
+function machineTicks(): [number, number] {
+  const f = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal (guest time is inside user already)
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+  return [f[7] ?? 0, total];
+}
+
 /** Run a load while measuring the CPU the server processes (and their children) spend per request. */
 async function withCpu(pids: readonly number[], run: () => Promise<Load>): Promise<Load> {
   const before = cpuSeconds(pids);
+  const [steal0, total0] = machineTicks();
   const load = await run();
+  const [steal1, total1] = machineTicks();
   load.cpuUs = Math.round(((cpuSeconds(pids) - before) * 1e6) / Math.max(1, load.requests));
+  load.stealPct = Math.round((100 * (steal1 - steal0)) / Math.max(1, total1 - total0));
   return load;
 }
 
@@ -365,6 +381,7 @@ async function scenarioSet(label: string, extraArgs: string[], only?: string[]):
           p999_us: load.p999,
           errors: load.errors,
           server_cpu_us_per_request: load.cpuUs,
+          steal_pct: load.stealPct,
           hello_cpu_us_per_request: base.cpuUs,
           hello_rps: Math.round(base.rps),
           hello_p99_us: base.p99,
@@ -377,7 +394,7 @@ async function scenarioSet(label: string, extraArgs: string[], only?: string[]):
         };
         results.push(r);
         console.log(
-          `${label.padEnd(14)} ${model.padEnd(8)} ${name.padEnd(58)} ${String(r.rps).padStart(7)} req/s  p50 ${String(r.p50_us).padStart(6)} µs  p99 ${String(r.p99_us).padStart(6)} µs  p99.9 ${String(r.p999_us).padStart(6)} µs  errors ${r.errors}  cpu ${r.server_cpu_us_per_request} µs/req (hello ${r.hello_cpu_us_per_request})  hello ${String(r.hello_rps).padStart(7)} (x${r.ratio_to_hello}, p99 ${r.hello_p99_us} µs)  ORT ${r.ort_inprocess_us} µs  overhead p50 ${r.server_overhead_us} µs, cpu ${r.server_cpu_overhead_us} µs`,
+          `${label.padEnd(14)} ${model.padEnd(8)} ${name.padEnd(58)} ${String(r.rps).padStart(7)} req/s  p50 ${String(r.p50_us).padStart(6)} µs  p99 ${String(r.p99_us).padStart(6)} µs  p99.9 ${String(r.p999_us).padStart(6)} µs  errors ${r.errors}  steal ${r.steal_pct} %  cpu ${r.server_cpu_us_per_request} µs/req (hello ${r.hello_cpu_us_per_request})  hello ${String(r.hello_rps).padStart(7)} (x${r.ratio_to_hello}, p99 ${r.hello_p99_us} µs)  ORT ${r.ort_inprocess_us} µs  overhead p50 ${r.server_overhead_us} µs, cpu ${r.server_cpu_overhead_us} µs`,
         );
       }
     }
@@ -466,7 +483,7 @@ async function referenceComparison(): Promise<void> {
   const { model, row: flightsRow } = trainFlightsReference();
   const bundle = path.join(dir, "models/xgbref/v1");
   const imp = Bun.spawnSync(
-    ["bun", "train/cli.ts", "import", "--xgboost", model, "--out", bundle, "--quiet"],
+    [process.execPath, "train/cli.ts", "import", "--xgboost", model, "--out", bundle, "--quiet"],
     {
       cwd: ROOT,
       stderr: "pipe",
@@ -546,9 +563,10 @@ async function referenceComparison(): Promise<void> {
         p999_us: l.p999,
         errors: l.errors,
         server_cpu_us_per_request: l.cpuUs,
+        steal_pct: l.stealPct,
       });
       console.log(
-        `reference      ${who.padEnd(24)} single-row JSON ${String(Math.round(l.rps)).padStart(7)} req/s  p50 ${l.p50} µs  p99 ${l.p99} µs  p99.9 ${l.p999} µs  errors ${l.errors}  cpu ${l.cpuUs} µs/req`,
+        `reference      ${who.padEnd(24)} single-row JSON ${String(Math.round(l.rps)).padStart(7)} req/s  p50 ${l.p50} µs  p99 ${l.p99} µs  p99.9 ${l.p999} µs  errors ${l.errors}  steal ${l.stealPct} %  cpu ${l.cpuUs} µs/req`,
       );
     }
     console.log(
