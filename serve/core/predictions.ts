@@ -56,13 +56,14 @@ function jsonNumber(x: number): string {
 /**
  * A version's V1 predict reply as JSON text, from pieces built once per loaded version: writing it
  * is a handful of string concatenations, where JSON.stringify of the reply object walks every key
- * and value generically (~1 µs of a ~30 µs single-row request on Node 20: bench/serve-callgrind.ts).
+ * and value generically (12k of the 133k instructions a single-row request of the reference model
+ * cost on Node 20: bench/serve-callgrind.ts).
  * Writes exactly what JSON.stringify of {@link PredictReply.value} writes.
  */
 export class PredictJson {
   readonly #signature: Signature;
-  /** `{"label":"<class>","probabilities":[` per class index (classifiers). */
-  readonly #rowHeads = new Map<number, string[]>();
+  /** `{"label":"<class>","probabilities":[` per class index (classifiers; built on first use). */
+  #rowHeads: string[] = [];
   /** `],"model":…,"version":…[,"classes":[…]]}`. */
   readonly #tail: string;
   readonly #name: string;
@@ -114,14 +115,12 @@ export class PredictJson {
   }
 
   #heads(count: number): string[] {
-    let heads = this.#rowHeads.get(count);
-    if (heads === undefined) {
-      heads = classLabels(this.#signature, count).map(
+    if (this.#rowHeads.length !== count) {
+      this.#rowHeads = classLabels(this.#signature, count).map(
         (l) => `{"label":${JSON.stringify(l)},"probabilities":[`,
       );
-      this.#rowHeads.set(count, heads);
     }
-    return heads;
+    return this.#rowHeads;
   }
 }
 
