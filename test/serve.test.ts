@@ -303,6 +303,40 @@ describe("serve: predict over HTTP", () => {
     const g = await fetch(`${server.url}/healthz`);
     expect(g.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
   });
+
+  test("generated request ids are unique, UUID-shaped, and the ones on the log lines", async () => {
+    const debug = await startServe(["--store", pathToFileURL(dir).href, "--log-level", "debug"]);
+    try {
+      const ids: string[] = [];
+      for (let i = 0; i < 40; i++) {
+        const path = i % 4 === 3 ? "/v1/models/nope:predict" : "/v1/models/house:predict";
+        const r = await fetch(`${debug.url}${path}`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ instances: [[1, 2, 3, 4, 5, 6]] }),
+        });
+        await r.arrayBuffer();
+        ids.push(r.headers.get("x-request-id") ?? "");
+      }
+      const sent = await fetch(`${debug.url}/healthz`, { headers: { "x-request-id": "client-7" } });
+      expect(sent.headers.get("x-request-id")).toBe("client-7");
+      for (const id of ids)
+        expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+      expect(new Set(ids).size).toBe(ids.length);
+      await Bun.sleep(200);
+      const logged = debug
+        .logs()
+        .split("\n")
+        .filter((l) => l.includes('"msg":"request"'))
+        .map((l) => JSON.parse(l) as { request_id: string; path: string; status: number });
+      // Every request has its debug line, with the id its reply carried (404s included).
+      for (const id of [...ids, "client-7"])
+        expect(logged.filter((l) => l.request_id === id)).toHaveLength(1);
+      expect(logged.filter((l) => l.status === 404)).toHaveLength(10);
+    } finally {
+      await debug.stop();
+    }
+  });
 });
 
 describe("serve: KServe V2 infer", () => {

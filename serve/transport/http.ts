@@ -8,7 +8,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp } from "uWebSockets.js";
 import { arborError } from "../../shared/errors.ts";
 import { newRequestId, requestIdFrom } from "../../shared/logger.ts";
 import { CONTENT_TYPES, encodeBody, type Format, formatOf, responseFormat, utf8Text } from "../core/codec.ts";
-import { type CoreReply, errorBody, type ServeCore } from "../core/service.ts";
+import { type CoreReply, type CoreRequest, errorBody, type ServeCore } from "../core/service.ts";
 
 /** Lifecycle state the transports share (in-flight count for graceful shutdown). */
 export interface TransportState {
@@ -37,24 +37,44 @@ const utf8Encoder = new TextEncoder();
 
 /**
  * Ids for requests that bring no X-Request-ID: UUID-shaped (8-4-4-4-12 hex digits), a random prefix
- * per process and a 48-bit counter. Ids need to be unique, not unpredictable, and node's
- * randomUUID() builds each one from some twenty string pieces: ~580 of the ~7,100 bytes a
- * single-row predict allocated (sampling heap profiler), i.e. more young-generation GC.
+ * per process and a 48-bit counter. Ids need to be unique, not unpredictable. Nothing on the
+ * success path needs the id as a string: the reply header is written from bytes ({@link bytes}),
+ * and the string is built only when something logs it ({@link text}) — a generated id used to be
+ * ~200 of the ~4,600 bytes a single-row predict allocated (heap sampling profiler), and garbage
+ * per request sets how often a young-generation GC stalls the requests in flight.
  */
 class RequestIds {
   readonly #prefix = newRequestId().slice(0, 24);
+  /** The prefix's bytes followed by room for the counter's 12 hex digits, rewritten per use. */
+  readonly #bytes = new Uint8Array(36);
   /** The counter as two 24-bit halves: small integers, so no float modulo or radix conversion. */
   #hi = 0;
   #lo = 0;
 
-  /** A fresh id. */
-  id(): string {
-    const hi = this.#hi;
-    const lo = this.#lo;
+  constructor() {
+    utf8Encoder.encodeInto(this.#prefix, this.#bytes);
+  }
+
+  /** The counter value the next request takes: its high 24 bits. */
+  get hi(): number {
+    return this.#hi;
+  }
+
+  /** The counter value the next request takes: its low 24 bits. */
+  get lo(): number {
+    return this.#lo;
+  }
+
+  /** Move the counter on (after a request took {@link hi} and {@link lo}). */
+  advance(): void {
     if (++this.#lo === 0x1000000) {
       this.#lo = 0;
-      this.#hi = (hi + 1) & 0xffffff;
+      this.#hi = (this.#hi + 1) & 0xffffff;
     }
+  }
+
+  /** The id of counter value (hi, lo) as text. */
+  text(hi: number, lo: number): string {
     return (
       this.#prefix +
       HEX[hi >>> 16] +
@@ -65,10 +85,33 @@ class RequestIds {
       HEX[lo & 255]
     );
   }
+
+  /**
+   * The id of counter value (hi, lo) as bytes, in a buffer shared by every call: use it at once
+   * (uWS copies a header value into its send buffer inside writeHeader).
+   */
+  bytes(hi: number, lo: number): Uint8Array {
+    const b = this.#bytes;
+    putHex(b, 24, hi >>> 16);
+    putHex(b, 26, (hi >>> 8) & 255);
+    putHex(b, 28, hi & 255);
+    putHex(b, 30, lo >>> 16);
+    putHex(b, 32, (lo >>> 8) & 255);
+    putHex(b, 34, lo & 255);
+    return b;
+  }
+}
+
+/** Write byte value `v` as two hex digits at `b[at]`. */
+function putHex(b: Uint8Array, at: number, v: number): void {
+  b[at] = HEX_CODES[v * 2];
+  b[at + 1] = HEX_CODES[v * 2 + 1];
 }
 
 /** Two lowercase hex digits per byte value. */
 const HEX: readonly string[] = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, "0"));
+/** The same digits as ASCII codes, two per byte value. */
+const HEX_CODES = new TextEncoder().encode(HEX.join(""));
 
 /** A request or stream message is finished: count it out, and wake a shutdown waiting for idle. */
 export function requestFinished(state: TransportState): void {
@@ -101,37 +144,65 @@ function statusLine(status: number): Uint8Array | string {
   return reason === undefined ? `${status} Status` : bytes(reason);
 }
 
-/** Per-request state; all fields set in the constructor (stable shape). */
-class Exchange {
+/**
+ * Per-request state, and the request the core handles (no separate object per request); all
+ * fields set in the constructor (stable shape).
+ */
+class Exchange implements CoreRequest {
   aborted = false;
   done = false;
   readonly method: string;
   readonly path: string;
   readonly contentType: string;
   readonly format: Format;
-  readonly requestId: string;
   readonly started: number;
-  /** `Inference-Header-Content-Length` as sent ("" when absent). */
-  readonly inferHeader: string;
+  readonly inferenceHeaderLength: number | null;
+  /** The body, once read (null without one). */
+  body: Uint8Array | string | null = null;
   chunks: Uint8Array[] | null = null;
   total = 0;
+  readonly #ids: RequestIds;
+  readonly #idHi: number;
+  readonly #idLo: number;
+  /** The client's X-Request-ID, or ours once something needed it as text ("" until then). */
+  #requestId: string;
 
   constructor(
     method: string,
     path: string,
     contentType: string,
     format: Format,
-    requestId: string,
+    sentId: string,
     inferHeader: string,
+    ids: RequestIds,
   ) {
     this.method = method;
-    this.inferHeader = inferHeader;
     this.path = path;
     this.contentType = contentType;
     this.format = format;
-    this.requestId = requestId;
+    this.inferenceHeaderLength = inferHeader === "" ? null : Number(inferHeader);
+    this.#ids = ids;
+    this.#idHi = ids.hi;
+    this.#idLo = ids.lo;
+    this.#requestId = sent(sentId);
+    if (this.#requestId === "") ids.advance();
     this.started = performance.now();
   }
+
+  get requestId(): string {
+    if (this.#requestId === "") this.#requestId = this.#ids.text(this.#idHi, this.#idLo);
+    return this.#requestId;
+  }
+
+  /** The X-Request-ID reply header value: the text if there is one already, else our id's bytes. */
+  idHeader(): string | Uint8Array {
+    return this.#requestId !== "" ? this.#requestId : this.#ids.bytes(this.#idHi, this.#idLo);
+  }
+}
+
+/** A client's X-Request-ID if it is one we accept, else "" (we make one). */
+function sent(header: string): string {
+  return header === "" ? "" : requestIdFrom(header);
 }
 
 /** Attach the HTTP handler to `app`. */
@@ -177,7 +248,7 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
         res
           .writeStatus(statusLine(reply.status))
           .writeHeader(CONTENT_TYPE, bytes(ctype))
-          .writeHeader(X_REQUEST_ID, ex.requestId);
+          .writeHeader(X_REQUEST_ID, ex.idHeader());
         if (headerLength !== "") res.writeHeader(INFERENCE_HEADER_LENGTH, headerLength);
         if (ex.method === "head")
           res.endWithoutBody(typeof body === "string" ? Buffer.byteLength(body) : body.length, close);
@@ -216,28 +287,20 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
   };
 
   const dispatch = (res: HttpResponse, ex: Exchange, body: Uint8Array | string | null): void => {
-    core
-      .handle({
-        method: ex.method,
-        path: ex.path,
-        contentType: ex.contentType,
-        body,
-        requestId: ex.requestId,
-        inferenceHeaderLength: ex.inferHeader === "" ? null : Number(ex.inferHeader),
-      })
-      .then(
-        (reply) => finish(res, ex, reply),
-        (e: unknown) => {
-          logger.error({ request_id: ex.requestId, err: (e as Error).message }, "unhandled request failure");
-          finish(res, ex, {
-            status: 500,
-            body: errorBody(ex.path, arborError("INTERNAL", "internal error")),
-            route: "unknown",
-            model: "",
-            version: "",
-          });
-        },
-      );
+    ex.body = body;
+    core.handle(ex).then(
+      (reply) => finish(res, ex, reply),
+      (e: unknown) => {
+        logger.error({ request_id: ex.requestId, err: (e as Error).message }, "unhandled request failure");
+        finish(res, ex, {
+          status: 500,
+          body: errorBody(ex.path, arborError("INTERNAL", "internal error")),
+          route: "unknown",
+          model: "",
+          version: "",
+        });
+      },
+    );
   };
 
   app.any("/*", (res: HttpResponse, req: HttpRequest) => {
@@ -249,16 +312,16 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
     const accept = req.getHeader(ACCEPT);
     const lengthHeader = req.getHeader(CONTENT_LENGTH);
     const inferHeader = req.getHeader(INFERENCE_HEADER_LENGTH);
-    const sent = req.getHeader(X_REQUEST_ID);
-    const rid = sent === "" ? ids.id() : requestIdFrom(sent);
+    const sentId = req.getHeader(X_REQUEST_ID);
     const reqFormat: Format = contentType.includes("msgpack") ? "msgpack" : "json";
     const ex = new Exchange(
       method,
       path,
       contentType,
       responseFormat(accept === "*/*" ? "" : accept, reqFormat),
-      rid,
+      sentId,
       inferHeader,
+      ids,
     );
     state.inFlight++;
     res.onAborted(() => {
@@ -306,7 +369,7 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
         // JSON.parse needs anyway, and it spares copying the bytes into an off-heap buffer of our
         // own. Invalid UTF-8 goes the byte way so that the core reports it as before. Not for the
         // binary tensor extension, whose tensors are bytes after the JSON header.
-        if (chunk.length > 0 && ex.inferHeader === "" && formatOf(ex.contentType) === "json") {
+        if (chunk.length > 0 && ex.inferenceHeaderLength === null && formatOf(ex.contentType) === "json") {
           const text = utf8Text(chunk);
           if (text !== null) {
             dispatch(res, ex, text);
