@@ -9,6 +9,7 @@ import type { Logger } from "../../shared/logger.ts";
 import { NAME_PATTERN, type ServeConfig } from "../config.ts";
 import { explainRows, importanceOf } from "../explain.ts";
 import type { ServeMetrics } from "../metrics.ts";
+import type { BatchSlice } from "../model-cache/batcher.ts";
 import type { ModelCache } from "../model-cache/cache.ts";
 import type { ModelSlot } from "../model-cache/slot.ts";
 import { clientError } from "./client-error.ts";
@@ -138,18 +139,35 @@ export class ServeCore {
   }
 
   /** Predict: validate rows, score (micro-batched), format. Caller-supplied decoded body. */
-  async predict(ref: ModelRef, body: unknown): Promise<Scored> {
+  predict(ref: ModelRef, body: unknown): Promise<Scored> {
     const got = this.acquire(ref);
-    // A label's slot comes back synchronously: no await (one microtask turn less per request).
-    const slot = got instanceof Promise ? await got : got;
+    // A label's slot comes back synchronously: straight on, no microtask turn. Promise chains,
+    // not async functions, on this path: an async frame and its awaits are garbage per request.
+    return got instanceof Promise
+      ? got.then((slot) => this.#predictOn(slot, body))
+      : this.#predictOn(got, body);
+  }
+
+  #predictOn(slot: ModelSlot, body: unknown): Promise<Scored> {
+    let scored: Promise<BatchSlice>;
     try {
       // The rows go straight into the micro-batch's input matrix.
       const m = fillRowsFromBody(slot.plan, body, this.config.maxRows, slot);
-      const s = await slot.commit(m.target, m.rows);
-      return { value: new PredictReply(slot.predictJson, s), version: slot.version };
-    } finally {
+      scored = slot.commit(m.target, m.rows);
+    } catch (e) {
       slot.release();
+      return Promise.reject(e);
     }
+    return scored.then(
+      (s) => {
+        slot.release();
+        return { value: new PredictReply(slot.predictJson, s), version: slot.version };
+      },
+      (e: unknown) => {
+        slot.release();
+        throw e;
+      },
+    );
   }
 
   /** Explain: SHAP contributions per row (TreeSHAP over the decoded ensemble). */
@@ -184,37 +202,50 @@ export class ServeCore {
     }
   }
 
-  /** Route one HTTP request. Never throws: errors become replies. */
-  async handle(req: CoreRequest): Promise<CoreReply> {
+  /** Route one HTTP request. Never rejects: errors become replies. */
+  handle(req: CoreRequest): Promise<CoreReply> {
     const reply: CoreReply = { status: 200, body: null, route: "unknown", model: "", version: "" };
+    let pending: Promise<void> | undefined;
     try {
       // #route is a plain function: only the branches that wait return a promise (a big async
       // function allocates a generator with room for all of its registers on every call).
-      const pending = this.#route(req, reply);
-      if (pending !== undefined) await pending;
+      pending = this.#route(req, reply);
     } catch (e) {
-      const err = toArborError(e);
-      reply.status = err.status;
-      // The model label of a failed request comes from the URL: keep it only for a model this
-      // server follows, so that requests for random names cannot create unbounded metric series.
-      if (reply.model !== "" && !this.cache.hasModel(reply.model)) reply.model = "";
-      reply.body = errorBody(req.path, err);
-      if (err.code === "INTERNAL") {
-        this.logger.error(
-          {
-            request_id: req.requestId,
-            code: err.code,
-            err: err.message,
-            stack: (err.cause as Error | undefined)?.stack,
-          },
-          "request failed",
-        );
-      } else if (err.status >= 500) {
-        this.logger.warn({ request_id: req.requestId, code: err.code, err: err.message }, "request failed");
-      } else
-        this.logger.debug({ request_id: req.requestId, code: err.code, err: err.message }, "request refused");
+      // Failures are handled in one place, inside a promise: handle never throws.
+      pending = Promise.reject(e);
     }
-    return reply;
+    if (pending === undefined) return Promise.resolve(reply);
+    return pending.then(
+      () => reply,
+      (e: unknown) => {
+        this.#failed(req, reply, e);
+        return reply;
+      },
+    );
+  }
+
+  /** Turn a routing or handling error into the reply (status, body, metric labels) and log it. */
+  #failed(req: CoreRequest, reply: CoreReply, e: unknown): void {
+    const err = toArborError(e);
+    reply.status = err.status;
+    // The model label of a failed request comes from the URL: keep it only for a model this
+    // server follows, so that requests for random names cannot create unbounded metric series.
+    if (reply.model !== "" && !this.cache.hasModel(reply.model)) reply.model = "";
+    reply.body = errorBody(req.path, err);
+    if (err.code === "INTERNAL") {
+      this.logger.error(
+        {
+          request_id: req.requestId,
+          code: err.code,
+          err: err.message,
+          stack: (err.cause as Error | undefined)?.stack,
+        },
+        "request failed",
+      );
+    } else if (err.status >= 500) {
+      this.logger.warn({ request_id: req.requestId, code: err.code, err: err.message }, "request failed");
+    } else
+      this.logger.debug({ request_id: req.requestId, code: err.code, err: err.message }, "request refused");
   }
 
   #route(req: CoreRequest, reply: CoreReply): Promise<void> | undefined {
