@@ -40,10 +40,25 @@ export interface BatchTarget extends RowTarget {
   shared: boolean;
 }
 
-interface Pending {
-  rows: number;
-  resolve: (s: BatchSlice) => void;
+/**
+ * The batch being filled: one promise for its run's outputs, which every request in it derives
+ * its slice from (a `then` per request, no resolver functions or queue entry per request: garbage
+ * per request sets how often a young-generation GC stalls the requests in flight).
+ */
+interface PendingBatch {
+  outputs: Promise<RunOutputs>;
+  resolve: (o: RunOutputs) => void;
   reject: (e: unknown) => void;
+}
+
+function pendingBatch(): PendingBatch {
+  let resolve!: (o: RunOutputs) => void;
+  let reject!: (e: unknown) => void;
+  const outputs = new Promise<RunOutputs>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { outputs, resolve, reject };
 }
 
 /** Options of a {@link Batcher}. */
@@ -65,13 +80,13 @@ const INITIAL_ROWS = 64;
 export class Batcher {
   readonly #o: BatcherOptions;
   readonly #batching: boolean;
-  #queue: Pending[] = [];
+  #batch: PendingBatch | null = null;
   #queuedRows = 0;
   /** Matrix of the batch being filled (null until a request reserves rows). */
   #matrix: Float32Array | null = null;
   /** A matrix whose run has returned, reused by the next batch. */
   #spare: Float32Array | null = null;
-  #scheduled = false;
+  /** When the batch being filled got its first request. */
   #firstAt = 0;
   /**
    * Flush after one event-loop turn, or keep turning the loop (each turn polls the sockets, so more
@@ -79,10 +94,7 @@ export class Batcher {
    * 1 ms resolution in Node; setImmediate turns give µs-scale waits.
    */
   readonly #tick = (): void => {
-    if (this.#queue.length === 0) {
-      this.#scheduled = false;
-      return;
-    }
+    if (this.#batch === null) return; // flushed already (it filled up)
     const waited = (performance.now() - this.#firstAt) * 1000;
     if (waited < this.#o.maxWaitUs && this.#queuedRows < this.#o.maxRows) setImmediate(this.#tick);
     else this.#flush();
@@ -125,16 +137,18 @@ export class Batcher {
   commit(target: BatchTarget, rows: number): Promise<BatchSlice> {
     if (!target.shared) return this.#direct(target.data, rows);
     const o = this.#o;
-    return new Promise<BatchSlice>((resolve, reject) => {
-      this.#queue.push({ rows, resolve, reject });
-      this.#queuedRows += rows;
-      if (this.#queuedRows >= o.maxRows) this.#flush();
-      else if (!this.#scheduled) {
-        this.#scheduled = true;
-        this.#firstAt = performance.now();
-        setImmediate(this.#tick);
-      }
-    });
+    const offset = this.#queuedRows;
+    let batch = this.#batch;
+    if (batch === null) {
+      batch = this.#batch = pendingBatch();
+      this.#firstAt = performance.now();
+      setImmediate(this.#tick);
+    }
+    // Callbacks on one promise run in the order they were added: replies keep the commit order.
+    const slice = batch.outputs.then((outputs) => ({ outputs, offset, rows, batchRows: outputs.rows }));
+    this.#queuedRows += rows;
+    if (this.#queuedRows >= o.maxRows) this.#flush();
+    return slice;
   }
 
   /** Score `rows` rows of a row-major matrix; may share one ORT run with other callers. */
@@ -152,12 +166,11 @@ export class Batcher {
   }
 
   #flush(): void {
-    this.#scheduled = false;
-    const queue = this.#queue;
+    const batch = this.#batch;
     const matrix = this.#matrix;
-    if (queue.length === 0 || matrix === null) return;
+    if (batch === null || matrix === null) return;
     const total = this.#queuedRows;
-    this.#queue = [];
+    this.#batch = null;
     this.#queuedRows = 0;
     this.#matrix = null;
     this.#o.onRun?.(total);
@@ -168,16 +181,11 @@ export class Batcher {
     this.#o.run(matrix.subarray(0, total * this.#o.width), total).then(
       (outputs) => {
         done();
-        let offset = 0;
-        for (let i = 0; i < queue.length; i++) {
-          const p = queue[i];
-          p.resolve({ outputs, offset, rows: p.rows, batchRows: total });
-          offset += p.rows;
-        }
+        batch.resolve(outputs);
       },
       (e) => {
         done();
-        for (let i = 0; i < queue.length; i++) queue[i].reject(e);
+        batch.reject(e);
       },
     );
   }
