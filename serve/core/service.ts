@@ -48,6 +48,15 @@ export interface CoreReply {
   version: string;
 }
 
+/** Scoring routes {@link ServeCore} keeps parsed, at most. */
+const MAX_SCORING_ROUTES = 1024;
+
+/** A parsed scoring path. Shared by every request for that path: read only. */
+interface ScoringRoute {
+  readonly ref: Readonly<ModelRef>;
+  readonly verb: "predict" | "explain";
+}
+
 /** Which model a request names. */
 export interface ModelRef {
   name: string;
@@ -108,6 +117,13 @@ export class ServeCore {
   readonly logger: Logger;
   readonly build: BuildInfo;
   readonly defaultLabel: string;
+  /**
+   * Parsed `/v1/models/{ref}:predict|explain` paths by path: clients repeat the same few URLs, and
+   * parsing one (split, slices, the model ref) is ~250 bytes of garbage per request, which sets
+   * how often a young-generation GC stalls the requests in flight. Valid routes only; cleared
+   * when full, so random names cannot grow it.
+   */
+  readonly #scoringRoutes = new Map<string, ScoringRoute>();
 
   constructor(
     cache: ModelCache,
@@ -250,8 +266,9 @@ export class ServeCore {
 
   #route(req: CoreRequest, reply: CoreReply): Promise<void> | undefined {
     const path = req.path;
+    const scoring = this.#scoringRoute(path);
+    if (scoring !== null) return this.#score(req, reply, scoring.ref, scoring.verb);
     const get = req.method === "get" || req.method === "head";
-    const post = req.method === "post";
     const segs = path.split("/");
     // segs[0] is "" (leading slash).
     if (segs[1] === "v1" && segs[2] === "models") {
@@ -267,16 +284,10 @@ export class ServeCore {
       if (colon >= 0) {
         const verb = last.slice(colon + 1);
         rest[rest.length - 1] = last.slice(0, colon);
+        // Valid scoring routes were taken above; this reports what is wrong with the others.
         const ref = parseModelRef(rest);
         if (ref === null || (verb !== "predict" && verb !== "explain")) throw routeNotFound(req);
-        reply.route = verb === "predict" ? "/v1/models/:name:predict" : "/v1/models/:name:explain";
-        reply.model = ref.name;
-        if (!post) throw methodNotAllowed(req);
-        const body = this.decode(req);
-        return (verb === "predict" ? this.predict(ref, body) : this.explain(ref, body)).then((out) => {
-          reply.version = String(out.version);
-          reply.body = out.value;
-        });
+        return this.#score(req, reply, ref, verb);
       }
       if (last === "importance") {
         const ref = parseModelRef(rest.slice(0, -1));
@@ -318,6 +329,40 @@ export class ServeCore {
       }
     }
     throw routeNotFound(req);
+  }
+
+  /** A valid `/v1/models/{ref}:predict|explain` path, parsed (memoized), or null for any other. */
+  #scoringRoute(path: string): ScoringRoute | null {
+    const known = this.#scoringRoutes.get(path);
+    if (known !== undefined) return known;
+    if (!path.startsWith("/v1/models/")) return null;
+    const colon = path.lastIndexOf(":");
+    if (colon < 0) return null;
+    const verb = path.slice(colon + 1);
+    if (verb !== "predict" && verb !== "explain") return null;
+    let ref: ModelRef | null;
+    try {
+      ref = parseModelRef(path.slice("/v1/models/".length, colon).split("/"));
+    } catch {
+      return null; // a bad name or version: #route reports it
+    }
+    if (ref === null) return null;
+    const route: ScoringRoute = { ref, verb };
+    if (this.#scoringRoutes.size >= MAX_SCORING_ROUTES) this.#scoringRoutes.clear();
+    this.#scoringRoutes.set(path, route);
+    return route;
+  }
+
+  /** POST …:predict / …:explain for a parsed model reference. */
+  #score(req: CoreRequest, reply: CoreReply, ref: ModelRef, verb: "predict" | "explain"): Promise<void> {
+    reply.route = verb === "predict" ? "/v1/models/:name:predict" : "/v1/models/:name:explain";
+    reply.model = ref.name;
+    if (req.method !== "post") throw methodNotAllowed(req);
+    const body = this.decode(req);
+    return (verb === "predict" ? this.predict(ref, body) : this.explain(ref, body)).then((out) => {
+      reply.version = String(out.version);
+      reply.body = out.value;
+    });
   }
 
   async #importance(ref: ModelRef, reply: CoreReply): Promise<void> {
