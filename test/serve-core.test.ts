@@ -194,6 +194,49 @@ describe("serve micro-batcher", () => {
     await Promise.all([off.score([1]), off.score([2])]);
     expect(off.runs).toEqual([1, 1]);
   });
+
+  test("waiters: answered once each in commit order; a failed run fails its whole batch only", async () => {
+    let failNext = false;
+    const b = new Batcher({
+      enabled: true,
+      maxRows: 64,
+      maxWaitUs: 0,
+      width: 1,
+      run: async (data, rows): Promise<RunOutputs> => {
+        if (failNext) {
+          failNext = false;
+          throw new Error("ORT run failed");
+        }
+        return { rows, tensors: new Map([["prediction", { data: data.map((x) => x * 10), width: 1 }]]) };
+      },
+    });
+    const events: string[] = [];
+    /** Commits `values` as one request; its waiter logs what it got (and throws when told to). */
+    const commit = (tag: string, values: number[], throwInScored = false): Promise<void> =>
+      new Promise((done) => {
+        const t = b.reserve(values.length);
+        t.data.set(values, t.at);
+        b.commitTo(t, values.length, {
+          scored: (outputs, offset, rows) => {
+            const got = Array.from(outputs.tensors.get("prediction")!.data.subarray(offset, offset + rows));
+            events.push(`${tag} scored ${got.join(",")}`);
+            if (throwInScored) throw new Error("reply failed");
+            done();
+          },
+          failed: (e) => {
+            events.push(`${tag} failed ${(e as Error).message}`);
+            done();
+          },
+        });
+      });
+    await Promise.all([commit("a", [1]), commit("b", [2, 3], true), commit("c", [4])]);
+    expect(events).toEqual(["a scored 10", "b scored 20,30", "b failed reply failed", "c scored 40"]);
+    events.length = 0;
+    failNext = true;
+    await Promise.all([commit("d", [5]), commit("e", [6])]);
+    await commit("f", [7]);
+    expect(events).toEqual(["d failed ORT run failed", "e failed ORT run failed", "f scored 70"]);
+  });
 });
 
 describe("serve predict replies", () => {

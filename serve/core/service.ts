@@ -9,14 +9,14 @@ import type { Logger } from "../../shared/logger.ts";
 import { NAME_PATTERN, type ServeConfig } from "../config.ts";
 import { explainRows, importanceOf } from "../explain.ts";
 import type { ServeMetrics } from "../metrics.ts";
-import type { BatchSlice } from "../model-cache/batcher.ts";
+import type { BatchSlice, BatchTarget, BatchWaiter, RunOutputs } from "../model-cache/batcher.ts";
 import type { ModelCache } from "../model-cache/cache.ts";
 import type { ModelSlot } from "../model-cache/slot.ts";
 import { clientError } from "./client-error.ts";
 import { decodeBody, type Format, requestFormat } from "./codec.ts";
 import { describeModel, listModels } from "./describe.ts";
 import { formatPredictions, PredictReply } from "./predictions.ts";
-import { checkExplainRows, fillRowsFromBody, rowsFromBody } from "./rows.ts";
+import { checkExplainRows, type FilledRows, fillRowsFromBody, rowsFromBody } from "./rows.ts";
 import { v2Infer, v2ModelMetadata } from "./v2.ts";
 
 /** A request as the transport hands it over (everything copied out of uWS already). */
@@ -33,6 +33,8 @@ export interface CoreRequest {
   requestId: string;
   /** `Inference-Header-Content-Length` (KServe V2 binary tensor extension), or null. */
   inferenceHeaderLength: number | null;
+  /** Send the reply: {@link ServeCore.handle} calls it exactly once per request. */
+  respond(reply: CoreReply): void;
 }
 
 /** A reply: status, a value to encode (or raw text), and metric labels. */
@@ -70,6 +72,52 @@ export interface Scored {
   value: Record<string, unknown> | PredictReply;
   version: number;
 }
+
+/**
+ * A V1 predict whose slot was at hand, from its batch's run to the reply: callbacks, not
+ * promises (see {@link BatchWaiter}); one object per request where a promise chain was five
+ * promises, their reactions and closures.
+ */
+class PredictJob implements BatchWaiter {
+  readonly #core: ServeCore;
+  readonly #req: CoreRequest;
+  readonly #reply: CoreReply;
+  readonly #slot: ModelSlot;
+  #settled = false;
+
+  constructor(core: ServeCore, req: CoreRequest, reply: CoreReply, slot: ModelSlot) {
+    this.#core = core;
+    this.#req = req;
+    this.#reply = reply;
+    this.#slot = slot;
+  }
+
+  scored(outputs: RunOutputs, offset: number, rows: number): void {
+    const slot = this.#slot;
+    this.#reply.version = String(slot.version);
+    this.#reply.body = new PredictReply(slot.predictJson, { outputs, offset, rows, batchRows: outputs.rows });
+    this.#settle();
+  }
+
+  failed(e: unknown): void {
+    if (this.#settled) {
+      // The reply was sent (or sending it threw): nothing left to answer, only to report.
+      this.#core.logger.error({ request_id: this.#req.requestId, err: String(e) }, "reply failed");
+      return;
+    }
+    this.#core.failReply(this.#req, this.#reply, e);
+    this.#settle();
+  }
+
+  #settle(): void {
+    this.#settled = true;
+    this.#slot.release();
+    this.#req.respond(this.#reply);
+  }
+}
+
+/** {@link ServeCore}'s route result for a request whose reply a job will send. */
+const DEFERRED = Symbol("deferred");
 
 /** Build facts for GET /version and GET /v2. */
 export interface BuildInfo {
@@ -218,30 +266,39 @@ export class ServeCore {
     }
   }
 
-  /** Route one HTTP request. Never rejects: errors become replies. */
-  handle(req: CoreRequest): Promise<CoreReply> {
+  /**
+   * Route one HTTP request and send its reply with `req.respond`, once, now or later. Errors
+   * become replies.
+   */
+  handle(req: CoreRequest): void {
     const reply: CoreReply = { status: 200, body: null, route: "unknown", model: "", version: "" };
-    let pending: Promise<void> | undefined;
+    let pending: Promise<void> | typeof DEFERRED | undefined;
     try {
       // #route is a plain function: only the branches that wait return a promise (a big async
       // function allocates a generator with room for all of its registers on every call).
       pending = this.#route(req, reply);
     } catch (e) {
-      // Failures are handled in one place, inside a promise: handle never throws.
-      pending = Promise.reject(e);
+      this.failReply(req, reply, e);
     }
-    if (pending === undefined) return Promise.resolve(reply);
-    return pending.then(
-      () => reply,
+    if (pending === DEFERRED) return;
+    if (pending === undefined) {
+      req.respond(reply);
+      return;
+    }
+    pending.then(
+      () => req.respond(reply),
       (e: unknown) => {
-        this.#failed(req, reply, e);
-        return reply;
+        this.failReply(req, reply, e);
+        req.respond(reply);
       },
     );
   }
 
-  /** Turn a routing or handling error into the reply (status, body, metric labels) and log it. */
-  #failed(req: CoreRequest, reply: CoreReply, e: unknown): void {
+  /**
+   * Turn a routing or handling error into the reply (status, body, metric labels) and log it.
+   * For the core's own request jobs.
+   */
+  failReply(req: CoreRequest, reply: CoreReply, e: unknown): void {
     const err = toArborError(e);
     reply.status = err.status;
     // The model label of a failed request comes from the URL: keep it only for a model this
@@ -264,7 +321,7 @@ export class ServeCore {
       this.logger.debug({ request_id: req.requestId, code: err.code, err: err.message }, "request refused");
   }
 
-  #route(req: CoreRequest, reply: CoreReply): Promise<void> | undefined {
+  #route(req: CoreRequest, reply: CoreReply): Promise<void> | typeof DEFERRED | undefined {
     const path = req.path;
     const scoring = this.#scoringRoute(path);
     if (scoring !== null) return this.#score(req, reply, scoring.ref, scoring.verb);
@@ -354,14 +411,33 @@ export class ServeCore {
   }
 
   /** POST …:predict / …:explain for a parsed model reference. */
-  #score(req: CoreRequest, reply: CoreReply, ref: ModelRef, verb: "predict" | "explain"): Promise<void> {
+  #score(
+    req: CoreRequest,
+    reply: CoreReply,
+    ref: ModelRef,
+    verb: "predict" | "explain",
+  ): Promise<void> | typeof DEFERRED {
     reply.route = verb === "predict" ? "/v1/models/:name:predict" : "/v1/models/:name:explain";
     reply.model = ref.name;
     if (req.method !== "post") throw methodNotAllowed(req);
     const body = this.decode(req);
-    return (verb === "predict" ? this.predict(ref, body) : this.explain(ref, body)).then((out) => {
-      reply.version = String(out.version);
-      reply.body = out.value;
+    const got = verb === "predict" ? this.acquire(ref) : null;
+    if (got !== null && !(got instanceof Promise)) {
+      // The hot path: a followed label's (or a cached version's) slot, scored by a job.
+      let m: FilledRows<BatchTarget>;
+      try {
+        m = fillRowsFromBody(got.plan, body, this.config.maxRows, got);
+      } catch (e) {
+        got.release();
+        throw e;
+      }
+      got.commitTo(m.target, m.rows, new PredictJob(this, req, reply, got));
+      return DEFERRED;
+    }
+    const out = got !== null ? got.then((slot) => this.#predictOn(slot, body)) : this.explain(ref, body);
+    return out.then((o) => {
+      reply.version = String(o.version);
+      reply.body = o.value;
     });
   }
 

@@ -8,7 +8,7 @@ import type { Manifest, Signature } from "../../shared/bundle.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { FeaturePlan } from "../core/plan.ts";
 import { PredictJson } from "../core/predictions.ts";
-import { Batcher, type BatchSlice, type BatchTarget, type RunOutputs } from "./batcher.ts";
+import { Batcher, type BatchSlice, type BatchTarget, type BatchWaiter, type RunOutputs } from "./batcher.ts";
 
 /** Batching settings a slot is created with. */
 export interface SlotBatching {
@@ -125,6 +125,11 @@ export class ModelSlot {
   }
 
   /** Score rows written into a target from {@link reserve}, before any other reserve. */
+  commitTo(target: BatchTarget, rows: number, waiter: BatchWaiter): void {
+    this.#batcher.commitTo(target, rows, waiter);
+  }
+
+  /** {@link commitTo} as a promise. */
   commit(target: BatchTarget, rows: number): Promise<BatchSlice> {
     return this.#batcher.commit(target, rows);
   }

@@ -144,6 +144,9 @@ function statusLine(status: number): Uint8Array | string {
   return reason === undefined ? `${status} Status` : bytes(reason);
 }
 
+/** Sends a reply (the transport's, shared by every request). */
+type Finish = (res: HttpResponse, ex: Exchange, reply: CoreReply) => void;
+
 /**
  * Per-request state, and the request the core handles (no separate object per request); all
  * fields set in the constructor (stable shape).
@@ -166,8 +169,12 @@ class Exchange implements CoreRequest {
   readonly #idLo: number;
   /** The client's X-Request-ID, or ours once something needed it as text ("" until then). */
   #requestId: string;
+  readonly #res: HttpResponse;
+  readonly #finish: Finish;
 
   constructor(
+    res: HttpResponse,
+    finish: Finish,
     method: string,
     path: string,
     contentType: string,
@@ -176,6 +183,8 @@ class Exchange implements CoreRequest {
     inferHeader: string,
     ids: RequestIds,
   ) {
+    this.#res = res;
+    this.#finish = finish;
     this.method = method;
     this.path = path;
     this.contentType = contentType;
@@ -192,6 +201,10 @@ class Exchange implements CoreRequest {
   get requestId(): string {
     if (this.#requestId === "") this.#requestId = this.#ids.text(this.#idHi, this.#idLo);
     return this.#requestId;
+  }
+
+  respond(reply: CoreReply): void {
+    this.#finish(this.#res, this, reply);
   }
 
   /** The X-Request-ID reply header value: the text if there is one already, else our id's bytes. */
@@ -212,7 +225,35 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
   const logger = core.logger;
   const ids = new RequestIds();
 
-  const finish = (res: HttpResponse, ex: Exchange, reply: CoreReply): void => {
+  /**
+   * The reply being written, for {@link writeOut}: one cork callback for every reply instead of a
+   * closure per reply (garbage per request sets how often a young-generation GC stalls the
+   * requests in flight). cork runs its callback at once, so one set of fields is enough.
+   */
+  const out: {
+    res: HttpResponse | null;
+    ex: Exchange | null;
+    status: number;
+    ctype: string;
+    headerLength: string;
+    body: string | Uint8Array;
+  } = { res: null, ex: null, status: 0, ctype: "", headerLength: "", body: "" };
+  const writeOut = (): void => {
+    const res = out.res!;
+    const ex = out.ex!;
+    const body = out.body;
+    const close = state.shuttingDown;
+    res
+      .writeStatus(statusLine(out.status))
+      .writeHeader(CONTENT_TYPE, bytes(out.ctype))
+      .writeHeader(X_REQUEST_ID, ex.idHeader());
+    if (out.headerLength !== "") res.writeHeader(INFERENCE_HEADER_LENGTH, out.headerLength);
+    if (ex.method === "head")
+      res.endWithoutBody(typeof body === "string" ? Buffer.byteLength(body) : body.length, close);
+    else res.end(body, close);
+  };
+
+  const finish: Finish = (res, ex, reply) => {
     if (ex.done) return;
     ex.done = true;
     const seconds = (performance.now() - ex.started) / 1000;
@@ -243,17 +284,19 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
         body = encodeBody(reply.body, ex.format);
         ctype = CONTENT_TYPES[ex.format];
       }
-      const close = state.shuttingDown;
-      res.cork(() => {
-        res
-          .writeStatus(statusLine(reply.status))
-          .writeHeader(CONTENT_TYPE, bytes(ctype))
-          .writeHeader(X_REQUEST_ID, ex.idHeader());
-        if (headerLength !== "") res.writeHeader(INFERENCE_HEADER_LENGTH, headerLength);
-        if (ex.method === "head")
-          res.endWithoutBody(typeof body === "string" ? Buffer.byteLength(body) : body.length, close);
-        else res.end(body, close);
-      });
+      out.res = res;
+      out.ex = ex;
+      out.status = reply.status;
+      out.ctype = ctype;
+      out.headerLength = headerLength;
+      out.body = body;
+      try {
+        res.cork(writeOut);
+      } finally {
+        out.res = null;
+        out.ex = null;
+        out.body = "";
+      }
     }
     if (logger.isLevelEnabled("debug")) {
       logger.debug(
@@ -288,19 +331,19 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
 
   const dispatch = (res: HttpResponse, ex: Exchange, body: Uint8Array | string | null): void => {
     ex.body = body;
-    core.handle(ex).then(
-      (reply) => finish(res, ex, reply),
-      (e: unknown) => {
-        logger.error({ request_id: ex.requestId, err: (e as Error).message }, "unhandled request failure");
-        finish(res, ex, {
-          status: 500,
-          body: errorBody(ex.path, arborError("INTERNAL", "internal error")),
-          route: "unknown",
-          model: "",
-          version: "",
-        });
-      },
-    );
+    try {
+      core.handle(ex); // answers through ex.respond, now or later
+    } catch (e) {
+      // Only a bug gets here (handle turns errors into replies); finish ignores a second reply.
+      logger.error({ request_id: ex.requestId, err: (e as Error).message }, "unhandled request failure");
+      finish(res, ex, {
+        status: 500,
+        body: errorBody(ex.path, arborError("INTERNAL", "internal error")),
+        route: "unknown",
+        model: "",
+        version: "",
+      });
+    }
   };
 
   app.any("/*", (res: HttpResponse, req: HttpRequest) => {
@@ -315,6 +358,8 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
     const sentId = req.getHeader(X_REQUEST_ID);
     const reqFormat: Format = contentType.includes("msgpack") ? "msgpack" : "json";
     const ex = new Exchange(
+      res,
+      finish,
       method,
       path,
       contentType,
