@@ -122,6 +122,50 @@ end
   return { rps: requests / (durationUs / 1e6), p50, p99, p999, requests, errors };
 }
 
+/**
+ * The server's own latency histogram for one route and model (status 200, every worker summed):
+ * upper bound in seconds → cumulative count, from GET /metrics.
+ */
+async function serverHistogram(base: string, route: string, model: string): Promise<Map<number, number>> {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  const buckets = new Map<number, number>();
+  const prefix = `arbor_serve_request_duration_seconds_bucket{route="${route}",model="${model}",`;
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(prefix) || !line.includes('status="200"')) continue;
+    const m = /le="([^"]+)"[^}]*} (\d+)/.exec(line);
+    if (m === null) continue;
+    const le = m[1] === "+Inf" ? Number.POSITIVE_INFINITY : Number(m[1]);
+    buckets.set(le, (buckets.get(le) ?? 0) + Number(m[2]));
+  }
+  return buckets;
+}
+
+/**
+ * What the server itself measured between two histogram scrapes (from uWS handing over the
+ * request to the reply written; not the time a request waited in the kernel before the server
+ * read it, nor the load generator's own delays): the share within 1 ms and the p99, interpolated
+ * within its bucket as Prometheus' histogram_quantile does.
+ */
+function serverLatency(
+  before: Map<number, number>,
+  after: Map<number, number>,
+): { within1ms: number; p99ms: number } {
+  const bounds = [...after.keys()].sort((a, b) => a - b);
+  const delta = bounds.map((le) => (after.get(le) ?? 0) - (before.get(le) ?? 0));
+  const total = delta[delta.length - 1] ?? 0;
+  const at1 = bounds.indexOf(0.001);
+  const within1ms = total === 0 || at1 < 0 ? 0 : delta[at1] / total;
+  const rank = 0.99 * total;
+  let i = delta.findIndex((c) => c >= rank);
+  if (i < 0) i = bounds.length - 1;
+  const lo = i === 0 ? 0 : bounds[i - 1];
+  const hi = Number.isFinite(bounds[i]) ? bounds[i] : lo;
+  const below = i === 0 ? 0 : delta[i - 1];
+  const inBucket = delta[i] - below;
+  const p99 = inBucket <= 0 ? hi : lo + ((hi - lo) * (rank - below)) / inBucket;
+  return { within1ms, p99ms: p99 * 1000 };
+}
+
 /** Pipelined WebSocket load: `conns` sockets, `window` messages in flight each, for SECONDS. */
 async function wsLoad(url: string, message: Uint8Array, conns = 4, window = 64): Promise<Load> {
   const latencies: number[] = [];
@@ -535,6 +579,8 @@ async function referenceComparison(): Promise<void> {
       await Bun.sleep(100);
     }
     const enc = new TextEncoder();
+    const route = "/v1/models/:name:predict";
+    const histBefore = await serverHistogram(server.url, route, "xgbref");
     const ours = await withCpu([server.proc.pid], () =>
       wrk(
         `${server.url}/v1/models/xgbref:predict`,
@@ -542,6 +588,7 @@ async function referenceComparison(): Promise<void> {
         "application/json",
       ),
     );
+    const inServer = serverLatency(histBefore, await serverHistogram(server.url, route, "xgbref"));
     const theirs = await withCpu([ref.pid], () =>
       wrk(
         `http://127.0.0.1:${refPort}/predict`,
@@ -569,6 +616,16 @@ async function referenceComparison(): Promise<void> {
         `reference      ${who.padEnd(24)} single-row JSON ${String(Math.round(l.rps)).padStart(7)} req/s  p50 ${l.p50} µs  p99 ${l.p99} µs  p99.9 ${l.p999} µs  errors ${l.errors}  steal ${l.stealPct} %  cpu ${l.cpuUs} µs/req`,
       );
     }
+    console.log(
+      `reference      arbor's own latency histogram for that run (request handed over by uWS → reply written): p99 ${inServer.p99ms.toFixed(2)} ms, ${(100 * inServer.within1ms).toFixed(2)} % within 1 ms`,
+    );
+    results.push({
+      setup: "reference comparison",
+      model: "xgboost flights 500x6 imported",
+      scenario: "single-row JSON: arbor's own latency histogram",
+      p99_us: Math.round(inServer.p99ms * 1000),
+      within_1ms_pct: Number((100 * inServer.within1ms).toFixed(2)),
+    });
     console.log(
       `reference      ratio: ${(ours.rps / theirs.rps).toFixed(1)}x requests/s, ${((theirs.cpuUs ?? 0) / (ours.cpuUs ?? 1)).toFixed(1)}x less CPU per request`,
     );
