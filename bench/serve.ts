@@ -8,7 +8,8 @@
  *   single-row JSON, single-row msgpack, 1000-row msgpack batches, pipelined WebSocket,
  * each beside the hello baseline (ratio) and beside in-process onnxruntime on the same model
  * (server overhead = server p50 − in-process run time). Also single-row JSON with micro-batching
- * off. Writes bench/results/serve.json.
+ * off. Every server gets 2 s of single-row load before its first measured run (JIT, lazy
+ * initialisation). Writes bench/results/serve.json.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
@@ -94,8 +95,17 @@ function luaString(bytes: Uint8Array): string {
   return `"${s}"`;
 }
 
-/** Run wrk against `url` with a POST body; latencies in µs. */
-async function wrk(url: string, body: Uint8Array, contentType: string, connections = CONNS): Promise<Load> {
+/** Seconds of load a server gets before its first measured run (JIT, lazy initialisation). */
+const WARMUP_SECONDS = 2;
+
+/** Run wrk against `url` with a POST body for `seconds`; latencies in µs. */
+async function wrk(
+  url: string,
+  body: Uint8Array,
+  contentType: string,
+  connections = CONNS,
+  seconds = SECONDS,
+): Promise<Load> {
   const script = path.join(tmpdir(), `arbor-bench-${process.pid}-${Math.random().toString(36).slice(2)}.lua`);
   writeFileSync(
     script,
@@ -109,7 +119,7 @@ done = function(summary, latency, requests)
 end
 `,
   );
-  const proc = Bun.spawn(["wrk", `-t${THREADS}`, `-c${connections}`, `-d${SECONDS}s`, "-s", script, url], {
+  const proc = Bun.spawn(["wrk", `-t${THREADS}`, `-c${connections}`, `-d${seconds}s`, "-s", script, url], {
     stdout: "pipe",
     stderr: "pipe",
   });
@@ -312,6 +322,7 @@ const bodies = {
 
 const hello = await startHello();
 const helloUrl = `http://127.0.0.1:${hello.port}/hello`;
+await wrk(helloUrl, bodies.json1, "application/json", CONNS, WARMUP_SECONDS);
 const results: Record<string, unknown>[] = [];
 const ort: Record<string, Record<number, number>> = { flights: {}, trivial: {} };
 for (const [name, f] of [
@@ -377,6 +388,7 @@ async function scenarioSet(label: string, extraArgs: string[], only?: string[]):
   try {
     for (const model of QUICK ? (["flights"] as const) : (["flights", "trivial"] as const)) {
       const url = `${server.url}/v1/models/${model}:predict`;
+      await wrk(url, bodies.json1, "application/json", CONNS, WARMUP_SECONDS);
       const scenarios: [string, () => Promise<Load>, () => Promise<Load>, number][] = [
         [
           "single-row JSON",
@@ -579,23 +591,17 @@ async function referenceComparison(): Promise<void> {
       await Bun.sleep(100);
     }
     const enc = new TextEncoder();
+    const oursUrl = `${server.url}/v1/models/xgbref:predict`;
+    const oursBody = enc.encode(JSON.stringify({ instances: [flightsRow] }));
+    const theirsUrl = `http://127.0.0.1:${refPort}/predict`;
+    const theirsBody = enc.encode(JSON.stringify({ rows: [flightsRow] }));
+    await wrk(oursUrl, oursBody, "application/json", CONNS, WARMUP_SECONDS);
+    await wrk(theirsUrl, theirsBody, "application/json", CONNS, WARMUP_SECONDS);
     const route = "/v1/models/:name:predict";
     const histBefore = await serverHistogram(server.url, route, "xgbref");
-    const ours = await withCpu([server.proc.pid], () =>
-      wrk(
-        `${server.url}/v1/models/xgbref:predict`,
-        enc.encode(JSON.stringify({ instances: [flightsRow] })),
-        "application/json",
-      ),
-    );
+    const ours = await withCpu([server.proc.pid], () => wrk(oursUrl, oursBody, "application/json"));
     const inServer = serverLatency(histBefore, await serverHistogram(server.url, route, "xgbref"));
-    const theirs = await withCpu([ref.pid], () =>
-      wrk(
-        `http://127.0.0.1:${refPort}/predict`,
-        enc.encode(JSON.stringify({ rows: [flightsRow] })),
-        "application/json",
-      ),
-    );
+    const theirs = await withCpu([ref.pid], () => wrk(theirsUrl, theirsBody, "application/json"));
     for (const [who, l] of [
       [`arbor serve (${WORKERS} worker${WORKERS === 1 ? "" : "s"})`, ours],
       ["python reference", theirs],
