@@ -9,14 +9,14 @@ import type { Logger } from "../../shared/logger.ts";
 import { NAME_PATTERN, type ServeConfig } from "../config.ts";
 import { explainRows, importanceOf } from "../explain.ts";
 import type { ServeMetrics } from "../metrics.ts";
-import type { BatchSlice, BatchTarget, BatchWaiter, RunOutputs } from "../model-cache/batcher.ts";
+import type { BatchTarget, BatchWaiter, RunOutputs } from "../model-cache/batcher.ts";
 import type { ModelCache } from "../model-cache/cache.ts";
 import type { ModelSlot } from "../model-cache/slot.ts";
 import { clientError } from "./client-error.ts";
 import { decodeBody, type Format, requestFormat } from "./codec.ts";
 import { describeModel, listModels } from "./describe.ts";
 import { formatPredictions, PredictReply } from "./predictions.ts";
-import { checkExplainRows, type FilledRows, fillRowsFromBody, rowsFromBody } from "./rows.ts";
+import { checkExplainRows, fillRowsFromBody, rowsFromBody } from "./rows.ts";
 import { v2Infer, v2ModelMetadata } from "./v2.ts";
 
 /** A request as the transport hands it over (everything copied out of uWS already). */
@@ -66,53 +66,109 @@ export interface ModelRef {
   label: string | null;
 }
 
-/** A predict/explain reply body and the version that produced it (for the metric label). */
-export interface Scored {
-  /** A predict reply stays a {@link PredictReply} until the transport encodes it. */
-  value: Record<string, unknown> | PredictReply;
-  version: number;
+/** Where a V1 predict's or explain's outcome goes ({@link ServeCore.scoreTo}): exactly one call. */
+export interface ScoreSink {
+  /**
+   * The reply body and the version that produced it: a predict reply stays a {@link PredictReply}
+   * until the transport knows the wire format; explain's is the explanations object.
+   */
+  answer(value: PredictReply | Record<string, unknown>, version: number): void;
+  failed(e: unknown): void;
+}
+
+/** What an explain needs besides the scores: its own copy of the rows, and `top_k`. */
+interface ExplainInput {
+  data: Float32Array;
+  rows: number;
+  topK: number | null;
 }
 
 /**
- * A V1 predict whose slot was at hand, from its batch's run to the reply: callbacks, not
- * promises (see {@link BatchWaiter}); one object per request where a promise chain was five
- * promises, their reactions and closures.
+ * A V1 predict or explain from its batch's run to its sink: callbacks, not promises (see
+ * {@link BatchWaiter}); one object per request where a promise chain was five promises, their
+ * reactions and closures. Sinks are answered in the batch's commit order, so a stream's replies
+ * keep the order its messages came in, predict and explain alike.
  */
-class PredictJob implements BatchWaiter {
-  readonly #core: ServeCore;
-  readonly #req: CoreRequest;
-  readonly #reply: CoreReply;
+class ScoreJob implements BatchWaiter {
   readonly #slot: ModelSlot;
+  readonly #sink: ScoreSink;
+  readonly #explain: ExplainInput | null;
+  readonly #log: Logger;
   #settled = false;
 
-  constructor(core: ServeCore, req: CoreRequest, reply: CoreReply, slot: ModelSlot) {
-    this.#core = core;
-    this.#req = req;
-    this.#reply = reply;
+  constructor(slot: ModelSlot, sink: ScoreSink, explain: ExplainInput | null, log: Logger) {
     this.#slot = slot;
+    this.#sink = sink;
+    this.#explain = explain;
+    this.#log = log;
   }
 
   scored(outputs: RunOutputs, offset: number, rows: number): void {
     const slot = this.#slot;
-    this.#reply.version = String(slot.version);
-    this.#reply.body = new PredictReply(slot.predictJson, { outputs, offset, rows, batchRows: outputs.rows });
+    const slice = { outputs, offset, rows, batchRows: outputs.rows };
+    const x = this.#explain;
+    // TreeSHAP may throw (an ensemble that cannot be explained): the batcher then calls failed.
+    const value =
+      x === null
+        ? new PredictReply(slot.predictJson, slice)
+        : {
+            explanations: explainRows(slot, x.data, x.rows, x.topK, formatPredictions(slot.signature, slice)),
+            model: slot.name,
+            version: slot.version,
+          };
     this.#settle();
+    this.#sink.answer(value, slot.version);
   }
 
   failed(e: unknown): void {
     if (this.#settled) {
-      // The reply was sent (or sending it threw): nothing left to answer, only to report.
-      this.#core.logger.error({ request_id: this.#req.requestId, err: String(e) }, "reply failed");
+      // The sink had its reply (and threw while sending it): nothing left to tell it.
+      this.#log.error({ err: (e as Error)?.stack ?? String(e) }, "sending a reply failed");
       return;
     }
-    this.#core.failReply(this.#req, this.#reply, e);
     this.#settle();
+    this.#sink.failed(e);
   }
 
   #settle(): void {
     this.#settled = true;
     this.#slot.release();
-    this.#req.respond(this.#reply);
+  }
+}
+
+/**
+ * The reply to one HTTP request while it is being built; it sends itself (`req.respond`) once
+ * complete, also as the sink of a V1 predict or explain (no separate object per request for that).
+ */
+class PendingReply implements CoreReply, ScoreSink {
+  status = 200;
+  body: unknown = null;
+  binary: CoreReply["binary"] = undefined;
+  text: CoreReply["text"] = undefined;
+  route = "unknown";
+  model = "";
+  version = "";
+  readonly #core: ServeCore;
+  readonly #req: CoreRequest;
+
+  constructor(core: ServeCore, req: CoreRequest) {
+    this.#core = core;
+    this.#req = req;
+  }
+
+  send(): void {
+    this.#req.respond(this);
+  }
+
+  answer(value: PredictReply | Record<string, unknown>, version: number): void {
+    this.version = String(version);
+    this.body = value;
+    this.send();
+  }
+
+  failed(e: unknown): void {
+    this.#core.failReply(this.#req, this, e);
+    this.send();
   }
 }
 
@@ -202,68 +258,56 @@ export class ServeCore {
     return decodeBody(req.body, format);
   }
 
-  /** Predict: validate rows, score (micro-batched), format. Caller-supplied decoded body. */
-  predict(ref: ModelRef, body: unknown): Promise<Scored> {
-    const got = this.acquire(ref);
-    // A label's slot comes back synchronously: straight on, no microtask turn. Promise chains,
-    // not async functions, on this path: an async frame and its awaits are garbage per request.
-    return got instanceof Promise
-      ? got.then((slot) => this.#predictOn(slot, body))
-      : this.#predictOn(got, body);
+  /**
+   * Predict or explain: validate the rows into the micro-batch of the slot `ref` names, score, and
+   * tell `sink` (every failure too: this never throws). A followed label's slot is at hand, so the
+   * rows join the batch before this returns: stream messages reach it in the order they came.
+   */
+  scoreTo(verb: "predict" | "explain", ref: ModelRef, body: unknown, sink: ScoreSink): void {
+    let got: ModelSlot | Promise<ModelSlot>;
+    try {
+      got = this.acquire(ref);
+    } catch (e) {
+      sink.failed(e);
+      return;
+    }
+    if (got instanceof Promise) {
+      got.then(
+        (slot) => this.#scoreOn(verb, slot, body, sink),
+        (e: unknown) => sink.failed(e),
+      );
+    } else this.#scoreOn(verb, got, body, sink);
   }
 
-  #predictOn(slot: ModelSlot, body: unknown): Promise<Scored> {
-    let scored: Promise<BatchSlice>;
+  #scoreOn(verb: "predict" | "explain", slot: ModelSlot, body: unknown, sink: ScoreSink): void {
+    let target: BatchTarget;
+    let rows: number;
+    let explain: ExplainInput | null = null;
     try {
-      // The rows go straight into the micro-batch's input matrix.
-      const m = fillRowsFromBody(slot.plan, body, this.config.maxRows, slot);
-      scored = slot.commit(m.target, m.rows);
+      if (verb === "predict") {
+        // The rows go straight into the micro-batch's input matrix.
+        const m = fillRowsFromBody(slot.plan, body, this.config.maxRows, slot);
+        target = m.target;
+        rows = m.rows;
+      } else {
+        // Explain keeps its own copy of the rows: TreeSHAP reads them after the run.
+        const m = rowsFromBody(slot.plan, body, this.config.maxRows);
+        checkExplainRows(m.rows, this.config.maxExplainRows, "explain");
+        const topK = (body as Record<string, unknown>)["top_k"];
+        if (topK !== undefined && (typeof topK !== "number" || !Number.isInteger(topK) || topK < 1)) {
+          throw clientError("BAD_REQUEST", "explain: 'top_k' must be a positive integer");
+        }
+        explain = { data: m.data, rows: m.rows, topK: topK ?? null };
+        rows = m.rows;
+        target = slot.reserve(rows);
+        target.data.set(m.data.subarray(0, rows * slot.plan.width), target.at * slot.plan.width);
+      }
     } catch (e) {
       slot.release();
-      return Promise.reject(e);
+      sink.failed(e);
+      return;
     }
-    return scored.then(
-      (s) => {
-        slot.release();
-        return { value: new PredictReply(slot.predictJson, s), version: slot.version };
-      },
-      (e: unknown) => {
-        slot.release();
-        throw e;
-      },
-    );
-  }
-
-  /** Explain: SHAP contributions per row (TreeSHAP over the decoded ensemble). */
-  async explain(ref: ModelRef, body: unknown): Promise<Scored> {
-    // As predict: no await for a label's slot, so that stream messages reach the micro-batch in
-    // the order they came (a reply order the stream's clients see).
-    const got = this.acquire(ref);
-    const slot = got instanceof Promise ? await got : got;
-    try {
-      const m = rowsFromBody(slot.plan, body, this.config.maxRows);
-      checkExplainRows(m.rows, this.config.maxExplainRows, "explain");
-      const b = body as Record<string, unknown>;
-      const topK = b["top_k"];
-      if (topK !== undefined && (typeof topK !== "number" || !Number.isInteger(topK) || topK < 1)) {
-        throw clientError("BAD_REQUEST", "explain: 'top_k' must be a positive integer");
-      }
-      const s = await slot.score(m.data, m.rows);
-      const predictions = formatPredictions(slot.signature, s);
-      const explanations = explainRows(
-        slot,
-        m.data,
-        m.rows,
-        (topK as number | undefined) ?? null,
-        predictions,
-      );
-      return {
-        value: { explanations, model: slot.name, version: slot.version },
-        version: slot.version,
-      };
-    } finally {
-      slot.release();
-    }
+    slot.commitTo(target, rows, new ScoreJob(slot, sink, explain, this.logger));
   }
 
   /**
@@ -271,7 +315,7 @@ export class ServeCore {
    * become replies.
    */
   handle(req: CoreRequest): void {
-    const reply: CoreReply = { status: 200, body: null, route: "unknown", model: "", version: "" };
+    const reply = new PendingReply(this, req);
     let pending: Promise<void> | typeof DEFERRED | undefined;
     try {
       // #route is a plain function: only the branches that wait return a promise (a big async
@@ -281,17 +325,12 @@ export class ServeCore {
       this.failReply(req, reply, e);
     }
     if (pending === DEFERRED) return;
-    if (pending === undefined) {
-      req.respond(reply);
-      return;
-    }
-    pending.then(
-      () => req.respond(reply),
-      (e: unknown) => {
-        this.failReply(req, reply, e);
-        req.respond(reply);
-      },
-    );
+    if (pending === undefined) reply.send();
+    else
+      pending.then(
+        () => reply.send(),
+        (e: unknown) => reply.failed(e),
+      );
   }
 
   /**
@@ -321,7 +360,7 @@ export class ServeCore {
       this.logger.debug({ request_id: req.requestId, code: err.code, err: err.message }, "request refused");
   }
 
-  #route(req: CoreRequest, reply: CoreReply): Promise<void> | typeof DEFERRED | undefined {
+  #route(req: CoreRequest, reply: PendingReply): Promise<void> | typeof DEFERRED | undefined {
     const path = req.path;
     const scoring = this.#scoringRoute(path);
     if (scoring !== null) return this.#score(req, reply, scoring.ref, scoring.verb);
@@ -411,34 +450,13 @@ export class ServeCore {
   }
 
   /** POST …:predict / …:explain for a parsed model reference. */
-  #score(
-    req: CoreRequest,
-    reply: CoreReply,
-    ref: ModelRef,
-    verb: "predict" | "explain",
-  ): Promise<void> | typeof DEFERRED {
+  #score(req: CoreRequest, reply: PendingReply, ref: ModelRef, verb: "predict" | "explain"): typeof DEFERRED {
     reply.route = verb === "predict" ? "/v1/models/:name:predict" : "/v1/models/:name:explain";
     reply.model = ref.name;
     if (req.method !== "post") throw methodNotAllowed(req);
     const body = this.decode(req);
-    const got = verb === "predict" ? this.acquire(ref) : null;
-    if (got !== null && !(got instanceof Promise)) {
-      // The hot path: a followed label's (or a cached version's) slot, scored by a job.
-      let m: FilledRows<BatchTarget>;
-      try {
-        m = fillRowsFromBody(got.plan, body, this.config.maxRows, got);
-      } catch (e) {
-        got.release();
-        throw e;
-      }
-      got.commitTo(m.target, m.rows, new PredictJob(this, req, reply, got));
-      return DEFERRED;
-    }
-    const out = got !== null ? got.then((slot) => this.#predictOn(slot, body)) : this.explain(ref, body);
-    return out.then((o) => {
-      reply.version = String(o.version);
-      reply.body = o.value;
-    });
+    this.scoreTo(verb, ref, body, reply); // the reply sends itself
+    return DEFERRED;
   }
 
   async #importance(ref: ModelRef, reply: CoreReply): Promise<void> {

@@ -51,7 +51,7 @@ export class ModelSlot {
   readonly fetches: readonly string[];
   readonly #session: InferenceSession;
   /**
-   * Batches of predictions and explanations ({@link reserve}/{@link commit}, {@link score}): they
+   * Batches of predictions and explanations ({@link reserve}, {@link commitTo}): they
    * fetch only what a prediction shows, class probabilities or the regression value (each output
    * fetched costs a conversion to a JS tensor: ~35k instructions per run for a binary model's
    * margin, ~2.5 % of a single-row request; bench/serve-callgrind.ts). One batcher for both keeps
@@ -109,11 +109,6 @@ export class ModelSlot {
     return { rows, tensors };
   }
 
-  /** Score a validated matrix for predictions (shared ORT runs when batching is on). */
-  score(data: Float32Array, rows: number): Promise<BatchSlice> {
-    return this.#batcher.score(data, rows);
-  }
-
   /** Score a validated matrix with every output of the graph ({@link fetches}). */
   scoreAll(data: Float32Array, rows: number): Promise<BatchSlice> {
     return this.#allBatcher.score(data, rows);
@@ -127,11 +122,6 @@ export class ModelSlot {
   /** Score rows written into a target from {@link reserve}, before any other reserve. */
   commitTo(target: BatchTarget, rows: number, waiter: BatchWaiter): void {
     this.#batcher.commitTo(target, rows, waiter);
-  }
-
-  /** {@link commitTo} as a promise. */
-  commit(target: BatchTarget, rows: number): Promise<BatchSlice> {
-    return this.#batcher.commit(target, rows);
   }
 
   /** Take a reference for the duration of one request. */

@@ -18,7 +18,7 @@ import { NAME_PATTERN } from "../config.ts";
 import { clientError } from "../core/client-error.ts";
 import { decodeBody, encodeBody, utf8Text } from "../core/codec.ts";
 import { PredictReply } from "../core/predictions.ts";
-import type { ModelRef, ServeCore } from "../core/service.ts";
+import type { ModelRef, ScoreSink, ServeCore } from "../core/service.ts";
 import { requestFinished, type TransportState } from "./http.ts";
 
 interface Parked {
@@ -95,14 +95,80 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
   const gauge = core.metrics.wsConnections;
   const counter = core.metrics.wsMessages;
 
+  /** Replies counted per message without prom-client hashing a label set each time. */
+  const answered = {
+    predict: counter.labels({ op: "predict", status: "200" }),
+    explain: counter.labels({ op: "explain", status: "200" }),
+  };
+
+  /**
+   * The reply being sent, for {@link sendOut}: one cork callback for every reply instead of a
+   * closure per reply (garbage per message). cork runs its callback at once.
+   */
+  const out: { ws: WebSocket<Conn> | null; payload: string | Uint8Array; binary: boolean } = {
+    ws: null,
+    payload: "",
+    binary: false,
+  };
+  const sendOut = (): void => {
+    out.ws!.send(out.payload, out.binary);
+  };
+
   const send = (ws: WebSocket<Conn>, value: unknown, binary: boolean): void => {
     const conn = ws.getUserData();
     if (!conn.open) return;
-    const payload = encodeBody(value, binary ? "msgpack" : "json");
-    ws.cork(() => {
-      ws.send(payload, binary);
-    });
+    out.ws = ws;
+    out.payload = encodeBody(value, binary ? "msgpack" : "json");
+    out.binary = binary;
+    try {
+      ws.cork(sendOut);
+    } finally {
+      out.ws = null;
+      out.payload = "";
+    }
   };
+
+  /** One message being answered, and the sink of its scores: one object per message. */
+  class Message implements ScoreSink {
+    readonly ws: WebSocket<Conn>;
+    readonly conn: Conn;
+    readonly binary: boolean;
+    id: string | number | null = null;
+    op: "predict" | "explain" | "invalid" = "invalid";
+
+    constructor(ws: WebSocket<Conn>, binary: boolean) {
+      this.ws = ws;
+      this.conn = ws.getUserData();
+      this.binary = binary;
+    }
+
+    /** Send `value` and count the message out. */
+    done(value: Record<string, unknown> | PredictReply, status: number): void {
+      if (status === 200 && this.op !== "invalid") answered[this.op].inc();
+      else counter.inc({ op: this.op, status: String(status) });
+      try {
+        send(this.ws, value, this.binary);
+      } finally {
+        this.conn.running--;
+        requestFinished(state);
+        pump(this.ws);
+      }
+    }
+
+    answer(value: PredictReply | Record<string, unknown>): void {
+      this.done(value instanceof PredictReply ? value.withId(this.id) : { id: this.id, ...value }, 200);
+    }
+
+    failed(e: unknown): void {
+      const err = toArborError(e);
+      if (err.status >= 500)
+        logger.warn(
+          { conn: this.conn.id, id: this.id, code: err.code, err: err.message },
+          "stream message failed",
+        );
+      this.done({ id: this.id, ...err.toJSON(), status: err.status }, err.status);
+    }
+  }
 
   const pump = (ws: WebSocket<Conn>): void => {
     const conn = ws.getUserData();
@@ -121,52 +187,27 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
 
   /** `accepted`: a parked message, taken in before a shutdown began (served, not refused). */
   const run = (ws: WebSocket<Conn>, data: Uint8Array | string, binary: boolean, accepted: boolean): void => {
-    const conn = ws.getUserData();
-    conn.running++;
+    const msg = new Message(ws, binary);
+    msg.conn.running++;
     state.inFlight++;
-    let id: unknown = null;
-    let op = "invalid";
-    const done = (value: Record<string, unknown> | PredictReply, status: string): void => {
-      counter.inc({ op, status });
-      send(ws, value, binary);
-      conn.running--;
-      requestFinished(state);
-      pump(ws);
-    };
-    const failed = (e: unknown): void => {
-      const err = toArborError(e);
-      if (err.status >= 500)
-        logger.warn({ conn: conn.id, id, code: err.code, err: err.message }, "stream message failed");
-      done({ id, ...err.toJSON(), status: err.status }, String(err.status));
-    };
     try {
-      const msg = decodeBody(data, binary ? "msgpack" : "json");
-      if (msg === null || typeof msg !== "object" || Array.isArray(msg))
+      const decoded = decodeBody(data, binary ? "msgpack" : "json");
+      if (decoded === null || typeof decoded !== "object" || Array.isArray(decoded))
         throw clientError("BAD_REQUEST", "stream: a message must be an object");
-      const m = msg as Record<string, unknown>;
-      id = m["id"] === undefined ? null : m["id"];
-      if (id !== null && typeof id !== "string" && typeof id !== "number") {
-        id = null;
+      const m = decoded as Record<string, unknown>;
+      const id = m["id"];
+      if (id !== undefined && id !== null && typeof id !== "string" && typeof id !== "number")
         throw clientError("BAD_REQUEST", "stream: 'id' must be a string or a number");
-      }
-      if (m["op"] !== "predict" && m["op"] !== "explain")
+      msg.id = id ?? null;
+      const op = m["op"];
+      if (op !== "predict" && op !== "explain")
         throw clientError("BAD_REQUEST", "stream: 'op' must be 'predict' or 'explain'");
-      op = m["op"];
+      msg.op = op;
       if (state.shuttingDown && !accepted) throw arborError("SHUTTING_DOWN", "the server is shutting down");
       const ref = refOf(m);
-      const p = op === "predict" ? core.predict(ref, m) : core.explain(ref, m);
-      p.then(
-        (out) =>
-          done(
-            out.value instanceof PredictReply
-              ? out.value.withId(id as string | number | null)
-              : { id, ...out.value },
-            "200",
-          ),
-        failed,
-      );
+      core.scoreTo(op, ref, m, msg);
     } catch (e) {
-      failed(e);
+      msg.failed(e);
     }
   };
 
