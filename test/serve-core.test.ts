@@ -287,13 +287,32 @@ describe("serve predict replies", () => {
       expect(value["predictions"]).toEqual(formatPredictions(sig, s));
       expect(reply.json()).toBe(JSON.stringify(value));
       expect(JSON.stringify(reply)).toBe(reply.json());
-      for (const id of ['x"1', 42, null, Number.NaN]) {
+      for (const id of ['x"1', 42, null, Number.NaN, "ïd 😀"]) {
         const withId = reply.withId(id);
         expect(withId.json()).toBe(JSON.stringify({ id, ...value }));
         expect(Object.keys(withId.value())[0]).toBe("id");
       }
-      expect(encodeBody(reply, "json")).toBe(reply.json());
+      expect(new TextDecoder().decode(encodeBody(reply, "json") as Uint8Array)).toBe(reply.json());
       expect(unpack(encodeBody(reply, "msgpack") as Uint8Array)).toEqual(value);
     });
   }
+
+  test("the reused reply buffer: grows for big replies, shrinks after them, and views follow it", () => {
+    const text = (b: Uint8Array) => new TextDecoder().decode(b);
+    const rowsOf = (n: number) => Array.from({ length: n * 3 }, (_, i) => ((i * 7919) % 1000) / 1000 + 1e-7);
+    const big = new PredictJson(multiclass, "m", 1);
+    // ~70 bytes per row: past the first 1 KB many times over, then past the 256 KB kept size.
+    for (const n of [20, 2000, 10_000, 1]) {
+      const s = slice("probabilities", 3, rowsOf(n), 0, n);
+      const reply = new PredictReply(big, s);
+      expect(text(reply.jsonBytes())).toBe(JSON.stringify(reply.value()));
+    }
+    // Equal lengths share a cached view, which shows the latest reply: a reply is sent at once.
+    const small = new PredictJson(regression, "m", 1);
+    const a = new PredictReply(small, slice("prediction", 1, [1.5], 0, 1)).jsonBytes();
+    const aText = text(a);
+    const b = new PredictReply(small, slice("prediction", 1, [2.5], 0, 1)).jsonBytes();
+    expect(b.length).toBe(a.length);
+    expect(text(b)).toBe(aText.replace("1.5", "2.5"));
+  });
 });

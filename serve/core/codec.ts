@@ -98,9 +98,12 @@ function malformed(e: unknown, format: Format): Error {
   return clientError("MALFORMED_BODY", `decode body: not valid ${format}: ${why}`, { cause: e });
 }
 
-/** Encode a response value. */
+/**
+ * Encode a response value. A V1 predict reply's JSON comes back in a buffer the next reply
+ * overwrites ({@link PredictReply.jsonBytes}): send the result at once, do not keep it.
+ */
 export function encodeBody(value: unknown, format: Format): Uint8Array | string {
-  if (value instanceof PredictReply) return format === "json" ? value.json() : packr.pack(value.value());
+  if (value instanceof PredictReply) return format === "json" ? value.jsonBytes() : packr.pack(value.value());
   if (format === "json") return JSON.stringify(value);
   return packr.pack(value);
 }

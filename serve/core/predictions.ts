@@ -53,19 +53,102 @@ function jsonNumber(x: number): string {
   return Number.isFinite(x) ? String(x) : "null";
 }
 
+const utf8 = new TextEncoder();
+const utf8Decoder = new TextDecoder();
+
 /**
- * A version's V1 predict reply as JSON text, from pieces built once per loaded version: writing it
- * is a handful of string concatenations, where JSON.stringify of the reply object walks every key
- * and value generically (12k of the 133k instructions a single-row request of the reference model
- * cost on Node 20: bench/serve-callgrind.ts).
- * Writes exactly what JSON.stringify of {@link PredictReply.value} writes.
+ * One reused buffer for reply bytes. uWS copies what `end`/`send` get into its own send buffer
+ * before returning, so a reply written here is handed over and the next reply may overwrite it: a
+ * reply then allocates no string ropes, no flattened copy of them, and no UTF-8 conversion inside
+ * uWS (~400 of the ~2,400 bytes of garbage a single-row predict made; garbage per request sets how
+ * often a young-generation GC stalls every request in flight). The views handed out are cached
+ * by length, since uWS takes a view, not a length.
+ */
+export class ReplyBuffer {
+  /** Buffers past this size are dropped after their reply rather than kept for the next. */
+  static readonly KEEP_BYTES = 256 * 1024;
+  #buf = new Uint8Array(1024);
+  #len = 0;
+  #views = new Map<number, Uint8Array>();
+
+  /** Start a reply (the previous reply's view must be out of use). */
+  reset(): void {
+    this.#len = 0;
+    if (this.#buf.length > ReplyBuffer.KEEP_BYTES) this.#replace(new Uint8Array(1024));
+  }
+
+  bytes(b: Uint8Array): void {
+    this.#room(b.length);
+    this.#buf.set(b, this.#len);
+    this.#len += b.length;
+  }
+
+  /** Text known to be ASCII (JSON numbers, `null`, punctuation). */
+  ascii(s: string): void {
+    const n = s.length;
+    this.#room(n);
+    const buf = this.#buf;
+    let at = this.#len;
+    for (let i = 0; i < n; i++) buf[at++] = s.charCodeAt(i);
+    this.#len = at;
+  }
+
+  /** Any text, as UTF-8. */
+  text(s: string): void {
+    this.#room(s.length * 3);
+    this.#len += utf8.encodeInto(s, this.#buf.subarray(this.#len)).written;
+  }
+
+  /** The reply so far: valid until the next write or reset; hand it over at once. */
+  view(): Uint8Array {
+    const n = this.#len;
+    let v = this.#views.get(n);
+    if (v === undefined) {
+      if (this.#views.size >= 256) this.#views.clear();
+      v = this.#buf.subarray(0, n);
+      this.#views.set(n, v);
+    }
+    return v;
+  }
+
+  #room(n: number): void {
+    const need = this.#len + n;
+    if (need <= this.#buf.length) return;
+    let size = this.#buf.length * 2;
+    while (size < need) size *= 2;
+    const grown = new Uint8Array(size);
+    grown.set(this.#buf.subarray(0, this.#len));
+    this.#replace(grown);
+  }
+
+  #replace(buf: Uint8Array<ArrayBuffer>): void {
+    this.#buf = buf;
+    this.#views.clear();
+  }
+}
+
+/** The buffer every V1 predict reply is written into (one thread: one reply at a time). */
+const replyBuffer = new ReplyBuffer();
+
+const OPEN = utf8.encode("{");
+const PREDICTIONS = utf8.encode('"predictions":[');
+const COMMA = utf8.encode(",");
+const ROW_END = utf8.encode("]}");
+
+/**
+ * A version's V1 predict reply as JSON bytes, from pieces encoded once per loaded version: writing
+ * it is a handful of copies into {@link ReplyBuffer}, where JSON.stringify of the reply object
+ * walks every key and value generically (12k of the 133k instructions a single-row request of the
+ * reference model cost on Node 20: bench/serve-callgrind.ts), and the text then had to be
+ * converted to UTF-8 for the socket. Writes exactly what JSON.stringify of
+ * {@link PredictReply.value} writes.
  */
 export class PredictJson {
   readonly #signature: Signature;
   /** `{"label":"<class>","probabilities":[` per class index (classifiers; built on first use). */
-  #rowHeads: string[] = [];
+  #rowHeads: Uint8Array[] = [];
   /** `],"model":…,"version":…[,"classes":[…]]}`. */
-  readonly #tail: string;
+  readonly #tail: Uint8Array;
   readonly #name: string;
   readonly #version: number;
   readonly #classes: string[] | undefined;
@@ -76,7 +159,7 @@ export class PredictJson {
     this.#version = version;
     this.#classes = signature.task === "regression" ? undefined : signature.classes;
     const classes = this.#classes ? `,"classes":${JSON.stringify(this.#classes)}` : "";
-    this.#tail = `],"model":${JSON.stringify(name)},"version":${version}${classes}}`;
+    this.#tail = utf8.encode(`],"model":${JSON.stringify(name)},"version":${version}${classes}}`);
   }
 
   /** The reply as a value (for msgpack, and for anything else that is not this writer's JSON). */
@@ -88,9 +171,16 @@ export class PredictJson {
       : { predictions, model: this.#name, version: this.#version };
   }
 
-  /** The reply as JSON text; `head` is written right after the opening brace (e.g. `"id":7,`). */
-  json(slice: BatchSlice, head: string): string {
-    let s = `{${head}"predictions":[`;
+  /**
+   * The reply as JSON bytes in the shared {@link ReplyBuffer} (valid until the next reply: hand it
+   * to uWS at once); `head` is written right after the opening brace (e.g. `"id":7,`).
+   */
+  json(slice: BatchSlice, head: string): Uint8Array {
+    const out = replyBuffer;
+    out.reset();
+    out.bytes(OPEN);
+    if (head !== "") out.text(head);
+    out.bytes(PREDICTIONS);
     const tensors = slice.outputs.tensors;
     const probs = tensors.get("probabilities");
     if (this.#signature.task !== "regression" && probs !== undefined) {
@@ -99,25 +189,29 @@ export class PredictJson {
       const data = probs.data;
       for (let r = 0; r < slice.rows; r++) {
         const base = (slice.offset + r) * c;
-        if (r > 0) s += ",";
-        s += heads[argmax(data, base, c)];
-        for (let j = 0; j < c; j++) s += j === 0 ? jsonNumber(data[base]) : `,${jsonNumber(data[base + j])}`;
-        s += "]}";
+        if (r > 0) out.bytes(COMMA);
+        out.bytes(heads[argmax(data, base, c)]);
+        for (let j = 0; j < c; j++) {
+          if (j > 0) out.bytes(COMMA);
+          out.ascii(jsonNumber(data[base + j]));
+        }
+        out.bytes(ROW_END);
       }
     } else {
       const t = tensors.get("prediction") ?? tensors.get("margin")!;
       for (let r = 0; r < slice.rows; r++) {
-        const x = jsonNumber(t.data[(slice.offset + r) * t.width]);
-        s += r === 0 ? x : `,${x}`;
+        if (r > 0) out.bytes(COMMA);
+        out.ascii(jsonNumber(t.data[(slice.offset + r) * t.width]));
       }
     }
-    return s + this.#tail;
+    out.bytes(this.#tail);
+    return out.view();
   }
 
-  #heads(count: number): string[] {
+  #heads(count: number): Uint8Array[] {
     if (this.#rowHeads.length !== count) {
-      this.#rowHeads = classLabels(this.#signature, count).map(
-        (l) => `{"label":${JSON.stringify(l)},"probabilities":[`,
+      this.#rowHeads = classLabels(this.#signature, count).map((l) =>
+        utf8.encode(`{"label":${JSON.stringify(l)},"probabilities":[`),
       );
     }
     return this.#rowHeads;
@@ -126,8 +220,8 @@ export class PredictJson {
 
 /**
  * A V1 predict reply kept as the run's outputs until the transport knows the wire format: JSON
- * text straight from {@link PredictJson}, or the value for msgpack. `id` (a stream message's) goes
- * first, as in `{id, ...reply}`.
+ * bytes straight from {@link PredictJson}, or the value for msgpack. `id` (a stream message's)
+ * goes first, as in `{id, ...reply}`.
  */
 export class PredictReply {
   readonly #writer: PredictJson;
@@ -150,8 +244,14 @@ export class PredictReply {
     return this.#id === undefined ? v : { id: this.#id, ...v };
   }
 
-  json(): string {
+  /** The JSON bytes, in a buffer the next reply overwrites: hand them over at once. */
+  jsonBytes(): Uint8Array {
     return this.#writer.json(this.#slice, this.#id === undefined ? "" : `"id":${JSON.stringify(this.#id)},`);
+  }
+
+  /** The JSON text (a copy: for anything that keeps it). */
+  json(): string {
+    return utf8Decoder.decode(this.jsonBytes());
   }
 
   /** JSON.stringify of a PredictReply anywhere else writes the same text. */
