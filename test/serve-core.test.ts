@@ -129,7 +129,7 @@ describe("serve micro-batcher", () => {
       maxRows,
       maxWaitUs: 0,
       width: 2,
-      run: async (data, rows): Promise<RunOutputs> => {
+      run: (data, rows): RunOutputs => {
         runs.push(rows);
         const out = new Float32Array(rows);
         for (let r = 0; r < rows; r++) out[r] = data[r * 2] * 10;
@@ -202,7 +202,7 @@ describe("serve micro-batcher", () => {
       maxRows: 64,
       maxWaitUs: 0,
       width: 1,
-      run: async (data, rows): Promise<RunOutputs> => {
+      run: (data, rows): RunOutputs => {
         if (failNext) {
           failNext = false;
           throw new Error("ORT run failed");

@@ -221,10 +221,14 @@ test("SIGTERM: messages parked by backpressure are answered before the connectio
     ARBOR_SERVE_WS_MAX_BACKPRESSURE_BYTES: "65536",
     ARBOR_SERVE_MAX_EXPLAIN_ROWS: "1000",
   });
-  const parkedNow = async () => {
+  /** Messages parked now, and messages answered so far. */
+  const taken = async () => {
     const text = await (await fetch(`${own.url}/metrics`)).text();
-    const m = /^arbor_serve_ws_parked_messages\{[^}]*\} (\S+)$/m.exec(text);
-    return m ? Number(m[1]) : 0;
+    const parked = /^arbor_serve_ws_parked_messages\{[^}]*\} (\S+)$/m.exec(text);
+    let answered = 0;
+    for (const m of text.matchAll(/^arbor_serve_ws_messages_total\{[^}]*\} (\S+)$/gm))
+      answered += Number(m[1]);
+    return { parked: parked ? Number(parked[1]) : 0, answered };
   };
   const c = await rawClient(own.port);
   await c.until(() => c.status() !== "");
@@ -241,9 +245,16 @@ test("SIGTERM: messages parked by backpressure are answered before the connectio
       }),
     );
   }
+  // Wait until the server has taken in every message (a message still on its way when the
+  // shutdown begins is refused with SHUTTING_DOWN, by design), most of them parked.
   const end = Date.now() + 30_000;
-  while ((await parkedNow()) === 0 && Date.now() < end) await Bun.sleep(50);
-  expect(await parkedNow()).toBeGreaterThan(0);
+  let t = await taken();
+  while (t.parked + t.answered < n && Date.now() < end) {
+    await Bun.sleep(50);
+    t = await taken();
+  }
+  expect(t.parked + t.answered).toBe(n);
+  expect(t.parked).toBeGreaterThan(0);
   own.proc.kill("SIGTERM");
   // The server waits for the unread replies (up to its shutdown timeout) before it closes.
   await Bun.sleep(300);

@@ -1,12 +1,13 @@
 /**
  * Micro-batching: requests for the same version that arrive within one event-loop turn (or within
- * `maxWaitUs`) share one input matrix and one ORT run. onnxruntime-node runs a session
- * synchronously on the JS thread (its `run` is a setImmediate around a native call), so one run of
- * 32 rows costs far less than 32 runs of one row: the per-call overhead dominates at batch 1. Off
- * switch: `maxRows <= 1` or `enabled: false` scores each request on its own.
+ * `maxWaitUs`) share one input matrix and one ORT run. A run is synchronous on the JS thread
+ * (ort-session.ts), so one run of 32 rows costs far less than 32 runs of one row: the per-call
+ * overhead dominates at batch 1. A batch is run when it is flushed and its waiters are answered
+ * right after, in commit order. Off switch: `maxRows <= 1` or `enabled: false` scores each request
+ * on its own.
  *
  * Requests write their validated rows straight into the matrix of the batch being filled
- * ({@link Batcher.reserve}, then {@link Batcher.commit}), and a matrix goes back to a spare slot
+ * ({@link Batcher.reserve}, then {@link Batcher.commitTo}), and a matrix goes back to a spare slot
  * once its run has returned, so a single-row request allocates no typed array of its own: each
  * off-heap typed array (anything over 64 bytes; 28 float32 features are 112) costs ~1.4 µs of
  * malloc, ArrayBuffer sweeping and GC here, more than the validation that fills it.
@@ -91,8 +92,8 @@ export interface BatcherOptions {
   maxRows: number;
   maxWaitUs: number;
   width: number;
-  /** Score a row-major matrix (`data` holds exactly `rows` rows). */
-  run(data: Float32Array, rows: number): Promise<RunOutputs>;
+  /** Score a row-major matrix (`data` holds exactly `rows` rows), synchronously; throws on failure. */
+  run(data: Float32Array, rows: number): RunOutputs;
   /** Called with the row count of every ORT run. */
   onRun?(rows: number): void;
 }
@@ -193,10 +194,14 @@ export class Batcher {
 
   #direct(data: Float32Array, rows: number, waiter: BatchWaiter): void {
     this.#o.onRun?.(rows);
-    this.#o.run(data, rows).then(
-      (outputs) => settle({ waiters: [waiter], offsets: [0] }, outputs),
-      (e: unknown) => waiter.failed(e),
-    );
+    let outputs: RunOutputs;
+    try {
+      outputs = this.#o.run(data, rows);
+    } catch (e) {
+      waiter.failed(e);
+      return;
+    }
+    settle({ waiters: [waiter], offsets: [0] }, outputs);
   }
 
   #flush(): void {
@@ -208,19 +213,16 @@ export class Batcher {
     this.#queuedRows = 0;
     this.#matrix = null;
     this.#o.onRun?.(total);
-    const done = (): void => {
-      // ORT has read the input once run() settles: the next batch may write into this matrix.
-      if (this.#spare === null || this.#spare.length < matrix.length) this.#spare = matrix;
-    };
-    this.#o.run(matrix.subarray(0, total * this.#o.width), total).then(
-      (outputs) => {
-        done();
-        settle(batch, outputs);
-      },
-      (e: unknown) => {
-        done();
-        for (const w of batch.waiters) w.failed(e);
-      },
-    );
+    let outputs: RunOutputs | null = null;
+    let error: unknown = null;
+    try {
+      outputs = this.#o.run(matrix.subarray(0, total * this.#o.width), total);
+    } catch (e) {
+      error = e;
+    }
+    // ORT has read the input: the next batch may write into this matrix.
+    if (this.#spare === null || this.#spare.length < matrix.length) this.#spare = matrix;
+    if (outputs !== null) settle(batch, outputs);
+    else for (const w of batch.waiters) w.failed(error);
   }
 }

@@ -5,12 +5,13 @@
  * nothing is served from the bundle.
  */
 import { createHash } from "node:crypto";
-import { InferenceSession, Tensor } from "onnxruntime-node";
+import { Tensor } from "onnxruntime-node";
 import type { ArtifactStore } from "../../registry/store/artifact-store.ts";
 import { BUNDLE_FILES, type Manifest, manifestSchema, signatureSchema } from "../../shared/bundle.ts";
 import { arborError, isArborError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { versionFileKey } from "../../shared/paths.ts";
+import { OrtSession } from "./ort-session.ts";
 import { ModelSlot, type SlotBatching } from "./slot.ts";
 
 function sha256(bytes: Uint8Array): string {
@@ -84,9 +85,9 @@ export async function loadSlot(
   const metrics = metricsBytes
     ? (parseJson(metricsBytes, `${what} metrics.json`) as Record<string, unknown>)
     : {};
-  let session: InferenceSession;
+  let session: OrtSession;
   try {
-    session = await InferenceSession.create(modelBytes, {
+    session = new OrtSession(modelBytes, {
       intraOpNumThreads: 1,
       interOpNumThreads: 1,
       executionMode: "sequential",
@@ -106,9 +107,9 @@ export async function loadSlot(
       throw new Error(`inputs are ${session.inputNames.join(", ")}, not 'input'`);
     // Warm-up: one all-missing row exercises every tree's default path and allocates ORT's buffers.
     const warm = new Float32Array(width).fill(Number.NaN);
-    await session.run({ input: new Tensor("float32", warm, [1, width]) });
+    session.run({ input: new Tensor("float32", warm, [1, width]) }, session.outputNames);
   } catch (e) {
-    await session.release().catch(() => {});
+    session.release();
     throw arborError("ONNX_INVALID", `load ${what}: warm-up prediction failed: ${(e as Error).message}`, {
       cause: e,
     });

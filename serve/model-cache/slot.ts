@@ -2,13 +2,13 @@
  * A loaded model version: its ORT session, the feature plan, the batcher, and a reference count so
  * that evicting or replacing a version never releases a session that a request is still using.
  */
-import type { InferenceSession } from "onnxruntime-node";
 import { Tensor } from "onnxruntime-node";
 import type { Manifest, Signature } from "../../shared/bundle.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { FeaturePlan } from "../core/plan.ts";
 import { PredictJson } from "../core/predictions.ts";
 import { Batcher, type BatchSlice, type BatchTarget, type BatchWaiter, type RunOutputs } from "./batcher.ts";
+import type { OrtSession } from "./ort-session.ts";
 
 /** Batching settings a slot is created with. */
 export interface SlotBatching {
@@ -26,7 +26,7 @@ export interface SlotParts {
   manifest: Manifest;
   manifestSha256: string;
   metrics: Record<string, unknown>;
-  session: InferenceSession;
+  session: OrtSession;
   modelBytes: Uint8Array;
   bytes: number;
   logger: Logger;
@@ -49,7 +49,7 @@ export class ModelSlot {
   readonly modelBytes: Uint8Array;
   /** Output names fetched from ORT for {@link scoreAll} (every output the graph has). */
   readonly fetches: readonly string[];
-  readonly #session: InferenceSession;
+  readonly #session: OrtSession;
   /**
    * Batches of predictions and explanations ({@link reserve}, {@link commitTo}): they
    * fetch only what a prediction shows, class probabilities or the regression value (each output
@@ -97,9 +97,9 @@ export class ModelSlot {
     this.#batcher = shown === undefined ? this.#allBatcher : batcher([shown]);
   }
 
-  async #run(data: Float32Array, rows: number, fetches: readonly string[]): Promise<RunOutputs> {
+  #run(data: Float32Array, rows: number, fetches: readonly string[]): RunOutputs {
     const input = new Tensor("float32", data, [rows, this.plan.width]);
-    const out = await this.#session.run({ input }, fetches);
+    const out = this.#session.run({ input }, fetches);
     const tensors = new Map<string, { data: Float32Array; width: number }>();
     for (const name of fetches) {
       const t = out[name];
@@ -152,6 +152,10 @@ export class ModelSlot {
     if (this.#released) return;
     this.#released = true;
     this.#logger.info({ model: this.name, version: this.version }, "released ORT session");
-    this.#session.release().catch((e: unknown) => this.#logger.warn({ err: e }, "session release failed"));
+    try {
+      this.#session.release();
+    } catch (e) {
+      this.#logger.warn({ err: e }, "session release failed");
+    }
   }
 }
