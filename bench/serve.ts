@@ -18,8 +18,9 @@ import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { pack, unpack } from "msgpackr";
 import pl from "nodejs-polars";
-import { InferenceSession, Tensor } from "onnxruntime-node";
+import { Tensor } from "onnxruntime-node";
 import { openArtifactStore } from "../registry/store/open.ts";
+import { OrtSession, SERVE_SESSION_OPTIONS } from "../serve/model-cache/ort-session.ts";
 import { pointLabel, publishFixture, startServe } from "../test/serve-fixtures.ts";
 import { flightsSample } from "../train/data/flights-sample.ts";
 
@@ -232,22 +233,20 @@ async function wsLoad(url: string, message: Uint8Array, conns = 4, window = 64):
 }
 
 /** In-process onnxruntime: median µs per run at `rows` rows. */
-async function ortInProcess(onnx: Uint8Array, x: Float32Array, rows: number): Promise<number> {
-  const session = await InferenceSession.create(onnx, {
-    intraOpNumThreads: 1,
-    interOpNumThreads: 1,
-    executionMode: "sequential",
-  });
+function ortInProcess(onnx: Uint8Array, x: Float32Array, rows: number): number {
+  // The server's own session type and options: a synchronous run (serve/model-cache/ort-session.ts).
+  const session = new OrtSession(onnx, SERVE_SESSION_OPTIONS);
   const input = new Tensor("float32", x.subarray(0, rows * F), [rows, F]);
-  for (let i = 0; i < 200; i++) await session.run({ input });
+  const fetches = session.outputNames;
+  for (let i = 0; i < 200; i++) session.run({ input }, fetches);
   const times: number[] = [];
   const n = rows === 1 ? 5000 : 200;
   for (let i = 0; i < n; i++) {
     const t = performance.now();
-    await session.run({ input });
+    session.run({ input }, fetches);
     times.push((performance.now() - t) * 1000);
   }
-  await session.release();
+  session.release();
   times.sort((a, b) => a - b);
   return times[times.length >> 1];
 }
@@ -333,8 +332,8 @@ for (const [name, f] of [
   ["flights", flights],
   ["trivial", trivial],
 ] as const) {
-  ort[name][1] = await ortInProcess(f.onnx, rowsX, 1);
-  ort[name][1000] = await ortInProcess(f.onnx, rowsX, 1000);
+  ort[name][1] = ortInProcess(f.onnx, rowsX, 1);
+  ort[name][1000] = ortInProcess(f.onnx, rowsX, 1000);
 }
 
 const CLK_TCK = 100;

@@ -11,7 +11,7 @@ import { BUNDLE_FILES, type Manifest, manifestSchema, signatureSchema } from "..
 import { arborError, isArborError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { versionFileKey } from "../../shared/paths.ts";
-import { OrtSession } from "./ort-session.ts";
+import { OrtSession, SERVE_SESSION_OPTIONS } from "./ort-session.ts";
 import { ModelSlot, type SlotBatching } from "./slot.ts";
 
 function sha256(bytes: Uint8Array): string {
@@ -87,13 +87,7 @@ export async function loadSlot(
     : {};
   let session: OrtSession;
   try {
-    session = new OrtSession(modelBytes, {
-      intraOpNumThreads: 1,
-      interOpNumThreads: 1,
-      executionMode: "sequential",
-      graphOptimizationLevel: "all",
-      logSeverityLevel: 3,
-    });
+    session = new OrtSession(modelBytes, SERVE_SESSION_OPTIONS);
   } catch (e) {
     throw arborError(
       "ONNX_INVALID",

@@ -15,6 +15,18 @@ import { type Binding, binding, initOrt } from "onnxruntime-node/dist/binding.js
 /** Session options as onnxruntime-node takes them. */
 export type SessionOptions = InferenceSession.SessionOptions;
 
+/**
+ * How the server runs every model: one thread per session (one process per core runs the
+ * sessions), full graph optimization, warnings and errors only.
+ */
+export const SERVE_SESSION_OPTIONS: SessionOptions = {
+  intraOpNumThreads: 1,
+  interOpNumThreads: 1,
+  executionMode: "sequential",
+  graphOptimizationLevel: "all",
+  logSeverityLevel: 3,
+};
+
 /** A loaded model: synchronous `run`, explicit `release`. */
 export class OrtSession {
   readonly inputNames: readonly string[];
