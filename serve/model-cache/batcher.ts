@@ -33,7 +33,7 @@ export interface BatchSlice {
 
 /**
  * Room for rows from row `at` of `data`, from {@link Batcher.reserve}. Fill it synchronously and
- * {@link Batcher.commit} it before yielding; dropping it (e.g. the rows failed validation) is fine:
+ * {@link Batcher.commitTo} it before yielding; dropping it (e.g. the rows failed validation) is fine:
  * nothing is queued until the commit.
  */
 export interface BatchTarget extends RowTarget {
@@ -42,8 +42,8 @@ export interface BatchTarget extends RowTarget {
 }
 
 /**
- * Gets the outcome of rows committed to a batch ({@link Batcher.commitTo}): exactly one call,
- * `scored` or `failed`. A callback object rather than a promise: on the hot path a request's
+ * Gets the outcome of rows committed to a batch ({@link Batcher.commitTo}): one call, `scored`
+ * or `failed` (and `failed` after a `scored` that threw). A callback object rather than a promise: on the hot path a request's
  * promises, their reactions and closures were the largest share of its garbage (~0.6 of
  * ~3.4 KB per single-row request), and garbage per request sets how often a young-generation GC
  * stalls every request in flight.
@@ -160,7 +160,8 @@ export class Batcher {
 
   /**
    * Score the `rows` rows written into `target` (which must come from the latest reserve) and
-   * tell `waiter` when they are scored.
+   * tell `waiter` when they are scored — before this returns if the batch is run at once (it
+   * filled up, or the rows are scored alone), else when the batch is flushed.
    */
   commitTo(target: BatchTarget, rows: number, waiter: BatchWaiter): void {
     if (!target.shared) {
