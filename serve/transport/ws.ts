@@ -149,7 +149,8 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
       if (status === 200 && this.op !== "invalid") answered[this.op].inc();
       else counter.inc({ op: this.op, status: String(status) });
       try {
-        send(this.ws, value, this.binary);
+        // A closed uWS socket must not be touched: its client left while the message ran.
+        if (this.conn.open) send(this.ws, value, this.binary);
       } finally {
         this.conn.running--;
         requestFinished(state);
