@@ -335,7 +335,7 @@ export class ServeCore {
 
   /**
    * Turn a routing or handling error into the reply (status, body, metric labels) and log it.
-   * For the core's own request jobs.
+   * Public for {@link PendingReply}, which fails itself when a scored request fails.
    */
   failReply(req: CoreRequest, reply: CoreReply, e: unknown): void {
     const err = toArborError(e);

@@ -43,10 +43,10 @@ export interface BatchTarget extends RowTarget {
 
 /**
  * Gets the outcome of rows committed to a batch ({@link Batcher.commitTo}): one call, `scored`
- * or `failed` (and `failed` after a `scored` that threw). A callback object rather than a promise: on the hot path a request's
- * promises, their reactions and closures were the largest share of its garbage (~0.6 of
- * ~3.4 KB per single-row request), and garbage per request sets how often a young-generation GC
- * stalls every request in flight.
+ * or `failed` (and `failed` after a `scored` that threw). A callback object rather than a
+ * promise: on the hot path a request's promises, their reactions and closures were the largest
+ * share of its garbage (~0.6 of ~3.4 KB per single-row request), and garbage per request sets how
+ * often a young-generation GC stalls every request in flight.
  */
 export interface BatchWaiter {
   /** The run returned; the request's rows are rows `offset` to `offset + rows` of `outputs`. */
@@ -61,18 +61,22 @@ interface PendingBatch {
   offsets: number[];
 }
 
+/** Tell one waiter its rows were scored (a waiter that throws is told it failed). */
+function answer(w: BatchWaiter, outputs: RunOutputs, offset: number, rows: number): void {
+  try {
+    w.scored(outputs, offset, rows);
+  } catch (e) {
+    w.failed(e);
+  }
+}
+
 /** Answer every waiter of a batch whose run returned `outputs` (commit order: replies keep it). */
 function settle(batch: PendingBatch, outputs: RunOutputs): void {
   const { waiters, offsets } = batch;
   const n = waiters.length;
   for (let i = 0; i < n; i++) {
     const end = i + 1 < n ? offsets[i + 1] : outputs.rows;
-    const w = waiters[i];
-    try {
-      w.scored(outputs, offsets[i], end - offsets[i]);
-    } catch (e) {
-      w.failed(e);
-    }
+    answer(waiters[i], outputs, offsets[i], end - offsets[i]);
   }
 }
 
@@ -202,7 +206,7 @@ export class Batcher {
       waiter.failed(e);
       return;
     }
-    settle({ waiters: [waiter], offsets: [0] }, outputs);
+    answer(waiter, outputs, 0, rows);
   }
 
   #flush(): void {
