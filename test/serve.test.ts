@@ -439,10 +439,15 @@ describe("serve: WebSocket explain and routing fields", () => {
         const v =
           typeof ev.data === "string" ? JSON.parse(ev.data) : unpack(new Uint8Array(ev.data as ArrayBuffer));
         replies.set(v.id, v);
-        if (replies.size === 3) resolve();
+        if (replies.size === 7) resolve();
       };
     });
     ws.send(pack({ id: "e", model: "flights", label: "staging", op: "explain", instances: rs, top_k: 3 }));
+    // Names and versions are checked as the HTTP routes check them.
+    ws.send(JSON.stringify({ id: "n", model: "Bad Name!", op: "predict", instances: rs }));
+    ws.send(JSON.stringify({ id: "l", model: "flights", label: "no/label", op: "predict", instances: rs }));
+    ws.send(JSON.stringify({ id: "x", model: "flights", version: "2.0", op: "predict", instances: rs }));
+    ws.send(JSON.stringify({ id: "o", model: "flights", version: {}, op: "predict", instances: rs }));
     ws.send(JSON.stringify({ id: "v", model: "flights", version: "v2", op: "predict", instances: rs }));
     ws.send(
       JSON.stringify({
@@ -461,10 +466,15 @@ describe("serve: WebSocket explain and routing fields", () => {
     expect(Object.keys(e.explanations[0].contributions).length).toBe(3);
     expect(replies.get("v").version).toBe(2);
     expect(replies.get("b").error.code).toBe("BAD_REQUEST");
+    expect(replies.get("n").error.code).toBe("MODEL_NOT_FOUND");
+    expect(replies.get("n").status).toBe(404);
+    expect(replies.get("l").error.code).toBe("LABEL_NOT_FOUND");
+    expect(replies.get("x").error.code).toBe("VERSION_NOT_FOUND");
+    expect(replies.get("o").error.code).toBe("BAD_REQUEST");
     ws.close();
   });
 
-  test("predict and explain messages on one stream are answered in the order they came", async () => {
+  test("predict and explain messages on one stream, by label or version, are answered in the order they came", async () => {
     const ws = new WebSocket(`ws://127.0.0.1:${server.port}/v1/stream`);
     await new Promise((resolve, reject) => {
       ws.onopen = resolve;
@@ -481,10 +491,18 @@ describe("serve: WebSocket explain and routing fields", () => {
         if (ids.length === n) resolve();
       };
     });
-    // Predictions and explanations share a micro-batch queue (each scores its rows with ORT).
+    // Predictions and explanations share a micro-batch queue (each scores its rows with ORT);
+    // messages naming the version the default label points at join the same one.
     for (let i = 0; i < n; i++) {
+      const ref = i % 4 === 2 ? { version: 1 } : {};
       ws.send(
-        JSON.stringify({ id: i, model: "flights", op: i % 3 === 1 ? "explain" : "predict", instances: rs }),
+        JSON.stringify({
+          id: i,
+          model: "flights",
+          ...ref,
+          op: i % 3 === 1 ? "explain" : "predict",
+          instances: rs,
+        }),
       );
     }
     await done;

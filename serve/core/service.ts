@@ -45,6 +45,8 @@ export interface CoreReply {
   binary?: { header: string; blobs: Uint8Array[] };
   /** Raw text body with its content type (e.g. /metrics), sent as is. */
   text?: { contentType: string; value: string };
+  /** One more response header (`Allow` of a 405, `Upgrade` of a 426), lower-case name. */
+  header?: { name: string; value: string };
   route: string;
   model: string;
   version: string;
@@ -145,6 +147,7 @@ class PendingReply implements CoreReply, ScoreSink {
   body: unknown = null;
   binary: CoreReply["binary"] = undefined;
   text: CoreReply["text"] = undefined;
+  header: CoreReply["header"] = undefined;
   route = "unknown";
   model = "";
   version = "";
@@ -184,14 +187,16 @@ export interface BuildInfo {
   pid: number;
 }
 
-function parseVersion(raw: string): number {
+/** A version as a path or message names it (`3` or `v3`); VERSION_NOT_FOUND for anything else. */
+export function parseVersion(raw: string): number {
   const v = /^v?([0-9]{1,9})$/.exec(raw);
   if (v === null || Number(v[1]) < 1)
     throw clientError("VERSION_NOT_FOUND", `resolve model: bad version '${raw.slice(0, 40)}'`);
   return Number(v[1]);
 }
 
-function checkName(raw: string, what: "model" | "label"): string {
+/** A model or label name; MODEL_NOT_FOUND / LABEL_NOT_FOUND when it cannot be one. */
+export function checkName(raw: string, what: "model" | "label"): string {
   if (!NAME_PATTERN.test(raw)) {
     throw clientError(
       what === "model" ? "MODEL_NOT_FOUND" : "LABEL_NOT_FOUND",
@@ -344,6 +349,9 @@ export class ServeCore {
     // server follows, so that requests for random names cannot create unbounded metric series.
     if (reply.model !== "" && !this.cache.hasModel(reply.model)) reply.model = "";
     reply.body = errorBody(req.path, err);
+    if (err.code === "METHOD_NOT_ALLOWED" && typeof err.details?.["allow"] === "string")
+      reply.header = { name: "allow", value: err.details["allow"] };
+    else if (err.code === "UPGRADE_REQUIRED") reply.header = { name: "upgrade", value: "websocket" };
     if (err.code === "INTERNAL") {
       this.logger.error(
         {
@@ -370,7 +378,7 @@ export class ServeCore {
     if (segs[1] === "v1" && segs[2] === "models") {
       if (segs.length === 3 || (segs.length === 4 && segs[3] === "")) {
         reply.route = "/v1/models";
-        if (!get) throw methodNotAllowed(req);
+        if (!get) throw methodNotAllowed(req, GET);
         reply.body = listModels(this);
         return;
       }
@@ -390,7 +398,7 @@ export class ServeCore {
         if (ref === null) throw routeNotFound(req);
         reply.route = "/v1/models/:name/importance";
         reply.model = ref.name;
-        if (!get) throw methodNotAllowed(req);
+        if (!get) throw methodNotAllowed(req, GET);
         return this.#importance(ref, reply);
       }
       if (rest.length === 1) {
@@ -398,7 +406,7 @@ export class ServeCore {
         if (ref === null) throw routeNotFound(req);
         reply.route = "/v1/models/:name";
         reply.model = ref.name;
-        if (!get) throw methodNotAllowed(req);
+        if (!get) throw methodNotAllowed(req, GET);
         reply.body = describeModel(this, ref.name);
         return;
       }
@@ -409,7 +417,7 @@ export class ServeCore {
       const p = segs[1];
       if (p === "healthz" || p === "readyz" || p === "version" || p === "metrics") {
         reply.route = path;
-        if (!get) throw methodNotAllowed(req);
+        if (!get) throw methodNotAllowed(req, GET);
         if (p === "healthz") reply.body = { status: "ok" };
         else if (p === "readyz") {
           const ready = this.cache.ready();
@@ -423,6 +431,10 @@ export class ServeCore {
         }
         return;
       }
+    }
+    if (path === "/v1/stream") {
+      reply.route = path;
+      throw clientError("UPGRADE_REQUIRED", "route: /v1/stream is a WebSocket: send a WebSocket upgrade");
     }
     throw routeNotFound(req);
   }
@@ -453,7 +465,7 @@ export class ServeCore {
   #score(req: CoreRequest, reply: PendingReply, ref: ModelRef, verb: "predict" | "explain"): typeof DEFERRED {
     reply.route = verb === "predict" ? "/v1/models/:name:predict" : "/v1/models/:name:explain";
     reply.model = ref.name;
-    if (req.method !== "post") throw methodNotAllowed(req);
+    if (req.method !== "post") throw methodNotAllowed(req, POST);
     const body = this.decode(req);
     this.scoreTo(verb, ref, body, reply); // the reply sends itself
     return DEFERRED;
@@ -473,7 +485,7 @@ export class ServeCore {
     const get = req.method === "get" || req.method === "head";
     if (segs.length === 2 || (segs.length === 3 && segs[2] === "")) {
       reply.route = "/v2";
-      if (!get) throw methodNotAllowed(req);
+      if (!get) throw methodNotAllowed(req, GET);
       reply.body = {
         name: this.build.name,
         version: this.build.version,
@@ -483,7 +495,7 @@ export class ServeCore {
     }
     if (segs[2] === "health" && segs.length === 4 && (segs[3] === "live" || segs[3] === "ready")) {
       reply.route = `/v2/health/${segs[3]}`;
-      if (!get) throw methodNotAllowed(req);
+      if (!get) throw methodNotAllowed(req, GET);
       if (segs[3] === "live") reply.body = { live: true };
       else {
         const ready = this.cache.ready();
@@ -503,7 +515,7 @@ export class ServeCore {
     reply.route = `/v2/models/:name${action === "metadata" ? "" : `/${action}`}`;
     reply.model = ref.name;
     if (action === "infer") {
-      if (req.method !== "post") throw methodNotAllowed(req);
+      if (req.method !== "post") throw methodNotAllowed(req, POST);
       let body: unknown;
       let binary: Uint8Array | null = null;
       const hl = req.inferenceHeaderLength;
@@ -532,7 +544,7 @@ export class ServeCore {
       }
       return;
     }
-    if (!get) throw methodNotAllowed(req);
+    if (!get) throw methodNotAllowed(req, GET);
     const slot = await this.acquire(ref);
     try {
       reply.version = String(slot.version);
@@ -555,9 +567,14 @@ function routeNotFound(req: CoreRequest): ArborError {
   );
 }
 
-function methodNotAllowed(req: CoreRequest): ArborError {
+/** The `Allow` header values of our routes. */
+const GET = "GET, HEAD";
+const POST = "POST";
+
+function methodNotAllowed(req: CoreRequest, allow: typeof GET | typeof POST): ArborError {
   return clientError(
     "METHOD_NOT_ALLOWED",
-    `route: ${req.method.toUpperCase()} is not allowed on ${req.path.slice(0, 200)}`,
+    `route: ${req.method.toUpperCase()} is not allowed on ${req.path.slice(0, 200)} (only ${allow})`,
+    { details: { allow } },
   );
 }

@@ -39,6 +39,8 @@ interface VersionFailure {
 }
 
 const RETRY_FAILED_MS = 30_000;
+/** How long "this version is not in the store" is believed without asking the store again. */
+const MISSING_TTL_MS = 2_000;
 const MAX_FAILURES = 1000;
 
 /** Cache of loaded versions plus the label pointers the server follows. */
@@ -53,6 +55,11 @@ export class ModelCache {
   readonly #labels = new Map<string, Map<string, LabelState>>();
   readonly #loading = new Map<string, Promise<ModelSlot>>();
   readonly #failures = new Map<string, VersionFailure>();
+  /** Versions requested but not in the store, by `name@version`: when, and the error to answer. */
+  readonly #missing = new Map<
+    string,
+    { atMs: number; code: "VERSION_NOT_FOUND" | "MODEL_NOT_FOUND"; message: string }
+  >();
   #active = 0;
   readonly #waiters: (() => void)[] = [];
   #scanned = false;
@@ -205,31 +212,49 @@ export class ModelCache {
     return st.slot.acquire();
   }
 
-  /** The slot of an explicit version, loaded on demand, acquired. */
-  async acquireVersion(name: string, version: number): Promise<ModelSlot> {
-    const slot = this.#lru.get(`${name}@${version}`);
+  /**
+   * The slot of an explicit version, acquired: at once when it is loaded (so a stream's messages
+   * for it keep their order with the others), else loaded on demand.
+   */
+  acquireVersion(name: string, version: number): ModelSlot | Promise<ModelSlot> {
+    const key = `${name}@${version}`;
+    const slot = this.#lru.get(key);
     if (slot !== undefined) return slot.acquire();
     for (const st of this.#labels.get(name)?.values() ?? []) {
       if (st.slot !== null && st.slot.version === version) return st.slot.acquire();
     }
     // A version that just failed to load fails the same way again: answer from the record for
     // RETRY_FAILED_MS instead of reading and hashing the whole bundle once per request.
-    const failed = this.#failures.get(`${name}@${version}`);
+    const failed = this.#failures.get(key);
     if (failed !== undefined && Date.now() - failed.atMs < RETRY_FAILED_MS) {
       throw arborError(
         "MODEL_LOAD_FAILED",
         `resolve model: '${name}' v${version} failed to load at ${failed.at}: ${failed.message}`,
       );
     }
+    // Likewise a version found missing a moment ago: one store read per MISSING_TTL_MS, not one
+    // per request.
+    const missing = this.#missing.get(key);
+    if (missing !== undefined && Date.now() - missing.atMs < MISSING_TTL_MS)
+      throw clientError(missing.code, missing.message);
+    return this.#loadVersion(name, version);
+  }
+
+  async #loadVersion(name: string, version: number): Promise<ModelSlot> {
     let loaded: ModelSlot;
     try {
       loaded = await this.#load(name, version);
     } catch (e) {
       if (isArborError(e, "VERSION_NOT_FOUND")) {
-        throw arborError(
-          "VERSION_NOT_FOUND",
-          `resolve model: '${name}' has no version ${version} in the store`,
-        );
+        const missing = (await this.#modelInStore(name))
+          ? {
+              code: "VERSION_NOT_FOUND" as const,
+              message: `resolve model: '${name}' has no version ${version} in the store`,
+            }
+          : { code: "MODEL_NOT_FOUND" as const, message: `resolve model: no model '${name}' in the store` };
+        if (this.#missing.size >= MAX_FAILURES) this.#missing.delete(this.#missing.keys().next().value!);
+        this.#missing.set(`${name}@${version}`, { atMs: Date.now(), ...missing });
+        throw clientError(missing.code, missing.message);
       }
       throw arborError(
         "MODEL_LOAD_FAILED",
@@ -243,6 +268,16 @@ export class ModelCache {
     // Bigger than the whole byte budget: the LRU refused it; serve this request, then let it go.
     if (this.#lru.peek(`${name}@${version}`) !== loaded && !this.#pins.has(loaded)) loaded.retire();
     return loaded;
+  }
+
+  /** Whether the store has anything of model `name` (a store that cannot be asked: assume so). */
+  async #modelInStore(name: string): Promise<boolean> {
+    if (this.#labels.has(name)) return true;
+    try {
+      return (await this.#store.list(`models/${name}/`)).length > 0;
+    } catch {
+      return true;
+    }
   }
 
   /** Model names to follow: the configured ones, or every model with a pointer in the store. */

@@ -8,6 +8,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp } from "uWebSockets.js";
 import { arborError } from "../../shared/errors.ts";
 import { newRequestId, requestIdFrom } from "../../shared/logger.ts";
 import { CONTENT_TYPES, encodeBody, type Format, formatOf, responseFormat, utf8Text } from "../core/codec.ts";
+import { decodePath } from "../core/path.ts";
 import { type CoreReply, type CoreRequest, errorBody, type ServeCore } from "../core/service.ts";
 
 /** Lifecycle state the transports share (in-flight count for graceful shutdown). */
@@ -28,6 +29,7 @@ const REASONS: Record<number, string> = {
   413: "413 Payload Too Large",
   415: "415 Unsupported Media Type",
   422: "422 Unprocessable Entity",
+  426: "426 Upgrade Required",
   500: "500 Internal Server Error",
   501: "501 Not Implemented",
   503: "503 Service Unavailable",
@@ -139,6 +141,9 @@ const ACCEPT = bytes("accept");
 const CONTENT_LENGTH = bytes("content-length");
 const INFERENCE_HEADER_LENGTH = bytes("inference-header-content-length");
 
+/** Bodies over the limit are read through (and dropped) up to at least this many bytes. */
+const MIN_DISCARD_BYTES = 1024 * 1024;
+
 function statusLine(status: number): Uint8Array | string {
   const reason = REASONS[status];
   return reason === undefined ? `${status} Status` : bytes(reason);
@@ -154,6 +159,10 @@ type Finish = (res: HttpResponse, ex: Exchange, reply: CoreReply) => void;
 class Exchange implements CoreRequest {
   aborted = false;
   done = false;
+  /** Close the connection after the reply (a body refused before it was all read). */
+  closeAfter = false;
+  /** The body is over the limit: read on to its end without keeping it, then answer 413. */
+  discarding = false;
   readonly method: string;
   readonly path: string;
   readonly contentType: string;
@@ -221,6 +230,10 @@ function sent(header: string): string {
 /** Attach the HTTP handler to `app`. */
 export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportState): void {
   const maxBody = core.config.maxBodyBytes;
+  /** A body over the limit is read (and dropped) up to this many bytes before its 413. */
+  const maxDiscard = Math.max(2 * maxBody, MIN_DISCARD_BYTES);
+  const tooLarge = (what: string): string =>
+    `read body: ${what} the limit of ${maxBody} bytes (ARBOR_SERVE_MAX_BODY_BYTES); send fewer rows per request`;
   const stats = core.metrics.stats;
   const logger = core.logger;
   const ids = new RequestIds();
@@ -236,18 +249,21 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
     status: number;
     ctype: string;
     headerLength: string;
+    header: CoreReply["header"];
     body: string | Uint8Array;
-  } = { res: null, ex: null, status: 0, ctype: "", headerLength: "", body: "" };
+  } = { res: null, ex: null, status: 0, ctype: "", headerLength: "", header: undefined, body: "" };
   const writeOut = (): void => {
     const res = out.res!;
     const ex = out.ex!;
     const body = out.body;
-    const close = state.shuttingDown;
+    // After a refused body the connection goes: what is left of the body is never read.
+    const close = state.shuttingDown || ex.closeAfter;
     res
       .writeStatus(statusLine(out.status))
       .writeHeader(CONTENT_TYPE, bytes(out.ctype))
       .writeHeader(X_REQUEST_ID, ex.idHeader());
     if (out.headerLength !== "") res.writeHeader(INFERENCE_HEADER_LENGTH, out.headerLength);
+    if (out.header !== undefined) res.writeHeader(out.header.name, out.header.value);
     if (ex.method === "head")
       res.endWithoutBody(typeof body === "string" ? Buffer.byteLength(body) : body.length, close);
     else res.end(body, close);
@@ -289,12 +305,14 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
       out.status = reply.status;
       out.ctype = ctype;
       out.headerLength = headerLength;
+      out.header = reply.header;
       out.body = body;
       try {
         res.cork(writeOut);
       } finally {
         out.res = null;
         out.ex = null;
+        out.header = undefined;
         out.body = "";
       }
     }
@@ -349,21 +367,21 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
   app.any("/*", (res: HttpResponse, req: HttpRequest) => {
     // Everything from req is read here, synchronously: req is stack-allocated by uWS.
     const method = req.getMethod();
-    const path = req.getUrl();
+    const path = decodePath(req.getUrl());
     // Header names as bytes, as for writeHeader: no UTF-8 conversion of the name per call.
     const contentType = req.getHeader(CONTENT_TYPE);
     const accept = req.getHeader(ACCEPT);
     const lengthHeader = req.getHeader(CONTENT_LENGTH);
     const inferHeader = req.getHeader(INFERENCE_HEADER_LENGTH);
     const sentId = req.getHeader(X_REQUEST_ID);
-    const reqFormat: Format = contentType.includes("msgpack") ? "msgpack" : "json";
+    const reqFormat: Format = formatOf(contentType) ?? "json";
     const ex = new Exchange(
       res,
       finish,
       method,
       path,
       contentType,
-      responseFormat(accept === "*/*" ? "" : accept, reqFormat),
+      responseFormat(accept, reqFormat),
       sentId,
       inferHeader,
       ids,
@@ -386,22 +404,30 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
       return;
     }
     if (lengthHeader !== "" && Number(lengthHeader) > maxBody) {
-      fail(
-        res,
-        ex,
-        "PAYLOAD_TOO_LARGE",
-        `read body: Content-Length ${lengthHeader} exceeds the limit of ${maxBody} bytes`,
-      );
-      return;
+      // Refuse at once when the client would send more than we read through; otherwise read the
+      // body to its end first (see onData).
+      if (Number(lengthHeader) > maxDiscard) {
+        ex.closeAfter = true;
+        fail(res, ex, "PAYLOAD_TOO_LARGE", tooLarge(`Content-Length ${lengthHeader} exceeds`));
+        return;
+      }
+      ex.discarding = true;
     }
     res.onData((ab: ArrayBuffer, isLast: boolean) => {
       if (ex.done) return;
-      const chunk = new Uint8Array(ab);
-      ex.total += chunk.length;
-      if (ex.total > maxBody) {
-        fail(res, ex, "PAYLOAD_TOO_LARGE", `read body: the body exceeds the limit of ${maxBody} bytes`);
+      ex.total += ab.byteLength;
+      if (ex.total > maxBody || ex.discarding) {
+        // uWS cannot close a connection once its reply is sent, nor answer before the body is
+        // read without the client's next writes getting a reset (which can cost it the reply):
+        // read the rest without keeping it and answer at its end, or give up past maxDiscard
+        // and close (the client is sending far too much to be a mistake worth a clean reply).
+        ex.chunks = null;
+        ex.discarding = true;
+        if (ex.total > maxDiscard) ex.closeAfter = true;
+        if (isLast || ex.closeAfter) fail(res, ex, "PAYLOAD_TOO_LARGE", tooLarge("the body exceeds"));
         return;
       }
+      const chunk = new Uint8Array(ab);
       // The ArrayBuffer is neutered when this callback returns: copy before keeping it.
       if (!isLast) {
         if (ex.chunks === null) ex.chunks = [];

@@ -14,11 +14,10 @@
 import type { TemplatedApp, WebSocket } from "uWebSockets.js";
 import { arborError, toArborError } from "../../shared/errors.ts";
 import { newRequestId } from "../../shared/logger.ts";
-import { NAME_PATTERN } from "../config.ts";
 import { clientError } from "../core/client-error.ts";
 import { decodeBody, encodeBody, utf8Text } from "../core/codec.ts";
 import { PredictReply } from "../core/predictions.ts";
-import type { ModelRef, ScoreSink, ServeCore } from "../core/service.ts";
+import { checkName, type ModelRef, parseVersion, type ScoreSink, type ServeCore } from "../core/service.ts";
 import { requestFinished, type TransportState } from "./http.ts";
 
 interface Parked {
@@ -57,24 +56,23 @@ function idOf(data: Uint8Array | string, binary: boolean): string | number | nul
   }
 }
 
+/** The model a message names; names and versions are checked as the HTTP routes check them. */
 function refOf(msg: Record<string, unknown>): ModelRef {
   const model = msg["model"];
-  if (typeof model !== "string" || !NAME_PATTERN.test(model))
-    throw clientError("BAD_REQUEST", "stream: 'model' must be a model name");
+  if (typeof model !== "string") throw clientError("BAD_REQUEST", "stream: 'model' must be a model name");
+  const name = checkName(model, "model");
   const version = msg["version"];
   const label = msg["label"];
   if (version !== undefined && label !== undefined)
     throw clientError("BAD_REQUEST", "stream: give 'version' or 'label', not both");
   if (version !== undefined) {
-    const v = typeof version === "string" ? Number(version.replace(/^v/, "")) : version;
-    if (typeof v !== "number" || !Number.isInteger(v) || v < 1)
-      throw clientError("BAD_REQUEST", "stream: 'version' must be a positive integer");
-    return { name: model, version: v, label: null };
+    if (typeof version !== "string" && typeof version !== "number")
+      throw clientError("BAD_REQUEST", "stream: 'version' must be a positive integer or a string like 'v3'");
+    return { name, version: parseVersion(String(version)), label: null };
   }
-  if (label !== undefined && (typeof label !== "string" || !NAME_PATTERN.test(label))) {
-    throw clientError("BAD_REQUEST", "stream: 'label' must be a label name");
-  }
-  return { name: model, version: null, label: (label as string | undefined) ?? null };
+  if (label === undefined) return { name, version: null, label: null };
+  if (typeof label !== "string") throw clientError("BAD_REQUEST", "stream: 'label' must be a label name");
+  return { name, version: null, label: checkName(label, "label") };
 }
 
 /** What the server's shutdown needs from the stream route. */

@@ -1,0 +1,283 @@
+/**
+ * HTTP details of the serve tier over raw and fetch sockets: content negotiation (case, q-values),
+ * percent-encoded paths, 405 with Allow, 426 on the stream route without an upgrade, bodies over
+ * the limit (413 after the body, or at once and closing; never read on for ever), deeply nested JSON refused
+ * before parsing, explicit versions of unknown models, and HTTP/1.1 pipelining: GET routes, and
+ * POST routes when micro-batching is off (with batching on, uWebSockets.js closes a connection that
+ * pipelines behind a pending reply; see the README).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+import { pack, unpack } from "msgpackr";
+import type { ArtifactStore } from "../registry/store/artifact-store.ts";
+import { openArtifactStore } from "../registry/store/open.ts";
+import { pointLabel, publishFixture, type ServeProcess, startServe } from "./serve-fixtures.ts";
+
+const MAX_BODY = 64 * 1024;
+let dir: string;
+let store: ArtifactStore;
+let server: ServeProcess;
+let unbatched: ServeProcess;
+
+const ROW = { f0: 1, f1: 2, f2: "c1", f3: 0.5, f4: -1, f5: 3 };
+const BODY = JSON.stringify({ instances: [ROW] });
+
+beforeAll(async () => {
+  dir = mkdtempSync(path.join(tmpdir(), "arbor-serve-http-"));
+  store = await openArtifactStore(pathToFileURL(dir).href);
+  const f = await publishFixture(store, {
+    name: "flights",
+    version: 1,
+    task: "binary",
+    numFeatures: 6,
+    numTrees: 10,
+    depth: 3,
+    seed: 11,
+    categories: [0, 0, 4],
+  });
+  await pointLabel(store, "flights", "production", 1, f.manifestSha256);
+  const args = ["--store", pathToFileURL(dir).href, "--workers", "1"];
+  [server, unbatched] = await Promise.all([
+    startServe(args, { ARBOR_SERVE_MAX_BODY_BYTES: String(MAX_BODY) }),
+    startServe([...args, "--no-batching"]),
+  ]);
+});
+
+afterAll(async () => {
+  expect(await server?.stop()).toBe(0);
+  expect(await unbatched?.stop()).toBe(0);
+  await store?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Write `data` on a fresh connection; collect what comes back until the server closes or `ms` pass. */
+function raw(
+  port: number,
+  data: string | Uint8Array,
+  ms = 1500,
+): Promise<{ text: string; closed: boolean; bytesWritten: number }> {
+  return new Promise((resolve) => {
+    let text = "";
+    let closed = false;
+    const s = net.connect(port, "127.0.0.1", () => s.write(data));
+    s.on("data", (d) => {
+      text += d.toString("latin1");
+    });
+    s.on("error", () => {});
+    const done = () => resolve({ text, closed, bytesWritten: s.bytesWritten });
+    s.on("close", () => {
+      closed = true;
+      clearTimeout(timer);
+      done();
+    });
+    const timer = setTimeout(() => {
+      s.destroy();
+      done();
+    }, ms);
+  });
+}
+
+const statuses = (text: string) => [...text.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => Number(m[1]));
+
+async function predict(headers: Record<string, string>, body: string | Uint8Array = BODY) {
+  const res = await fetch(`${server.url}/v1/models/flights:predict`, { method: "POST", headers, body });
+  const bytes = new Uint8Array(await res.arrayBuffer());
+  const ctype = res.headers.get("content-type") ?? "";
+  const value = ctype.includes("msgpack") ? unpack(bytes) : JSON.parse(new TextDecoder().decode(bytes));
+  return { status: res.status, ctype, value };
+}
+
+describe("serve: content negotiation", () => {
+  test("Accept q-values and case decide the reply format; the request's format otherwise", async () => {
+    const json = { "content-type": "application/json" };
+    expect((await predict({ ...json, accept: "application/msgpack;q=0, application/json" })).ctype).toBe(
+      "application/json",
+    );
+    expect((await predict({ ...json, accept: "application/json;q=0.4, application/msgpack" })).ctype).toBe(
+      "application/msgpack",
+    );
+    expect((await predict({ ...json, accept: "APPLICATION/MSGPACK" })).ctype).toBe("application/msgpack");
+    expect((await predict({ ...json, accept: "text/html, */*;q=0.1" })).ctype).toBe("application/json");
+    // A msgpack request with its media type in odd case, no Accept: the reply is msgpack too.
+    const m = await predict({ "content-type": "Application/MsgPack" }, pack({ instances: [ROW] }));
+    expect(m.status).toBe(200);
+    expect(m.ctype).toBe("application/msgpack");
+    expect(m.value.predictions.length).toBe(1);
+    // An unsupported media type is refused in JSON, whatever its name contains.
+    const bad = await predict({ "content-type": "text/x-msgpack" }, BODY);
+    expect(bad.status).toBe(415);
+    expect(bad.ctype).toBe("application/json");
+    expect(bad.value.error.code).toBe("UNSUPPORTED_MEDIA_TYPE");
+  });
+});
+
+describe("serve: paths and methods", () => {
+  test("percent-encoded paths route as their decoded form; an encoded slash does not add a level", async () => {
+    const plain = await fetch(`${server.url}/v1/models/flights:predict`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: BODY,
+    });
+    const expected = await plain.json();
+    for (const p of [
+      "/v1/models/flights%3Apredict",
+      "/v1/models/fl%69ghts:predict",
+      "/v1/%6Dodels/flights:predict",
+    ]) {
+      const res = await fetch(`${server.url}${p}`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: BODY,
+      });
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual(expected);
+    }
+    const slash = await fetch(`${server.url}/v1/models/flights%2Fversions%2F1:predict`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: BODY,
+    });
+    expect(slash.status).toBe(404);
+    expect(((await slash.json()) as { error: { code: string } }).error.code).toBe("MODEL_NOT_FOUND");
+    const malformed = await fetch(`${server.url}/v1/models/flights%ZZ:predict`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: BODY,
+    });
+    expect(malformed.status).toBe(404);
+  });
+
+  test("405 names the allowed methods (Allow); GET /v1/stream without an upgrade is 426", async () => {
+    const get = await fetch(`${server.url}/v1/models/flights:predict`);
+    expect(get.status).toBe(405);
+    expect(get.headers.get("allow")).toBe("POST");
+    const post = await fetch(`${server.url}/healthz`, { method: "POST", body: "{}" });
+    expect(post.status).toBe(405);
+    expect(post.headers.get("allow")).toBe("GET, HEAD");
+    const v2 = await fetch(`${server.url}/v2/models/flights/infer`, { method: "DELETE" });
+    expect(v2.status).toBe(405);
+    expect(v2.headers.get("allow")).toBe("POST");
+    const stream = await fetch(`${server.url}/v1/stream`);
+    expect(stream.status).toBe(426);
+    expect(stream.headers.get("upgrade")).toBe("websocket");
+    expect(((await stream.json()) as { error: { code: string } }).error.code).toBe("UPGRADE_REQUIRED");
+  });
+
+  test("an explicit version of a model the store does not have is MODEL_NOT_FOUND, of one it has VERSION_NOT_FOUND", async () => {
+    for (let i = 0; i < 2; i++) {
+      // The second round is answered from the remembered miss.
+      const a = await fetch(`${server.url}/v1/models/nope/versions/1:predict`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: BODY,
+      });
+      expect(a.status).toBe(404);
+      expect(((await a.json()) as { error: { code: string } }).error.code).toBe("MODEL_NOT_FOUND");
+      const b = await fetch(`${server.url}/v1/models/flights/versions/9:predict`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: BODY,
+      });
+      expect(b.status).toBe(404);
+      expect(((await b.json()) as { error: { code: string } }).error.code).toBe("VERSION_NOT_FOUND");
+    }
+  });
+});
+
+describe("serve: refused bodies", () => {
+  const head = (extra: string) =>
+    `POST /v1/models/flights:predict HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n${extra}\r\n`;
+  const chunked = (total: number) => {
+    const chunk = `4000\r\n${"[".repeat(0x4000)}\r\n`;
+    return `${head("Transfer-Encoding: chunked\r\n")}${chunk.repeat(Math.ceil(total / 0x4000))}0\r\n\r\n`;
+  };
+  const healthz = "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n";
+
+  test("a body over the limit is read to its end, then answered 413 on a connection that stays usable", async () => {
+    const declared = MAX_BODY + 10_000;
+    const byLength = await raw(
+      server.port,
+      `${head(`Content-Length: ${declared}\r\n`)}${"x".repeat(declared)}${healthz}`,
+      800,
+    );
+    expect(statuses(byLength.text)).toEqual([413, 200]);
+    expect(byLength.text).toContain("PAYLOAD_TOO_LARGE");
+    expect(byLength.closed).toBe(false);
+    const byChunks = await raw(server.port, chunked(MAX_BODY * 2) + healthz, 800);
+    expect(statuses(byChunks.text)).toEqual([413, 200]);
+    expect(byChunks.closed).toBe(false);
+  });
+
+  test("far over the limit, it is answered 413 at once and the connection closed", async () => {
+    const big = await raw(server.port, `${head("Content-Length: 50000000\r\n")}{"instances":`);
+    expect(statuses(big.text)).toEqual([413]);
+    expect(big.text).toContain("ARBOR_SERVE_MAX_BODY_BYTES");
+    expect(big.closed).toBe(true);
+  });
+
+  test("an endless chunked body is not read on for ever: the connection is closed", async () => {
+    const port = server.port;
+    const result = await new Promise<{ closed: boolean; sent: number }>((resolve) => {
+      let sent = 0;
+      const s = net.connect(port, "127.0.0.1", () => {
+        s.write(head("Transfer-Encoding: chunked\r\n"));
+        const chunk = `4000\r\n${"[".repeat(0x4000)}\r\n`;
+        const pump = () => {
+          while (sent < 256 * 1024 * 1024 && !s.destroyed) {
+            sent += 0x4000;
+            if (!s.write(chunk)) {
+              s.once("drain", pump);
+              return;
+            }
+          }
+        };
+        pump();
+      });
+      s.on("error", () => {});
+      s.on("close", () => resolve({ closed: true, sent }));
+      setTimeout(() => {
+        s.destroy();
+        resolve({ closed: false, sent });
+      }, 10_000);
+    });
+    expect(result.closed).toBe(true);
+    expect(result.sent).toBeLessThan(64 * 1024 * 1024);
+    expect((await predict({ "content-type": "application/json" })).status).toBe(200);
+  }, 20_000);
+
+  test("JSON nested thousands of levels deep is refused (400) before parsing; the server keeps serving", async () => {
+    const depth = 30_000;
+    const body = `{"instances":${"[".repeat(depth)}${"]".repeat(depth)}}`;
+    expect(body.length).toBeLessThan(MAX_BODY);
+    const r = await predict({ "content-type": "application/json" }, body);
+    expect(r.status).toBe(400);
+    expect(r.value.error.code).toBe("MALFORMED_BODY");
+    expect(r.value.error.message).toContain("nested deeper than 64");
+    // Brackets inside strings do not count; a normal body of the same size is parsed.
+    const padded = JSON.stringify({ instances: [{ ...ROW, f2: `${"[".repeat(20_000)}` }] });
+    const p = await predict({ "content-type": "application/json" }, padded);
+    expect(p.status).toBe(200);
+    expect((await predict({ "content-type": "application/json" })).status).toBe(200);
+  });
+});
+
+describe("serve: HTTP/1.1 pipelining", () => {
+  test("pipelined GETs are answered in order on one connection", async () => {
+    const req = (p: string) => `GET ${p} HTTP/1.1\r\nHost: a\r\n\r\n`;
+    const r = await raw(server.port, req("/healthz") + req("/v1/models/nope") + req("/readyz"), 800);
+    expect(statuses(r.text)).toEqual([200, 404, 200]);
+    expect(r.closed).toBe(false);
+  });
+
+  test("with micro-batching off, pipelined predicts are answered in order on one connection", async () => {
+    const one = `POST /v1/models/flights:predict HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: ${BODY.length}\r\n\r\n${BODY}`;
+    const bad = `POST /v1/models/flights:predict HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\n{oops`;
+    const r = await raw(unbatched.port, one + bad + one, 800);
+    expect(statuses(r.text)).toEqual([200, 400, 200]);
+    expect(r.closed).toBe(false);
+  });
+});
