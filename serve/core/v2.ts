@@ -44,7 +44,9 @@ export function v2ModelMetadata(core: ServeCore, slot: ModelSlot): Record<string
       { name: "label", datatype: "BYTES", shape: [-1] },
     );
   }
-  outputs.push({ name: "treeshap_output", datatype: "FP32", shape: [-1, f + 1] });
+  // As shapMatrix returns it: one row of F+1 per output, the output axis only when there are several.
+  const k = slot.signature.baseScore.length;
+  outputs.push({ name: "treeshap_output", datatype: "FP32", shape: k === 1 ? [-1, f + 1] : [-1, k, f + 1] });
   return {
     name: slot.name,
     versions: core.cache.loadedVersions(slot.name).map((s) => String(s.version)),
@@ -308,6 +310,8 @@ export async function v2Infer(
           `infer: unknown output ${JSON.stringify(name ?? null).slice(0, 60)}; available: ${available.join(", ")}`,
         );
       }
+      if (wanted.includes(name))
+        throw clientError("BAD_REQUEST", `infer: output '${name}' is requested twice`);
       wanted.push(name);
       const op = (o as Record<string, unknown>)["parameters"];
       const flag =
