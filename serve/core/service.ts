@@ -506,6 +506,8 @@ export class ServeCore {
     }
     if (segs[2] !== "models" || segs.length < 4) throw routeNotFound(req);
     const rest = segs.slice(3);
+    // `/v2/models/` and `/v2/models/{name}/…/`: no such route (not a model named '').
+    if (rest[rest.length - 1] === "") throw routeNotFound(req);
     let action: "metadata" | "ready" | "infer" = "metadata";
     if (rest[rest.length - 1] === "ready" || rest[rest.length - 1] === "infer") {
       action = rest.pop() as "ready" | "infer";
@@ -521,10 +523,13 @@ export class ServeCore {
       const hl = req.inferenceHeaderLength;
       if (hl !== null) {
         // Binary tensor extension: the JSON header, then the input blobs (any Content-Type).
+        // The transport passes Number(header), so a header that is not plain decimal digits but
+        // converts to an integer ("0x10", "1e1", " 16") cannot be told apart here; http.ts must
+        // refuse those. Here: a safe integer within the body.
         if (
           req.body === null ||
           typeof req.body === "string" ||
-          !Number.isInteger(hl) ||
+          !Number.isSafeInteger(hl) ||
           hl < 1 ||
           hl > req.body.length
         ) {
