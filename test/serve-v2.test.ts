@@ -233,6 +233,11 @@ describe("V2 binary tensor extension", () => {
     const header = { inputs: [{ name: "input", datatype: "FP32", shape: [1, 6], data: ROW }] };
     for (const hl of ["abc", "1.5", "-1", "0", "99999999"])
       expectError(await postBinary(FLIGHTS, header, [], hl), 400, "BAD_REQUEST");
+    // The right length, written any way but in decimal digits, is refused too.
+    const n = new TextEncoder().encode(JSON.stringify(header)).length;
+    expect((await postBinary(FLIGHTS, header, [], String(n))).status).toBe(200);
+    for (const hl of [`0x${n.toString(16)}`, `${n / 10}e1`, `+${n}`, `${n}.0`])
+      expectError(await postBinary(FLIGHTS, header, [], hl), 400, "BAD_REQUEST");
   });
 
   test("BYTES elements that are not UTF-8 are refused (422 PREDICT_BAD_FEATURE_TYPE)", async () => {

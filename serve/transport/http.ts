@@ -198,7 +198,9 @@ class Exchange implements CoreRequest {
     this.path = path;
     this.contentType = contentType;
     this.format = format;
-    this.inferenceHeaderLength = inferHeader === "" ? null : Number(inferHeader);
+    // Decimal digits only (Number() would also take "0x10", "1e1", " 16"); NaN → 400 in the core.
+    this.inferenceHeaderLength =
+      inferHeader === "" ? null : /^[0-9]{1,15}$/.test(inferHeader) ? Number(inferHeader) : Number.NaN;
     this.#ids = ids;
     this.#idHi = ids.hi;
     this.#idLo = ids.lo;
