@@ -62,9 +62,15 @@ function fatal(e: unknown): never {
 
 async function runWorker(config: ServeConfig, index: number, port: number): Promise<void> {
   const logger = createLogger({ name: "serve", level: config.logLevel }).child({ worker: index });
-  const server = await startServer({ ...config, port }, logger, index);
+  let server: Awaited<ReturnType<typeof startServer>> | null = null;
+  /** A signal that came while the server was starting: acted on once it has started. */
+  let early: string | null = null;
   const shutdown = (sig: string) => {
     logger.info({ signal: sig }, "signal received");
+    if (server === null) {
+      early = sig;
+      return;
+    }
     server.stop().then(
       () => process.exit(0),
       (e: unknown) => {
@@ -73,10 +79,17 @@ async function runWorker(config: ServeConfig, index: number, port: number): Prom
       },
     );
   };
+  // Installed before the server starts, so that a signal during start-up (a replacement worker
+  // when the cluster is stopped) is a graceful stop, not the default action's death.
   // `on`, not `once`: a second signal (terminal process group plus the primary's forward) must not
   // fall through to the default action and kill the process mid-drain; stop() is idempotent.
   process.on("SIGTERM", () => shutdown("SIGTERM"));
   process.on("SIGINT", () => shutdown("SIGINT"));
+  server = await startServer({ ...config, port }, logger, index);
+  if (early !== null) {
+    shutdown(early);
+    return;
+  }
   if (cluster.isWorker) process.send?.({ listening: server.port });
   else
     process.stdout.write(
@@ -105,6 +118,8 @@ async function runPrimary(config: ServeConfig): Promise<void> {
   // worker binds that port.
   const port = config.port === 0 ? await freePort(config.host) : config.port;
   const live = new Map<number, ReturnType<typeof cluster.fork>>();
+  /** Workers that have started (their metrics are gathered for a scrape). */
+  const listening = new Set<ReturnType<typeof cluster.fork>>();
   const restarts: number[] = [];
   let started = false;
   let stopping = false;
@@ -122,14 +137,20 @@ async function runPrimary(config: ServeConfig): Promise<void> {
         ARBOR_SERVE_WORKER_PORT: String(port),
       });
       live.set(index, w);
-      serveClusterMetrics(w);
+      serveClusterMetrics(w, () => listening);
       w.on("message", (m: { listening?: number }) => {
-        if (typeof m?.listening === "number") resolve();
+        if (typeof m?.listening === "number") {
+          listening.add(w);
+          resolve();
+        }
       });
       w.on("exit", (code, signal) => {
+        const wasListening = listening.delete(w);
         if (live.get(index) === w) live.delete(index);
         if (stopping) {
-          exitCode |= code ?? 1;
+          // A worker still starting (e.g. a replacement still loading its modules, before it can
+          // handle signals) had nothing to drain: the signal we forwarded ending it is a clean stop.
+          exitCode |= !wasListening && signal !== null ? 0 : (code ?? 1);
           if (live.size === 0) process.exit(exitCode === 0 ? 0 : 1);
           return;
         }

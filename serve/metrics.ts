@@ -265,18 +265,35 @@ export interface MetricsReply {
   text?: string;
   error?: string;
 }
+/** The primary asks a worker for its registry, as prom-client's JSON. */
+interface CollectRequest {
+  arborMetricsCollect: number;
+}
+/** A worker's answer to a {@link CollectRequest}. */
+interface CollectReply {
+  arborMetricsJson: number;
+  metrics: Awaited<ReturnType<Registry["getMetricsAsJSON"]>>;
+}
 
 /**
- * In a cluster worker: GET /metrics asks the primary, which gathers every worker's registry
- * (prom-client's AggregatorRegistry; each series keeps its `worker` label). Without this a scrape
- * sees whichever worker the kernel picked, i.e. a fraction of the requests. Falls back to this
- * worker's own metrics if the primary does not answer within `timeoutMs`.
+ * In a cluster worker: GET /metrics asks the primary, which gathers every listening worker's
+ * registry and merges them (prom-client's AggregatorRegistry.aggregate; each series keeps its
+ * `worker` label). Without this a scrape sees whichever worker the kernel picked, i.e. a fraction
+ * of the requests. Falls back to this worker's own metrics if the primary does not answer within
+ * `timeoutMs`. Also answers the primary's requests for this worker's registry.
  */
 export function clusterExposition(registry: Registry, timeoutMs = 3000): () => Promise<string> {
-  AggregatorRegistry.setRegistries([registry]);
   const pending = new Map<number, (text: string | null) => void>();
   let next = 1;
-  process.on("message", (m: Partial<MetricsReply>) => {
+  process.on("message", (m: Partial<MetricsReply & CollectRequest>) => {
+    if (typeof m?.arborMetricsCollect === "number") {
+      const id = m.arborMetricsCollect;
+      registry.getMetricsAsJSON().then(
+        (metrics) => process.send?.({ arborMetricsJson: id, metrics } satisfies CollectReply),
+        () => process.send?.({ arborMetricsJson: id, metrics: [] } satisfies CollectReply),
+      );
+      return;
+    }
     if (typeof m?.arborMetricsRes !== "number") return;
     const done = pending.get(m.arborMetricsRes);
     pending.delete(m.arborMetricsRes);
@@ -299,19 +316,53 @@ export function clusterExposition(registry: Registry, timeoutMs = 3000): () => P
   };
 }
 
-/** In the cluster primary: answer workers' {@link MetricsRequest}s with every worker's metrics. */
-export function serveClusterMetrics(worker: {
+/** A cluster worker as the primary sees it (node:cluster's Worker). */
+interface MetricsPeer {
   on(event: "message", fn: (m: unknown) => void): unknown;
-  send(m: MetricsReply): unknown;
-}): void {
-  worker.on("message", (m) => {
-    const id = (m as Partial<MetricsRequest> | null)?.arborMetricsReq;
-    if (typeof id !== "number") return;
-    aggregator.clusterMetrics().then(
-      (text) => worker.send({ arborMetricsRes: id, text }),
-      (e: unknown) => worker.send({ arborMetricsRes: id, error: (e as Error).message }),
-    );
+  send(m: MetricsReply | CollectRequest): unknown;
+}
+
+/** How long the primary waits for one worker's registry: a worker that is slower is left out. */
+const COLLECT_TIMEOUT_MS = 1000;
+let nextCollect = 1;
+const collecting = new Map<number, (metrics: CollectReply["metrics"] | null) => void>();
+
+function collectFrom(peer: MetricsPeer): Promise<CollectReply["metrics"] | null> {
+  const id = nextCollect++;
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      collecting.delete(id);
+      resolve(null);
+    }, COLLECT_TIMEOUT_MS);
+    collecting.set(id, (metrics) => {
+      clearTimeout(timer);
+      resolve(metrics);
+    });
+    peer.send({ arborMetricsCollect: id });
   });
 }
 
-const aggregator = new AggregatorRegistry();
+/**
+ * In the cluster primary: answer `worker`'s {@link MetricsRequest}s with the merged metrics of
+ * the workers `listening()` returns — only those that have started: a replacement worker still
+ * loading would hold every scrape until a timeout.
+ */
+export function serveClusterMetrics(worker: MetricsPeer, listening: () => Iterable<MetricsPeer>): void {
+  worker.on("message", (m) => {
+    const msg = m as Partial<MetricsRequest & CollectReply> | null;
+    if (typeof msg?.arborMetricsJson === "number") {
+      const done = collecting.get(msg.arborMetricsJson);
+      collecting.delete(msg.arborMetricsJson);
+      done?.(Array.isArray(msg.metrics) ? msg.metrics : null);
+      return;
+    }
+    const id = msg?.arborMetricsReq;
+    if (typeof id !== "number") return;
+    Promise.all([...listening()].map(collectFrom))
+      .then((all) => AggregatorRegistry.aggregate(all.filter((x) => x !== null)).metrics())
+      .then(
+        (text) => worker.send({ arborMetricsRes: id, text }),
+        (e: unknown) => worker.send({ arborMetricsRes: id, error: (e as Error).message }),
+      );
+  });
+}

@@ -96,6 +96,8 @@ export async function startServer(
       // Replies still in uWS's send buffers die with the process: give readers until the deadline.
       while (stream.buffered() > 0 && Date.now() < deadline) await sleep(10);
       stream.closeAll();
+      // Let the 1001 close handshakes finish: exiting first leaves clients with 1006 (no close frame).
+      while (stream.count() > 0 && Date.now() < deadline) await sleep(10);
       cache.close();
       await store.close();
       logger.info({ in_flight: state.inFlight }, "stopped");

@@ -146,3 +146,19 @@ test("cluster: /metrics gathers every worker; a worker that dies is replaced; th
     rmSync(dir, { recursive: true, force: true });
   }
 }, 60_000);
+
+test("cluster: SIGTERM while a replacement worker is still starting exits 0", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "arbor-serve-cluster-"));
+  const server = await startServe(["--store", pathToFileURL(dir).href, "--workers", "2"]);
+  try {
+    const res = await fetch(`${server.url}/version`, { headers: { connection: "close" } });
+    process.kill(((await res.json()) as { pid: number }).pid, "SIGKILL");
+    const end = Date.now() + 30_000;
+    while (!server.logs().includes("starting a replacement") && Date.now() < end) await Bun.sleep(5);
+    expect(server.logs()).toContain("starting a replacement");
+  } finally {
+    // The replacement is loading its modules now: its signal handlers must already be there.
+    expect(await server.stop()).toBe(0);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 60_000);

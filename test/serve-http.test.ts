@@ -265,6 +265,34 @@ describe("serve: refused bodies", () => {
   });
 });
 
+describe("serve: HEAD", () => {
+  test("a HEAD reply has the GET reply's headers and length, no body, and keeps the connection usable", async () => {
+    const port = server.port;
+    const text = await new Promise<string>((resolve) => {
+      let out = "";
+      const s = net.connect(port, "127.0.0.1", async () => {
+        s.write("HEAD /v1/models/flights HTTP/1.1\r\nHost: a\r\n\r\n");
+        await Bun.sleep(100);
+        s.write("GET /v1/models/flights HTTP/1.1\r\nHost: a\r\n\r\n");
+        await Bun.sleep(300);
+        s.destroy();
+        resolve(out);
+      });
+      s.on("data", (d) => {
+        out += d.toString("latin1");
+      });
+      s.on("error", () => {});
+    });
+    expect(statuses(text)).toEqual([200, 200]);
+    const [head, get] = text.split(/(?=HTTP\/1\.1 )/);
+    const length = (r: string) => Number(/content-length: (\d+)/i.exec(r)?.[1]);
+    expect(length(head)).toBeGreaterThan(100);
+    expect(head.endsWith("\r\n\r\n")).toBe(true);
+    expect(length(get)).toBe(length(head));
+    expect(get.split("\r\n\r\n")[1].length).toBe(length(head));
+  });
+});
+
 describe("serve: HTTP/1.1 pipelining", () => {
   test("pipelined GETs are answered in order on one connection", async () => {
     const req = (p: string) => `GET ${p} HTTP/1.1\r\nHost: a\r\n\r\n`;

@@ -160,6 +160,32 @@ describe("serve: hot reload", () => {
       });
       expect(info.labels.production.version).toBe(2);
       expect(info.labels.production.error).toBeNull();
+
+      // A bundle missing a file its manifest lists is a failed load (not "no such version").
+      const v4 = await publishFixture(store, {
+        name: "m",
+        version: 4,
+        task: "regression",
+        numFeatures: 6,
+        numTrees: 5,
+        depth: 3,
+        seed: 104,
+      });
+      rmSync(path.join(dir, "models/m/v4/model.onnx"));
+      const failedBeforeV4 = await failedLoads();
+      await pointLabel(store, "m", "production", 4, v4.manifestSha256);
+      await until("the failed load of v4 to show", async () => {
+        info = await (await fetch(`${server.url}/v1/models/m`)).json();
+        return info.labels.production.state === "failed";
+      });
+      expect(info.labels.production.version).toBe(2);
+      expect(info.labels.production.pointer_version).toBe(4);
+      expect(info.labels.production.error.code).toBe("BUNDLE_INVALID");
+      expect(await failedLoads()).toBe(failedBeforeV4 + 1);
+      const v4req = await predict(server.url, "/v1/models/m/versions/4:predict");
+      expect(v4req.status).toBe(503);
+      expect(v4req.body.error.code).toBe("MODEL_LOAD_FAILED");
+      expect((await predict(server.url)).body.version).toBe(2);
       expect(await server.stop()).toBe(0);
     } finally {
       await server.stop();

@@ -166,6 +166,30 @@ describe("V2 binary tensor extension", () => {
     expect(output(p, "probabilities").data).toEqual((await v1Probabilities([[1, 2, "c1", 0.5, -1, 3]]))[0]);
   });
 
+  test("FP16 blobs are decoded (half precision; NaN is missing) and score like V1", async () => {
+    const f16 = (bits: number) => new Uint8Array(new Uint16Array([bits]).buffer);
+    // 1, 2, 0.5, -1 and 3 in half precision; f2 stays BYTES.
+    const halves: Record<number, Uint8Array> = {
+      0: f16(0x3c00),
+      1: f16(0x4000),
+      3: f16(0x3800),
+      4: f16(0xbc00),
+      5: f16(0x4200),
+    };
+    const fp16 = (n: string) => ({ datatype: "FP16", parameters: { binary_data_size: 2 }, name: n });
+    const over = { f0: fp16("f0"), f1: fp16("f1"), f3: fp16("f3"), f4: fp16("f4"), f5: fp16("f5") };
+    const pf = perFeature(over, halves);
+    const p = await postBinary(FLIGHTS, { inputs: pf.inputs }, pf.blobs);
+    expect(p.status).toBe(200);
+    expect(output(p, "probabilities").data).toEqual((await v1Probabilities([[1, 2, "c1", 0.5, -1, 3]]))[0]);
+    const nan = perFeature(over, { ...halves, 0: f16(0x7e00) });
+    const q = await postBinary(FLIGHTS, { inputs: nan.inputs }, nan.blobs);
+    expect(q.status).toBe(200);
+    expect(output(q, "probabilities").data).toEqual(
+      (await v1Probabilities([[null, 2, "c1", 0.5, -1, 3]]))[0],
+    );
+  });
+
   test("bytes after the last blob are refused (400 BAD_REQUEST) with their count", async () => {
     const header = {
       inputs: [{ name: "input", datatype: "FP32", shape: [1, 6], parameters: { binary_data_size: 24 } }],

@@ -188,6 +188,9 @@ function binaryValues(bytes: Uint8Array, t: Datatype, name: string, count: numbe
       case "INT8":
         v = view.getInt8(at);
         break;
+      case "FP16":
+        v = halfToNumber(view.getUint16(at, true));
+        break;
       case "BOOL": {
         // The extension's BOOL is one byte, 0 or 1.
         const b = view.getUint8(at);
@@ -207,6 +210,16 @@ function binaryValues(bytes: Uint8Array, t: Datatype, name: string, count: numbe
     out[i] = Number.isNaN(v) ? null : v;
   }
   return out;
+}
+
+/** An IEEE 754 half-precision value (its 16 bits) as a number; NaN for any NaN. */
+function halfToNumber(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exponent = (h >> 10) & 0x1f;
+  const fraction = h & 0x3ff;
+  if (exponent === 0) return sign * fraction * 2 ** -24; // zero and subnormals
+  if (exponent === 0x1f) return fraction === 0 ? sign * Number.POSITIVE_INFINITY : Number.NaN;
+  return sign * (1 + fraction / 1024) * 2 ** (exponent - 15);
 }
 
 /**
@@ -258,12 +271,6 @@ function inputData(
     throw clientError(
       "BAD_REQUEST",
       `infer: input '${name}' binary_data_size must be a non-negative integer (got ${JSON.stringify(size).slice(0, 20)})`,
-    );
-  }
-  if (t.name === "FP16") {
-    throw clientError(
-      "PREDICT_BAD_FEATURE_TYPE",
-      `infer: input '${name}' is FP16, which is taken only as JSON numbers; send FP32 in binary form`,
     );
   }
   // Checked per input, so that a wrong size cannot shift the blobs of the inputs after it.

@@ -403,7 +403,12 @@ export class ModelCache {
       );
     } catch (e) {
       const err = isArborError(e) ? e : arborError("MODEL_LOAD_FAILED", String(e), { cause: e });
+      // #load counts failed loads, but not a version missing from the store (the client's 404 on
+      // an explicit-version route); a label pointing at one is a failed update of the label.
+      if (err.code === "VERSION_NOT_FOUND") this.#metrics.loads.inc({ model: name, result: "failed" });
       st.pointerGeneration = info.generation;
+      // null when the pointer itself could not be read: the version it names is unknown now.
+      st.pointerVersion = version;
       st.error = { code: err.code, message: err.message, version, at: new Date().toISOString() };
       st.state = "failed";
       this.#logger.error(

@@ -18,12 +18,30 @@ function sha256(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
 }
 
-async function readKey(store: ArtifactStore, key: string, what: string): Promise<Uint8Array> {
+/**
+ * Read one file of a bundle. A missing manifest means there is no such version (the client's 404);
+ * a file the manifest lists but the store lacks is a broken bundle: a failed load.
+ */
+async function readKey(
+  store: ArtifactStore,
+  key: string,
+  what: string,
+  manifest: boolean,
+): Promise<Uint8Array> {
   try {
     return (await store.read(key)).data;
   } catch (e) {
-    if (isArborError(e, "STORE_NOT_FOUND"))
-      throw arborError("VERSION_NOT_FOUND", `load ${what}: '${key}' is not in the store`, { cause: e });
+    if (isArborError(e, "STORE_NOT_FOUND")) {
+      throw manifest
+        ? arborError("VERSION_NOT_FOUND", `load ${what}: '${key}' is not in the store`, { cause: e })
+        : arborError(
+            "BUNDLE_INVALID",
+            `load ${what}: '${key}' is listed in the manifest but not in the store`,
+            {
+              cause: e,
+            },
+          );
+    }
     throw e;
   }
 }
@@ -45,7 +63,12 @@ export async function loadSlot(
   options: { expectedManifestSha256?: string; batching: SlotBatching; logger: Logger },
 ): Promise<ModelSlot> {
   const what = `${name} v${version}`;
-  const manifestBytes = await readKey(store, versionFileKey(name, version, BUNDLE_FILES.manifest), what);
+  const manifestBytes = await readKey(
+    store,
+    versionFileKey(name, version, BUNDLE_FILES.manifest),
+    what,
+    true,
+  );
   const manifestSha256 = sha256(manifestBytes);
   if (options.expectedManifestSha256 !== undefined && options.expectedManifestSha256 !== manifestSha256) {
     throw arborError(
@@ -63,7 +86,7 @@ export async function loadSlot(
     if (f.path.includes("/") || f.path.startsWith(".")) {
       throw arborError("BUNDLE_INVALID", `load ${what}: manifest lists a bad path '${f.path}'`);
     }
-    const data = await readKey(store, versionFileKey(name, version, f.path), what);
+    const data = await readKey(store, versionFileKey(name, version, f.path), what, false);
     const actual = sha256(data);
     if (data.length !== f.size || actual !== f.sha256) {
       throw arborError(

@@ -266,9 +266,17 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
       .writeHeader(X_REQUEST_ID, ex.idHeader());
     if (out.headerLength !== "") res.writeHeader(INFERENCE_HEADER_LENGTH, out.headerLength);
     if (out.header !== undefined) res.writeHeader(out.header.name, out.header.value);
-    if (ex.method === "head")
-      res.endWithoutBody(typeof body === "string" ? Buffer.byteLength(body) : body.length, close);
-    else res.end(body, close);
+    if (ex.method === "head") {
+      // The length the GET reply would have, written by hand: endWithoutBody(length) leaves the
+      // response open in this uWS build (it is aborted, and the connection dropped, at the next
+      // request on it), while endWithoutBody() without arguments keeps the connection usable. It
+      // cannot ask to close, which only a shutdown wants, and the process exits then anyway.
+      res.writeHeader(
+        CONTENT_LENGTH,
+        String(typeof body === "string" ? Buffer.byteLength(body) : body.length),
+      );
+      res.endWithoutBody();
+    } else res.end(body, close);
   };
 
   const finish: Finish = (res, ex, reply) => {
