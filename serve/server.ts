@@ -19,6 +19,9 @@ import { loadNativeUws } from "./transport/native.ts";
 import { attachStream } from "./transport/ws.ts";
 
 /** A running server. */
+/** How long a shutdown waits after closing WebSocket connections before the process exits. */
+const STREAM_CLOSE_LINGER_MS = 250;
+
 export interface RunningServer {
   port: number;
   core: ServeCore;
@@ -95,9 +98,12 @@ export async function startServer(
       await following;
       // Replies still in uWS's send buffers die with the process: give readers until the deadline.
       while (stream.buffered() > 0 && Date.now() < deadline) await sleep(10);
+      const streams = stream.count();
       stream.closeAll();
-      // Let the 1001 close handshakes finish: exiting first leaves clients with 1006 (no close frame).
-      while (stream.count() > 0 && Date.now() < deadline) await sleep(10);
+      // Linger while the 1001 close frames go out and the clients answer them: exiting at once,
+      // with their last messages unread, makes the kernel reset those connections, and a client
+      // that gets the reset before our close frame sees 1006 (seen on 3 of 4 sockets).
+      if (streams > 0) await sleep(Math.max(0, Math.min(STREAM_CLOSE_LINGER_MS, deadline - Date.now())));
       cache.close();
       await store.close();
       logger.info({ in_flight: state.inFlight }, "stopped");
