@@ -114,6 +114,9 @@ describe("serve/core rows", () => {
     expect(code(() => requestFormat("text/csv"))).toBe("UNSUPPORTED_MEDIA_TYPE");
     expect(responseFormat("application/msgpack")).toBe("msgpack");
     expect(responseFormat("", "msgpack")).toBe("msgpack");
+    expect(responseFormat('application/json;foo="a,b";q=0.1, application/msgpack;q=0.5')).toBe("msgpack");
+    expect(responseFormat("application/msgpack;q=0, application/json")).toBe("json");
+    expect(responseFormat("text/html", "msgpack")).toBe("msgpack");
     expect(decodeBody(pack({ a: [1, null] }) as Uint8Array, "msgpack")).toEqual({ a: [1, null] });
     expect(code(() => decodeBody(new TextEncoder().encode("{"), "json"))).toBe("MALFORMED_BODY");
     expect(code(() => decodeBody(new Uint8Array([0xff, 0xfe]), "json"))).toBe("MALFORMED_BODY");

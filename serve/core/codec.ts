@@ -69,7 +69,10 @@ export function responseFormat(accept: string, fallback: Format = "json"): Forma
   let json = -1;
   let msgpack = -1;
   let any = -1;
-  for (const range of accept.split(",")) {
+  // Split on commas outside quoted parameter values (`;foo="a,b"`).
+  for (const range of accept.includes('"')
+    ? accept.split(/,(?=(?:[^"]*"[^"]*")*[^"]*$)/)
+    : accept.split(",")) {
     const media = mediaType(range);
     const q = qValue(range);
     const format = formatOfMedia(media);
