@@ -522,10 +522,9 @@ export class ServeCore {
       let binary: Uint8Array | null = null;
       const hl = req.inferenceHeaderLength;
       if (hl !== null) {
-        // Binary tensor extension: the JSON header, then the input blobs (any Content-Type).
-        // The transport passes Number(header), so a header that is not plain decimal digits but
-        // converts to an integer ("0x10", "1e1", " 16") cannot be told apart here; http.ts must
-        // refuse those. Here: a safe integer within the body.
+        // Binary tensor extension: the JSON header, then the input blobs (any Content-Type). The
+        // transport hands over NaN for a header that is not decimal digits; here: a safe integer
+        // within the body.
         if (
           req.body === null ||
           typeof req.body === "string" ||

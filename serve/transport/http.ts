@@ -258,7 +258,7 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
     const res = out.res!;
     const ex = out.ex!;
     const body = out.body;
-    // After a refused body the connection goes: what is left of the body is never read.
+    // A body refused past maxDiscard: the connection goes, and the rest of the body is never read.
     const close = state.shuttingDown || ex.closeAfter;
     res
       .writeStatus(statusLine(out.status))
