@@ -71,18 +71,20 @@ export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 const posInt = z.number().int().positive();
+/** The longest delay a Node.js timer takes (a longer one fires after 1 ms). */
+const TIMER_MAX_MS = 2 ** 31 - 1;
 
 const serveConfigSchema = z.object({
   host: z.string().min(1),
   port: z.number().int().min(0).max(65535),
   store: z.string().regex(/^(file:\/\/|gs:\/\/)/, "must be a file:// or gs:// URI"),
-  labels: z.array(z.string().regex(NAME_PATTERN, "bad label name")),
+  labels: z.array(z.string().regex(NAME_PATTERN, "bad label name")).min(1, "name at least one label"),
   models: z.array(z.string().regex(NAME_PATTERN, "bad model name")),
   workers: posInt.max(256),
   logLevel: z.enum(LOG_LEVELS),
   gcsEndpoint: z.string().optional(),
   gcsProject: z.string().optional(),
-  pollIntervalMs: posInt,
+  pollIntervalMs: posInt.max(TIMER_MAX_MS),
   watch: z.boolean(),
   cacheMaxModels: posInt,
   cacheMaxBytes: posInt,
@@ -93,11 +95,12 @@ const serveConfigSchema = z.object({
   batching: z.boolean(),
   batchMaxRows: posInt,
   batchMaxWaitUs: z.number().int().min(0).max(1_000_000),
-  wsMaxPayloadBytes: posInt,
-  wsMaxBackpressureBytes: posInt,
+  // uWS takes 4x these as 32-bit limits (ws.ts): at most 256 MiB.
+  wsMaxPayloadBytes: posInt.max(256 * 1024 * 1024),
+  wsMaxBackpressureBytes: posInt.max(256 * 1024 * 1024),
   wsMaxConnections: posInt,
   wsMaxInFlight: posInt,
-  shutdownTimeoutMs: posInt,
+  shutdownTimeoutMs: posInt.max(TIMER_MAX_MS),
 });
 
 /** The validated, frozen serve configuration. */
@@ -110,7 +113,8 @@ type Key = keyof typeof SERVE_ENV_NAMES;
 
 /** Parse an env string into the type of the default; leaves garbage for zod to name. */
 function fromEnv(raw: string, like: unknown): unknown {
-  if (typeof like === "number") return raw.trim() === "" ? raw : Number(raw);
+  // Decimal integers only: Number() would read "0x50" as 80 and "1e3" as 1000.
+  if (typeof like === "number") return /^-?[0-9]+$/.test(raw.trim()) ? Number(raw) : raw;
   if (typeof like === "boolean") {
     if (/^(1|true|yes|on)$/i.test(raw)) return true;
     if (/^(0|false|no|off)$/i.test(raw)) return false;

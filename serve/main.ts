@@ -9,29 +9,23 @@
 import cluster from "node:cluster";
 import net from "node:net";
 import { parseArgs } from "node:util";
-import { toArborError } from "../shared/errors.ts";
+import { arborError, toArborError } from "../shared/errors.ts";
 import { createLogger } from "../shared/logger.ts";
 import { loadServeConfig, type ServeConfig, type ServeConfigOverrides } from "./config.ts";
 import { serveClusterMetrics } from "./metrics.ts";
 import { startServer } from "./server.ts";
 
 function overridesFromArgv(argv: string[]): ServeConfigOverrides {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      host: { type: "string" },
-      port: { type: "string" },
-      store: { type: "string" },
-      labels: { type: "string" },
-      models: { type: "string" },
-      workers: { type: "string" },
-      "log-level": { type: "string" },
-      "poll-ms": { type: "string" },
-      "no-batching": { type: "boolean" },
-    },
-    strict: true,
-  });
-  const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
+  let parsed: ReturnType<typeof parseFlags>;
+  try {
+    parsed = parseFlags(argv);
+  } catch (e) {
+    throw arborError("INVALID_ARGUMENT", `serve: ${(e as Error).message.split("\n")[0]}`);
+  }
+  const { values } = parsed;
+  // Decimal integers only: Number() would read "" as 0, "0x50" as 80 and "1e3" as 1000.
+  const num = (v: string | undefined) =>
+    v === undefined ? undefined : /^-?[0-9]+$/.test(v.trim()) ? Number(v) : Number.NaN;
   const list = (v: string | undefined) =>
     v === undefined
       ? undefined
@@ -50,6 +44,24 @@ function overridesFromArgv(argv: string[]): ServeConfigOverrides {
     pollIntervalMs: num(values["poll-ms"]),
     batching: values["no-batching"] ? false : undefined,
   };
+}
+
+function parseFlags(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    options: {
+      host: { type: "string" },
+      port: { type: "string" },
+      store: { type: "string" },
+      labels: { type: "string" },
+      models: { type: "string" },
+      workers: { type: "string" },
+      "log-level": { type: "string" },
+      "poll-ms": { type: "string" },
+      "no-batching": { type: "boolean" },
+    },
+    strict: true,
+  });
 }
 
 function fatal(e: unknown): never {
@@ -97,6 +109,22 @@ async function runWorker(config: ServeConfig, index: number, port: number): Prom
     );
 }
 
+/** LISTEN_FAILED when `host:port` cannot be bound exclusively (in use, or not an address of ours). */
+function checkPortFree(host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once("error", (e: NodeJS.ErrnoException) =>
+      reject(
+        arborError(
+          "LISTEN_FAILED",
+          `serve: cannot listen on ${host}:${port}: ${e.code === "EADDRINUSE" ? "the port is in use" : e.message}`,
+        ),
+      ),
+    );
+    srv.listen({ host, port, exclusive: true }, () => srv.close(() => resolve()));
+  });
+}
+
 function freePort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
@@ -130,6 +158,15 @@ async function runPrimary(config: ServeConfig): Promise<void> {
     if (live.size === 0) process.exit(exitCode === 0 ? 0 : 1);
     for (const w of live.values()) w.process.kill(sig);
   };
+  const shutdown = (sig: NodeJS.Signals) => {
+    if (stopping) return;
+    logger.info({ signal: sig }, "stopping workers");
+    stopAll(sig, 0);
+  };
+  // Before the workers start: a SIGTERM during start-up (as PID 1 in a container, nothing else
+  // would act on it) stops them; a worker it ends while starting is a clean stop.
+  process.on("SIGTERM", () => shutdown("SIGTERM"));
+  process.on("SIGINT", () => shutdown("SIGINT"));
   const fork = (index: number): Promise<void> =>
     new Promise<void>((resolve, reject) => {
       const w = cluster.fork({
@@ -186,13 +223,6 @@ async function runPrimary(config: ServeConfig): Promise<void> {
   process.stdout.write(
     `${JSON.stringify({ listening: { host: config.host, port, workers: config.workers } })}\n`,
   );
-  const shutdown = (sig: NodeJS.Signals) => {
-    if (stopping) return;
-    logger.info({ signal: sig }, "stopping workers");
-    stopAll(sig, 0);
-  };
-  process.on("SIGTERM", () => shutdown("SIGTERM"));
-  process.on("SIGINT", () => shutdown("SIGINT"));
 }
 
 async function main(): Promise<void> {
@@ -207,6 +237,9 @@ async function main(): Promise<void> {
     return;
   }
   const config = loadServeConfig(env, overridesFromArgv(process.argv.slice(2)));
+  // uSockets binds with SO_REUSEPORT, so a second server on a port another one holds would start
+  // and silently share its traffic: make sure nothing listens there first.
+  if (config.port !== 0) await checkPortFree(config.host, config.port);
   if (config.workers === 1) await runWorker(config, 0, config.port);
   else await runPrimary(config);
 }

@@ -4,10 +4,13 @@
  * WebSockets, release sessions.
  */
 import cluster from "node:cluster";
+import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
 import pkg from "../package.json" with { type: "json" };
 import { openArtifactStore } from "../registry/store/open.ts";
+import { arborError } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ServeConfig } from "./config.ts";
 import { type BuildInfo, ServeCore } from "./core/service.ts";
@@ -50,6 +53,14 @@ export async function startServer(
   workerIndex = 0,
 ): Promise<RunningServer> {
   const uws = loadNativeUws();
+  // The server only reads the store: a folder that is not there is a wrong --store / ARBOR_STORE
+  // (opening it would create an empty store and serve nothing, "ready").
+  if (config.store.startsWith("file://") && !existsSync(fileURLToPath(config.store))) {
+    throw arborError(
+      "STORE_NOT_FOUND",
+      `serve: the store folder ${fileURLToPath(config.store)} does not exist; check --store / ARBOR_STORE`,
+    );
+  }
   const store = await openArtifactStore(config.store, {
     gcsEndpoint: config.gcsEndpoint,
     gcsProject: config.gcsProject,
@@ -68,7 +79,9 @@ export async function startServer(
   attachHttp(app, core, state);
   const listenSocket = await new Promise<unknown>((resolve, reject) => {
     app.listen(config.host, config.port, (sock) =>
-      sock ? resolve(sock) : reject(new Error(`cannot listen on ${config.host}:${config.port}`)),
+      sock
+        ? resolve(sock)
+        : reject(arborError("LISTEN_FAILED", `serve: cannot listen on ${config.host}:${config.port}`)),
     );
   });
   const port = uws.us_socket_local_port(listenSocket as never);
@@ -95,7 +108,9 @@ export async function startServer(
           };
         });
       }
-      await following;
+      // A refresh under way finishes first (see LabelFollower.stop), but not past the deadline:
+      // a store that stopped answering must not hold the shutdown.
+      await Promise.race([following, sleep(Math.max(0, deadline - Date.now()))]);
       // Replies still in uWS's send buffers die with the process: give readers until the deadline.
       while (stream.buffered() > 0 && Date.now() < deadline) await sleep(10);
       const streams = stream.count();

@@ -88,6 +88,7 @@ export const ERRORS = {
   MODEL_NOT_READY: { status: 503, hint: "the model is loading or failed to load; see GET /v1/models/{name}" },
   ROUTE_NOT_FOUND: { status: 404, hint: "see the README for the routes" },
   METHOD_NOT_ALLOWED: { status: 405, hint: "see the README for the routes and their methods" },
+  LISTEN_FAILED: { status: 503, hint: "the port is in use or the host is not an address of this machine" },
   UPGRADE_REQUIRED: { status: 426, hint: "open /v1/stream as a WebSocket (Upgrade: websocket)" },
   SHUTTING_DOWN: { status: 503, hint: "the server is shutting down; retry on another replica" },
   UNKNOWN_FEATURE: { status: 422, hint: "send only the features listed in the model's signature" },

@@ -515,6 +515,31 @@ console.log(JSON.stringify({ created, swapped }));
 });
 
 describe("Node 20 (the serve tier's runtime)", () => {
+  test("gs://: an endpoint that accepts connections and never answers is STORE_UNAVAILABLE after the request timeout", async () => {
+    // Under Node only: Bun's HTTP client does not apply the client's request timeout.
+    const child = path.join(tmpRoot, "node-silent.mts");
+    await writeFile(
+      child,
+      `import net from "node:net";
+import { GcsArtifactStore } from ${JSON.stringify(OPEN_TS.replace(/open\.ts$/, "gcs-store.ts"))};
+const silent = net.createServer(() => {});
+await new Promise((r) => silent.listen(0, "127.0.0.1", r));
+const s = await GcsArtifactStore.create("gs://bucket1/x", { endpoint: "http://127.0.0.1:" + silent.address().port, maxRetries: 0, timeoutMs: 300 });
+const out = {};
+for (const [op, p] of [["stat", () => s.stat("a")], ["list", () => s.list("")], ["read", () => s.read("a")]])
+  out[op] = await p().then(() => "ok", (e) => e.code);
+console.log(JSON.stringify(out));
+process.exit(0);
+`,
+    );
+    const r = await run(["--import", "tsx", child], { cmd: "node" });
+    expect(JSON.parse(r.stdout.trim())).toEqual({
+      stat: "STORE_UNAVAILABLE",
+      list: "STORE_UNAVAILABLE",
+      read: "STORE_UNAVAILABLE",
+    });
+  });
+
   test("both stores work under node --import tsx", async () => {
     const child = path.join(tmpRoot, "node-child.mts");
     await writeFile(

@@ -162,3 +162,89 @@ test("cluster: SIGTERM while a replacement worker is still starting exits 0", as
     rmSync(dir, { recursive: true, force: true });
   }
 }, 60_000);
+
+test("arbor serve takes host, port and labels from ARBOR_SERVE_* when no flag is given", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "arbor-serve-cli-"));
+  try {
+    await publishModelC(dir);
+    const proc = Bun.spawn(["bun", "train/cli.ts", "serve", "--workers", "1", "--store", dir], {
+      cwd: ROOT,
+      stdout: "pipe",
+      stderr: "pipe",
+      env: {
+        ...process.env,
+        ARBOR_SERVE_HOST: "127.0.0.1",
+        ARBOR_SERVE_PORT: "0",
+        ARBOR_SERVE_LABELS: "staging,production",
+      },
+    });
+    const { out, port } = await listening(proc);
+    expect(out).toContain('"host":"127.0.0.1"');
+    const models = (await (await fetch(`http://127.0.0.1:${port}/v1/models/c`)).json()) as {
+      labels: Record<string, unknown>;
+    };
+    expect(Object.keys(models.labels).sort()).toEqual(["production", "staging"]);
+    proc.kill("SIGTERM");
+    expect(await proc.exited).toBe(0);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 60_000);
+
+test("serve refuses bad settings before listening: exit code and a stable code, no stack", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "arbor-serve-cli-"));
+  try {
+    await publishModelC(dir);
+    const serve = (args: string[], env: Record<string, string> = {}) => {
+      const r = Bun.spawnSync(["node", "--import", "tsx", "serve/main.ts", "--workers", "1", ...args], {
+        cwd: ROOT,
+        env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
+        stdout: "pipe",
+        stderr: "pipe",
+        timeout: 30_000,
+      });
+      const fatal = r.stderr
+        .toString()
+        .split("\n")
+        .find((l) => l.includes('"level":"fatal"'));
+      return {
+        exitCode: r.exitCode,
+        code: fatal === undefined ? "" : JSON.parse(fatal).code,
+        stderr: r.stderr.toString(),
+      };
+    };
+    const store = ["--store", dir, "--host", "127.0.0.1"];
+    expect(serve([...store, "--bogus", "1"])).toMatchObject({ exitCode: 2, code: "INVALID_ARGUMENT" });
+    expect(serve([...store, "--port", ""])).toMatchObject({ exitCode: 2, code: "INVALID_CONFIG" });
+    expect(serve([...store, "--port", "0x50"])).toMatchObject({ exitCode: 2, code: "INVALID_CONFIG" });
+    expect(serve([...store, "--labels", ","])).toMatchObject({ exitCode: 2, code: "INVALID_CONFIG" });
+    expect(serve(store, { ARBOR_SERVE_POLL_MS: "3000000000" })).toMatchObject({
+      exitCode: 2,
+      code: "INVALID_CONFIG",
+    });
+    expect(serve(store, { ARBOR_SERVE_WS_MAX_PAYLOAD_BYTES: "1073741824" })).toMatchObject({
+      exitCode: 2,
+      code: "INVALID_CONFIG",
+    });
+    expect(serve(["--store", path.join(dir, "typo")])).toMatchObject({
+      exitCode: 2,
+      code: "STORE_NOT_FOUND",
+    });
+    // A port another server holds: refused, not shared (uSockets binds with SO_REUSEPORT).
+    const first = Bun.spawn(
+      ["node", "--import", "tsx", "serve/main.ts", "--workers", "1", "--port", "0", ...store],
+      { cwd: ROOT, stdout: "pipe", stderr: "pipe" },
+    );
+    const { port } = await listening(first);
+    try {
+      const second = serve([...store, "--port", String(port)]);
+      expect(second).toMatchObject({ exitCode: 1, code: "LISTEN_FAILED" });
+      expect(second.stderr).not.toContain("    at ");
+    } finally {
+      first.kill("SIGTERM");
+      await first.exited;
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 120_000);

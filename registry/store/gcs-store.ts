@@ -28,6 +28,8 @@ export interface GcsStoreOptions {
   projectId?: string | undefined;
   /** How often the client retries an idempotent request (default 3). */
   maxRetries?: number | undefined;
+  /** How long one request may take, in ms (default 30 s). */
+  timeoutMs?: number | undefined;
 }
 
 const BUCKET_NAME = /^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/;
@@ -95,7 +97,15 @@ export class GcsArtifactStore implements ArtifactStore {
     // STORAGE_EMULATOR_HOST is conventionally given as host:port.
     if (endpoint !== undefined && endpoint !== "" && !/^https?:\/\//.test(endpoint))
       endpoint = `http://${endpoint}`;
+    // The client also reads STORAGE_EMULATOR_HOST itself, as given, and refuses one without a
+    // scheme ("Only HTTP(S) protocols are supported"): give it the same form.
+    const emulator = process.env["STORAGE_EMULATOR_HOST"];
+    if (emulator !== undefined && emulator !== "" && !/^https?:\/\//.test(emulator))
+      process.env["STORAGE_EMULATOR_HOST"] = `http://${emulator}`;
     const storage = new Storage({
+      // Per request: without one the client waits for ever on an endpoint that accepts the
+      // connection and never answers (the server then never follows a label again).
+      timeout: options.timeoutMs ?? 30_000,
       ...(endpoint ? { apiEndpoint: endpoint.replace(/\/+$/, "") } : {}),
       ...(options.projectId ? { projectId: options.projectId } : {}),
       retryOptions: {

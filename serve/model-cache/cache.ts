@@ -197,8 +197,12 @@ export class ModelCache {
   /** The slot a label points at, acquired; MODEL_NOT_FOUND / LABEL_NOT_FOUND / MODEL_NOT_READY. */
   acquireLabel(name: string, label: string): ModelSlot {
     const labels = this.#labels.get(name);
-    if (labels === undefined)
+    if (labels === undefined) {
+      // Before the first listing of the store succeeded, nothing can be called unknown yet.
+      if (!this.#scanned)
+        throw arborError("MODEL_NOT_READY", "resolve model: the store has not been read yet; retry shortly");
       throw clientError("MODEL_NOT_FOUND", `resolve model: no model '${name}' is served`);
+    }
     const st = labels.get(label);
     if (st === undefined || st.state === "absent") {
       throw clientError("LABEL_NOT_FOUND", `resolve model: model '${name}' has no label '${label}' served`);
@@ -328,6 +332,20 @@ export class ModelCache {
       }
     }
     await Promise.all(work);
+    if (!this.#scanned) {
+      // Say so when the first scan finds nothing to serve: most often a wrong --store or --models.
+      const unserved = names.filter(
+        (n) => ![...this.#labels.get(n)!.values()].some((st) => st.state !== "absent"),
+      );
+      if (names.length === 0 || unserved.length === names.length) {
+        this.#logger.warn(
+          { store: this.#store.uri, labels: this.#config.labels, models: names },
+          "no followed label points at a version in this store: nothing is served until one does",
+        );
+      } else if (unserved.length > 0) {
+        this.#logger.warn({ models: unserved, labels: this.#config.labels }, "models with no followed label");
+      }
+    }
     this.#scanned = true;
   }
 

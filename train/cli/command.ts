@@ -47,6 +47,8 @@ export interface CommandResult {
 /** Everything a command may use. */
 export interface CommandContext {
   config: ArborConfig;
+  /** Whether the log level was asked for (`--log-level` or ARBOR_LOG_LEVEL), not the CLI's quiet default. */
+  logLevelGiven: boolean;
   logger: Logger;
   /** True with `--json`. */
   json: boolean;

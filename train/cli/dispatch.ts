@@ -277,6 +277,7 @@ export async function runCli(
     const args = validateArgs(command, parsed);
     const ctx: CommandContext = {
       config,
+      logLevelGiven: parsed["logLevel"] !== undefined || Boolean(io.env["ARBOR_LOG_LEVEL"]),
       logger,
       json: wantsJson,
       say: (m) => {

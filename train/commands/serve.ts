@@ -20,21 +20,18 @@ export const serveCommand = defineCommand({
       name: "host",
       type: "string",
       placeholder: "HOST",
-      description: "address to bind (ARBOR_SERVE_HOST)",
-      default: "0.0.0.0",
+      description: "address to bind (ARBOR_SERVE_HOST; default 0.0.0.0)",
     },
     {
       name: "port",
       type: "integer",
-      description: "port to bind, 0 for any free port (ARBOR_SERVE_PORT)",
-      default: 8080,
+      description: "port to bind, 0 for any free port (ARBOR_SERVE_PORT; default 8080)",
     },
     {
       name: "labels",
       type: "list",
       placeholder: "A,B",
-      description: "labels to follow; the first is the default (ARBOR_SERVE_LABELS)",
-      default: ["production"],
+      description: "labels to follow; the first is the default (ARBOR_SERVE_LABELS; default production)",
     },
     {
       name: "models",
@@ -60,9 +57,9 @@ export const serveCommand = defineCommand({
   ],
   schema: z.object({
     _: z.array(z.string()),
-    host: z.string().min(1),
-    port: z.number().int().min(0).max(65535),
-    labels: z.array(z.string().regex(NAME, "bad label name")).min(1),
+    host: z.string().min(1).optional(),
+    port: z.number().int().min(0).max(65535).optional(),
+    labels: z.array(z.string().regex(NAME, "bad label name")).min(1).optional(),
     models: z.array(z.string().regex(NAME, "bad model name")).optional(),
     workers: z.number().int().min(0).max(256).optional(),
     pollMs: z.number().int().positive().optional(),
@@ -73,21 +70,13 @@ export const serveCommand = defineCommand({
     "arbor serve --store gs://bucket/arbor --workers 0",
   ],
   async run(ctx, args) {
-    const argv = [
-      "--import",
-      "tsx",
-      "serve/main.ts",
-      "--host",
-      args.host,
-      "--port",
-      String(args.port),
-      "--store",
-      ctx.config.store,
-      "--labels",
-      args.labels.join(","),
-      "--log-level",
-      ctx.config.logLevel === "warn" ? "info" : ctx.config.logLevel,
-    ];
+    // Only what was given: the server reads ARBOR_SERVE_* itself for the rest (flag > env > default).
+    const argv = ["--import", "tsx", "serve/main.ts", "--store", ctx.config.store];
+    if (args.host !== undefined) argv.push("--host", args.host);
+    if (args.port !== undefined) argv.push("--port", String(args.port));
+    if (args.labels !== undefined) argv.push("--labels", args.labels.join(","));
+    // The CLI's own default level is warn (quiet commands); a server logs at info unless told.
+    if (ctx.logLevelGiven) argv.push("--log-level", ctx.config.logLevel);
     if (args.models && args.models.length > 0) argv.push("--models", args.models.join(","));
     if (args.workers !== undefined) argv.push("--workers", String(args.workers));
     if (args.pollMs !== undefined) argv.push("--poll-ms", String(args.pollMs));
