@@ -151,11 +151,15 @@ async function runPrimary(config: ServeConfig): Promise<void> {
   const restarts: number[] = [];
   let started = false;
   let stopping = false;
+  /** The process's exit code: the first failure's (a worker's own: 2 for a bad setting). */
   let exitCode = 0;
+  const failWith = (code: number) => {
+    if (exitCode === 0) exitCode = code;
+  };
   const stopAll = (sig: NodeJS.Signals, code: number) => {
     stopping = true;
-    exitCode |= code;
-    if (live.size === 0) process.exit(exitCode === 0 ? 0 : 1);
+    failWith(code);
+    if (live.size === 0) process.exit(exitCode);
     for (const w of live.values()) w.process.kill(sig);
   };
   const shutdown = (sig: NodeJS.Signals) => {
@@ -187,14 +191,14 @@ async function runPrimary(config: ServeConfig): Promise<void> {
         if (stopping) {
           // A worker still starting (e.g. a replacement still loading its modules, before it can
           // handle signals) had nothing to drain: the signal we forwarded ending it is a clean stop.
-          exitCode |= !wasListening && signal !== null ? 0 : (code ?? 1);
-          if (live.size === 0) process.exit(exitCode === 0 ? 0 : 1);
+          failWith(!wasListening && signal !== null ? 0 : (code ?? 1));
+          if (live.size === 0) process.exit(exitCode);
           return;
         }
         reject(new Error(`worker ${index} exited with code ${code}`));
         if (!started) {
           logger.error({ worker: index, code, signal }, "worker failed to start; stopping");
-          stopAll("SIGTERM", 1);
+          stopAll("SIGTERM", code !== null && code !== 0 ? code : 1);
           return;
         }
         // A crash after start: replace the worker, unless it is crash-looping.

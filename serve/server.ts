@@ -55,11 +55,19 @@ export async function startServer(
   const uws = loadNativeUws();
   // The server only reads the store: a folder that is not there is a wrong --store / ARBOR_STORE
   // (opening it would create an empty store and serve nothing, "ready").
-  if (config.store.startsWith("file://") && !existsSync(fileURLToPath(config.store))) {
-    throw arborError(
-      "STORE_NOT_FOUND",
-      `serve: the store folder ${fileURLToPath(config.store)} does not exist; check --store / ARBOR_STORE`,
-    );
+  if (config.store.startsWith("file://")) {
+    let folder: string;
+    try {
+      folder = fileURLToPath(config.store);
+    } catch (e) {
+      throw arborError("STORE_BAD_URI", `serve: store ${config.store}: ${(e as Error).message}`);
+    }
+    if (!existsSync(folder)) {
+      throw arborError(
+        "STORE_NOT_FOUND",
+        `serve: the store folder ${folder} does not exist; check --store / ARBOR_STORE`,
+      );
+    }
   }
   const store = await openArtifactStore(config.store, {
     gcsEndpoint: config.gcsEndpoint,

@@ -51,6 +51,13 @@ test("arbor serve: bad flags exit 2 with a code; the default cluster (one proces
   });
   expect(bad.exitCode).toBe(2);
   expect(bad.stderr.toString()).toContain("INVALID_ARGUMENT");
+  // Integers are decimal (Number() would read 0x50 as port 80).
+  const hex = Bun.spawnSync(["bun", "train/cli.ts", "serve", "--port", "0x50"], {
+    cwd: ROOT,
+    stderr: "pipe",
+  });
+  expect(hex.exitCode).toBe(2);
+  expect(hex.stderr.toString()).toContain("INVALID_ARGUMENT");
 
   const dir = mkdtempSync(path.join(tmpdir(), "arbor-serve-cli-"));
   try {
@@ -230,6 +237,11 @@ test("serve refuses bad settings before listening: exit code and a stable code, 
       exitCode: 2,
       code: "STORE_NOT_FOUND",
     });
+    expect(serve(["--store", "file://host/srv/store"])).toMatchObject({ exitCode: 2, code: "STORE_BAD_URI" });
+    // With several workers the primary exits with the failing worker's code.
+    const cluster = serve(["--store", path.join(dir, "typo"), "--workers", "2"]);
+    expect(cluster.exitCode).toBe(2);
+    expect(cluster.stderr).toContain("STORE_NOT_FOUND");
     // A port another server holds: refused, not shared (uSockets binds with SO_REUSEPORT).
     const first = Bun.spawn(
       ["node", "--import", "tsx", "serve/main.ts", "--workers", "1", "--port", "0", ...store],

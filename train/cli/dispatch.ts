@@ -141,8 +141,16 @@ function coerce(flag: FlagSpec, raw: string | boolean): unknown {
   const s = String(raw);
   if (flag.type === "number" || flag.type === "integer") {
     const n = Number(s);
-    if (s.trim() === "" || !Number.isFinite(n))
-      throw arborError("INVALID_ARGUMENT", `${name}: expected a number, got "${s}"`);
+    // Decimal only: Number() also reads "0x50", "1e3" and " 80".
+    if (
+      !/^-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(s) ||
+      (flag.type === "integer" && /[.eE]/.test(s)) ||
+      !Number.isFinite(n)
+    )
+      throw arborError(
+        "INVALID_ARGUMENT",
+        `${name}: expected a ${flag.type === "integer" ? "whole number" : "number"}, got "${s}"`,
+      );
     if (flag.type === "integer" && !Number.isInteger(n)) {
       throw arborError("INVALID_ARGUMENT", `${name}: expected a whole number, got "${s}"`);
     }

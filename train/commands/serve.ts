@@ -4,6 +4,7 @@
  * inherited stdio, forwards SIGINT/SIGTERM to it, and exits with its exit code.
  */
 import { spawn } from "node:child_process";
+import { constants as osConstants } from "node:os";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { defineCommand } from "../cli/command.ts";
@@ -95,7 +96,8 @@ export const serveCommand = defineCommand({
         ctx.say(`arbor serve: cannot start node: ${e.message}`);
         resolve(1);
       });
-      child.on("exit", (c, signal) => resolve(c ?? (signal ? 128 + 15 : 1)));
+      // A server ended by a signal: 128 + its number, as a shell reports it.
+      child.on("exit", (c, signal) => resolve(c ?? (signal ? 128 + (osConstants.signals[signal] ?? 15) : 1)));
     });
     process.off("SIGTERM", onTerm);
     process.off("SIGINT", onInt);
