@@ -129,6 +129,19 @@ function fromEnv(raw: string, like: unknown): unknown {
   return raw;
 }
 
+/** The `serve/main.ts` flag of each setting that has one. */
+const FLAG_NAMES: Partial<Record<keyof ServeConfig, string>> = {
+  host: "--host",
+  port: "--port",
+  store: "--store",
+  labels: "--labels",
+  models: "--models",
+  workers: "--workers",
+  logLevel: "--log-level",
+  pollIntervalMs: "--poll-ms",
+  batching: "--no-batching",
+};
+
 /** Load the serve configuration. `workers: 0` (the default) means one process per core. */
 export function loadServeConfig(
   env: Record<string, string | undefined>,
@@ -151,7 +164,12 @@ export function loadServeConfig(
   raw["store"] = normalizeStoreUri(overrides.store ?? pick("store") ?? path.join(home, "store"), cwd);
   raw["gcsEndpoint"] = overrides.gcsEndpoint ?? pick("gcsEndpoint");
   raw["gcsProject"] = overrides.gcsProject ?? pick("gcsProject");
-  const parsed = parseConfigObject(serveConfigSchema, raw, SERVE_ENV_NAMES);
+  // Name where a bad value came from: the flag when one gave it, else the environment variable.
+  const names: Record<string, string> = { ...SERVE_ENV_NAMES };
+  for (const [key, value] of Object.entries(overrides)) {
+    if (value !== undefined) names[key] = FLAG_NAMES[key as keyof ServeConfig] ?? names[key] ?? key;
+  }
+  const parsed = parseConfigObject(serveConfigSchema, raw, names);
   return Object.freeze({
     ...parsed,
     labels: Object.freeze([...parsed.labels]) as string[],
