@@ -426,7 +426,12 @@ export class ServeCore {
         } else if (p === "version") reply.body = this.build;
         else {
           return this.metrics.exposition().then((value) => {
-            reply.text = { contentType: this.metrics.registry.contentType, value };
+            // prom-client prints NaN as "Nan" (event-loop lag with no samples since the last
+            // scrape); the text format spells it NaN, and strict parsers refuse anything else.
+            reply.text = {
+              contentType: this.metrics.registry.contentType,
+              value: value.replace(/ Nan$/gm, " NaN"),
+            };
           });
         }
         return;

@@ -331,7 +331,7 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
         {
           request_id: ex.requestId,
           method: ex.method,
-          path: ex.path,
+          path: ex.path.slice(0, 200),
           status: reply.status,
           ms: seconds * 1000,
         },

@@ -13,7 +13,7 @@
  */
 import type { TemplatedApp, WebSocket } from "uWebSockets.js";
 import { arborError, toArborError } from "../../shared/errors.ts";
-import { newRequestId } from "../../shared/logger.ts";
+import { requestIdFrom } from "../../shared/logger.ts";
 import { clientError } from "../core/client-error.ts";
 import { decodeBody, encodeBody, utf8Text } from "../core/codec.ts";
 import { PredictReply } from "../core/predictions.ts";
@@ -164,7 +164,7 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
       const err = toArborError(e);
       if (err.status >= 500)
         logger.warn(
-          { conn: this.conn.id, id: this.id, code: err.code, err: err.message },
+          { request_id: this.conn.id, id: this.id, code: err.code, err: err.message },
           "stream message failed",
         );
       this.done({ id: this.id, ...err.toJSON(), status: err.status }, err.status);
@@ -239,6 +239,9 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
       const key = req.getHeader("sec-websocket-key");
       const protocol = req.getHeader("sec-websocket-protocol");
       const extensions = req.getHeader("sec-websocket-extensions");
+      // The connection's request id (on its log lines): the client's X-Request-ID, or ours. The 101
+      // reply cannot echo it: uWS writes that reply's status and headers itself.
+      const requestId = requestIdFrom(req.getHeader("x-request-id"));
       if (state.shuttingDown || sockets.size >= cfg.wsMaxConnections) {
         const err = arborError(
           state.shuttingDown ? "SHUTTING_DOWN" : "TOO_MANY_CONNECTIONS",
@@ -252,7 +255,7 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
         });
         return;
       }
-      const conn: Conn = { id: newRequestId(), open: true, running: 0, parked: [], pumpScheduled: false };
+      const conn: Conn = { id: requestId, open: true, running: 0, parked: [], pumpScheduled: false };
       res.upgrade(conn, key, protocol, extensions, context);
     },
     open: (ws) => {
@@ -278,7 +281,7 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
       if (conn.running + conn.parked.length >= cfg.wsMaxInFlight) {
         if (ws.getBufferedAmount() >= cfg.wsMaxBackpressureBytes * REFUSE_CLOSE_FACTOR) {
           logger.warn(
-            { conn: conn.id, limit: cfg.wsMaxInFlight, buffered: ws.getBufferedAmount() },
+            { request_id: conn.id, limit: cfg.wsMaxInFlight, buffered: ws.getBufferedAmount() },
             "stream: too many messages in flight and replies unread; closing",
           );
           ws.end(1008, "too many messages in flight");
