@@ -21,10 +21,10 @@ import { attachHttp, type TransportState } from "./transport/http.ts";
 import { loadNativeUws } from "./transport/native.ts";
 import { attachStream } from "./transport/ws.ts";
 
-/** A running server. */
 /** How long a shutdown waits after closing WebSocket connections before the process exits. */
 const STREAM_CLOSE_LINGER_MS = 250;
 
+/** A running server. */
 export interface RunningServer {
   port: number;
   core: ServeCore;
