@@ -159,14 +159,23 @@ test("the connection limit answers 503; messages past the in-flight limit are re
   for (const ws of open) ws.close();
   await Bun.sleep(100);
 
+  const refusals = async () => {
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    const m =
+      /^arbor_serve_ws_messages_total\{(?=[^}]*op="invalid")(?=[^}]*status="503")[^}]*\} (\S+)$/m.exec(text);
+    return m ? Number(m[1]) : 0;
+  };
+  const refusedBefore = await refusals();
   const flood = await rawClient(server.port);
   await flood.until(() => flood.status() !== "");
   flood.socket.pause();
   const instances = Array.from({ length: 500 }, () => [1, 2, 3, 4]);
   for (let i = 0; i < 1000; i++) flood.send(JSON.stringify({ id: i, model: "w", op: "predict", instances }));
   // Still not reading: replies back up, messages park, and the in-flight limit (400) is reached.
-  const end = Date.now() + 10_000;
-  while ((await metric("arbor_serve_ws_parked_messages")) === 0 && Date.now() < end) await Bun.sleep(50);
+  // Read again only once the server has refused some (waiting for the first parked message raced
+  // on a slow machine: the client resumed before 400 were in flight, and nothing was refused).
+  const end = Date.now() + 20_000;
+  while ((await refusals()) === refusedBefore && Date.now() < end) await Bun.sleep(50);
   flood.socket.resume();
   await flood.until(
     () =>
