@@ -276,6 +276,38 @@ interface CollectReply {
 }
 
 /**
+ * Questions sent over IPC and their answers, matched by id; a question not answered within its
+ * timeout gets null. Used by both ends of the cluster's /metrics gathering.
+ */
+class Asked<T> {
+  readonly #waiting = new Map<number, (answer: T | null) => void>();
+  #next = 1;
+
+  /** Send a question with `send(id)`; its answer, or null after `timeoutMs`. */
+  ask(send: (id: number) => void, timeoutMs: number): Promise<T | null> {
+    const id = this.#next++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#waiting.delete(id);
+        resolve(null);
+      }, timeoutMs);
+      this.#waiting.set(id, (answer) => {
+        clearTimeout(timer);
+        resolve(answer);
+      });
+      send(id);
+    });
+  }
+
+  /** The answer to question `id` arrived (a late or unknown one is dropped). */
+  answered(id: number, answer: T | null): void {
+    const done = this.#waiting.get(id);
+    this.#waiting.delete(id);
+    done?.(answer);
+  }
+}
+
+/**
  * In a cluster worker: GET /metrics asks the primary, which gathers every listening worker's
  * registry and merges them (prom-client's AggregatorRegistry.aggregate; each series keeps its
  * `worker` label). Without this a scrape sees whichever worker the kernel picked, i.e. a fraction
@@ -283,8 +315,7 @@ interface CollectReply {
  * `timeoutMs`. Also answers the primary's requests for this worker's registry.
  */
 export function clusterExposition(registry: Registry, timeoutMs = 3000): () => Promise<string> {
-  const pending = new Map<number, (text: string | null) => void>();
-  let next = 1;
+  const asked = new Asked<string>();
   process.on("message", (m: Partial<MetricsReply & CollectRequest>) => {
     if (typeof m?.arborMetricsCollect === "number") {
       const id = m.arborMetricsCollect;
@@ -292,26 +323,15 @@ export function clusterExposition(registry: Registry, timeoutMs = 3000): () => P
         (metrics) => process.send?.({ arborMetricsJson: id, metrics } satisfies CollectReply),
         () => process.send?.({ arborMetricsJson: id, metrics: [] } satisfies CollectReply),
       );
-      return;
+    } else if (typeof m?.arborMetricsRes === "number") {
+      asked.answered(m.arborMetricsRes, typeof m.text === "string" ? m.text : null);
     }
-    if (typeof m?.arborMetricsRes !== "number") return;
-    const done = pending.get(m.arborMetricsRes);
-    pending.delete(m.arborMetricsRes);
-    done?.(typeof m.text === "string" ? m.text : null);
   });
   return async () => {
-    const id = next++;
-    const text = await new Promise<string | null>((resolve) => {
-      const timer = setTimeout(() => {
-        pending.delete(id);
-        resolve(null);
-      }, timeoutMs);
-      pending.set(id, (t) => {
-        clearTimeout(timer);
-        resolve(t);
-      });
-      process.send?.({ arborMetricsReq: id } satisfies MetricsRequest);
-    });
+    const text = await asked.ask(
+      (id) => process.send?.({ arborMetricsReq: id } satisfies MetricsRequest),
+      timeoutMs,
+    );
     return text ?? (await registry.metrics());
   };
 }
@@ -324,23 +344,7 @@ interface MetricsPeer {
 
 /** How long the primary waits for one worker's registry: a worker that is slower is left out. */
 const COLLECT_TIMEOUT_MS = 1000;
-let nextCollect = 1;
-const collecting = new Map<number, (metrics: CollectReply["metrics"] | null) => void>();
-
-function collectFrom(peer: MetricsPeer): Promise<CollectReply["metrics"] | null> {
-  const id = nextCollect++;
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      collecting.delete(id);
-      resolve(null);
-    }, COLLECT_TIMEOUT_MS);
-    collecting.set(id, (metrics) => {
-      clearTimeout(timer);
-      resolve(metrics);
-    });
-    peer.send({ arborMetricsCollect: id });
-  });
-}
+const collecting = new Asked<CollectReply["metrics"]>();
 
 /**
  * In the cluster primary: answer `worker`'s {@link MetricsRequest}s with the merged metrics of
@@ -351,13 +355,13 @@ export function serveClusterMetrics(worker: MetricsPeer, listening: () => Iterab
   worker.on("message", (m) => {
     const msg = m as Partial<MetricsRequest & CollectReply> | null;
     if (typeof msg?.arborMetricsJson === "number") {
-      const done = collecting.get(msg.arborMetricsJson);
-      collecting.delete(msg.arborMetricsJson);
-      done?.(Array.isArray(msg.metrics) ? msg.metrics : null);
+      collecting.answered(msg.arborMetricsJson, Array.isArray(msg.metrics) ? msg.metrics : null);
       return;
     }
     const id = msg?.arborMetricsReq;
     if (typeof id !== "number") return;
+    const collectFrom = (peer: MetricsPeer) =>
+      collecting.ask((cid) => peer.send({ arborMetricsCollect: cid }), COLLECT_TIMEOUT_MS);
     Promise.all([...listening()].map(collectFrom))
       .then((all) => AggregatorRegistry.aggregate(all.filter((x) => x !== null)).metrics())
       .then(
