@@ -83,17 +83,27 @@ function raw(
 
 const statuses = (text: string) => [...text.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => Number(m[1]));
 
-async function predict(headers: Record<string, string>, body: string | Uint8Array = BODY) {
-  const res = await fetch(`${server.url}/v1/models/flights:predict`, { method: "POST", headers, body });
+const JSON_TYPE = { "content-type": "application/json" };
+
+/** POST to `route` on the batching server; the reply decoded by its content type. */
+async function post(
+  route: string,
+  headers: Record<string, string> = JSON_TYPE,
+  body: string | Uint8Array = BODY,
+) {
+  const res = await fetch(`${server.url}${route}`, { method: "POST", headers, body });
   const bytes = new Uint8Array(await res.arrayBuffer());
   const ctype = res.headers.get("content-type") ?? "";
   const value = ctype.includes("msgpack") ? unpack(bytes) : JSON.parse(new TextDecoder().decode(bytes));
   return { status: res.status, ctype, value };
 }
 
+const predict = (headers: Record<string, string>, body: string | Uint8Array = BODY) =>
+  post("/v1/models/flights:predict", headers, body);
+
 describe("serve: content negotiation", () => {
   test("Accept q-values and case decide the reply format; the request's format otherwise", async () => {
-    const json = { "content-type": "application/json" };
+    const json = JSON_TYPE;
     expect((await predict({ ...json, accept: "application/msgpack;q=0, application/json" })).ctype).toBe(
       "application/json",
     );
@@ -117,37 +127,20 @@ describe("serve: content negotiation", () => {
 
 describe("serve: paths and methods", () => {
   test("percent-encoded paths route as their decoded form; an encoded slash does not add a level", async () => {
-    const plain = await fetch(`${server.url}/v1/models/flights:predict`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: BODY,
-    });
-    const expected = await plain.json();
+    const expected = (await post("/v1/models/flights:predict")).value;
     for (const p of [
       "/v1/models/flights%3Apredict",
       "/v1/models/fl%69ghts:predict",
       "/v1/%6Dodels/flights:predict",
     ]) {
-      const res = await fetch(`${server.url}${p}`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: BODY,
-      });
+      const res = await post(p);
       expect(res.status).toBe(200);
-      expect(await res.json()).toEqual(expected);
+      expect(res.value).toEqual(expected);
     }
-    const slash = await fetch(`${server.url}/v1/models/flights%2Fversions%2F1:predict`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: BODY,
-    });
+    const slash = await post("/v1/models/flights%2Fversions%2F1:predict");
     expect(slash.status).toBe(404);
-    expect(((await slash.json()) as { error: { code: string } }).error.code).toBe("MODEL_NOT_FOUND");
-    const malformed = await fetch(`${server.url}/v1/models/flights%ZZ:predict`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: BODY,
-    });
+    expect(slash.value.error.code).toBe("MODEL_NOT_FOUND");
+    const malformed = await post("/v1/models/flights%ZZ:predict");
     expect(malformed.status).toBe(404);
   });
 
@@ -170,20 +163,12 @@ describe("serve: paths and methods", () => {
   test("an explicit version of a model the store does not have is MODEL_NOT_FOUND, of one it has VERSION_NOT_FOUND", async () => {
     for (let i = 0; i < 2; i++) {
       // The second round is answered from the remembered miss.
-      const a = await fetch(`${server.url}/v1/models/nope/versions/1:predict`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: BODY,
-      });
+      const a = await post("/v1/models/nope/versions/1:predict");
       expect(a.status).toBe(404);
-      expect(((await a.json()) as { error: { code: string } }).error.code).toBe("MODEL_NOT_FOUND");
-      const b = await fetch(`${server.url}/v1/models/flights/versions/9:predict`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: BODY,
-      });
+      expect(a.value.error.code).toBe("MODEL_NOT_FOUND");
+      const b = await post("/v1/models/flights/versions/9:predict");
       expect(b.status).toBe(404);
-      expect(((await b.json()) as { error: { code: string } }).error.code).toBe("VERSION_NOT_FOUND");
+      expect(b.value.error.code).toBe("VERSION_NOT_FOUND");
     }
   });
 });
@@ -246,22 +231,22 @@ describe("serve: refused bodies", () => {
     });
     expect(result.closed).toBe(true);
     expect(result.sent).toBeLessThan(64 * 1024 * 1024);
-    expect((await predict({ "content-type": "application/json" })).status).toBe(200);
+    expect((await predict(JSON_TYPE)).status).toBe(200);
   }, 20_000);
 
   test("JSON nested thousands of levels deep is refused (400) before parsing; the server keeps serving", async () => {
     const depth = 30_000;
     const body = `{"instances":${"[".repeat(depth)}${"]".repeat(depth)}}`;
     expect(body.length).toBeLessThan(MAX_BODY);
-    const r = await predict({ "content-type": "application/json" }, body);
+    const r = await predict(JSON_TYPE, body);
     expect(r.status).toBe(400);
     expect(r.value.error.code).toBe("MALFORMED_BODY");
     expect(r.value.error.message).toContain("nested deeper than 64");
     // Brackets inside strings do not count; a normal body of the same size is parsed.
     const padded = JSON.stringify({ instances: [{ ...ROW, f2: `${"[".repeat(20_000)}` }] });
-    const p = await predict({ "content-type": "application/json" }, padded);
+    const p = await predict(JSON_TYPE, padded);
     expect(p.status).toBe(200);
-    expect((await predict({ "content-type": "application/json" })).status).toBe(200);
+    expect((await predict(JSON_TYPE)).status).toBe(200);
   });
 });
 
