@@ -120,6 +120,32 @@ export async function pointLabel(
   await store.put(labelKey(name, label), JSON.stringify(pointer));
 }
 
+/**
+ * The serve suites' standard small model (6 features, 20 trees of depth 4), published as `version`
+ * of `name` and labelled `production`.
+ */
+export async function publishLabelled(
+  store: ArtifactStore,
+  name: string,
+  version: number,
+  task: FixtureModel["task"],
+  seed: number,
+  categories: number[],
+): Promise<{ manifestSha256: string; signature: Signature; onnx: Uint8Array }> {
+  const f = await publishFixture(store, {
+    name,
+    version,
+    task,
+    numFeatures: 6,
+    numTrees: 20,
+    depth: 4,
+    seed,
+    categories,
+  });
+  await pointLabel(store, name, "production", version, f.manifestSha256);
+  return f;
+}
+
 /** A serve process started by a test. */
 export interface ServeProcess {
   port: number;

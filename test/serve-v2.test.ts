@@ -12,7 +12,7 @@ import { pathToFileURL } from "node:url";
 import { InferenceSession, Tensor } from "onnxruntime-node";
 import type { ArtifactStore } from "../registry/store/artifact-store.ts";
 import { openArtifactStore } from "../registry/store/open.ts";
-import { pointLabel, publishFixture, type ServeProcess, startServe } from "./serve-fixtures.ts";
+import { publishLabelled, type ServeProcess, startServe } from "./serve-fixtures.ts";
 
 let dir: string;
 let store: ArtifactStore;
@@ -28,17 +28,7 @@ async function fixture(
   seed: number,
   cats: number[],
 ) {
-  const f = await publishFixture(store, {
-    name,
-    version: 1,
-    task,
-    numFeatures: 6,
-    numTrees: 20,
-    depth: 4,
-    seed,
-    categories: cats,
-  });
-  await pointLabel(store, name, "production", 1, f.manifestSha256);
+  const f = await publishLabelled(store, name, 1, task, seed, cats);
   sessions[name] = await InferenceSession.create(f.onnx);
 }
 

@@ -13,7 +13,13 @@ import { InferenceSession, Tensor } from "onnxruntime-node";
 import type { ArtifactStore } from "../registry/store/artifact-store.ts";
 import { openArtifactStore } from "../registry/store/open.ts";
 import type { Signature } from "../shared/bundle.ts";
-import { pointLabel, publishFixture, type ServeProcess, startServe } from "./serve-fixtures.ts";
+import {
+  pointLabel,
+  publishFixture,
+  publishLabelled,
+  type ServeProcess,
+  startServe,
+} from "./serve-fixtures.ts";
 
 let dir: string;
 let store: ArtifactStore;
@@ -27,17 +33,7 @@ async function fixture(
   seed: number,
   cats: number[],
 ) {
-  const f = await publishFixture(store, {
-    name,
-    version,
-    task,
-    numFeatures: 6,
-    numTrees: 20,
-    depth: 4,
-    seed,
-    categories: cats,
-  });
-  await pointLabel(store, name, "production", version, f.manifestSha256);
+  const f = await publishLabelled(store, name, version, task, seed, cats);
   models[`${name}@${version}`] = {
     signature: f.signature,
     onnx: f.onnx,
