@@ -109,8 +109,11 @@ async function runWorker(config: ServeConfig, index: number, port: number): Prom
     );
 }
 
-/** LISTEN_FAILED when `host:port` cannot be bound exclusively (in use, or not an address of ours). */
-function checkPortFree(host: string, port: number): Promise<void> {
+/**
+ * Bind `host:port` exclusively and let it go: the port bound (port 0: a free one the kernel
+ * picked), or LISTEN_FAILED when it cannot be bound (in use, or not an address of this machine).
+ */
+function probeListen(host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.once("error", (e: NodeJS.ErrnoException) =>
@@ -121,17 +124,9 @@ function checkPortFree(host: string, port: number): Promise<void> {
         ),
       ),
     );
-    srv.listen({ host, port, exclusive: true }, () => srv.close(() => resolve()));
-  });
-}
-
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, host, () => {
+    srv.listen({ host, port, exclusive: true }, () => {
       const addr = srv.address();
-      srv.close(() => resolve(typeof addr === "object" && addr !== null ? addr.port : 0));
+      srv.close(() => resolve(typeof addr === "object" && addr !== null ? addr.port : port));
     });
   });
 }
@@ -144,7 +139,7 @@ async function runPrimary(config: ServeConfig): Promise<void> {
   // uSockets sets SO_REUSEPORT only for a non-zero port, so port 0 cannot be shared: pick a free
   // port here first (tiny race with other programs, acceptable for tests and dev), then every
   // worker binds that port.
-  const port = config.port === 0 ? await freePort(config.host) : config.port;
+  const port = config.port === 0 ? await probeListen(config.host, 0) : config.port;
   const live = new Map<number, ReturnType<typeof cluster.fork>>();
   /** Workers that have started (their metrics are gathered for a scrape). */
   const listening = new Set<ReturnType<typeof cluster.fork>>();
@@ -243,7 +238,7 @@ async function main(): Promise<void> {
   const config = loadServeConfig(env, overridesFromArgv(process.argv.slice(2)));
   // uSockets binds with SO_REUSEPORT, so a second server on a port another one holds would start
   // and silently share its traffic: make sure nothing listens there first.
-  if (config.port !== 0) await checkPortFree(config.host, config.port);
+  if (config.port !== 0) await probeListen(config.host, config.port);
   if (config.workers === 1) await runWorker(config, 0, config.port);
   else await runPrimary(config);
 }
