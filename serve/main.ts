@@ -66,9 +66,10 @@ function parseFlags(argv: string[]) {
 
 function fatal(e: unknown): never {
   const err = toArborError(e);
-  process.stderr.write(
-    `${JSON.stringify({ level: "fatal", name: "serve", code: err.code, msg: err.message })}\n`,
-  );
+  // The hint says what to do; an unexpected error keeps its stack for the bug report.
+  const stack = err.code === "INTERNAL" && e instanceof Error ? { stack: e.stack } : {};
+  const line = { level: "fatal", name: "serve", code: err.code, msg: err.message, hint: err.hint, ...stack };
+  process.stderr.write(`${JSON.stringify(line)}\n`);
   process.exit(err.status < 500 ? 2 : 1);
 }
 

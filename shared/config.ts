@@ -103,8 +103,11 @@ export function loadArborConfig(
   env: Record<string, string | undefined>,
   overrides: ConfigOverrides = {},
   cwd: string = process.cwd(),
+  /** Settings the caller never uses: their environment variables are neither read nor validated. */
+  unused: readonly ConfigKey[] = [],
 ): ArborConfig {
   const pick = <K extends ConfigKey>(key: K): string | undefined => {
+    if (unused.includes(key)) return undefined;
     const v = env[ENV_NAMES[key]];
     return v === undefined || v === "" ? undefined : v;
   };

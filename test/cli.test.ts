@@ -52,6 +52,13 @@ describe("cli", () => {
     const bad = await cli(["config"], { DATABASE_URL: "mysql://x" });
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain("DATABASE_URL");
+    // Commands without the registry neither read nor validate it (nor the API's tokens).
+    const predict = await cli(
+      ["predict", "--model", "/nonexistent", "--data", "/nonexistent.csv", "--out", "/tmp/x.csv"],
+      { DATABASE_URL: "mysql://x", ARBOR_API_TOKENS: "short" },
+    );
+    expect(predict.code).toBe(2);
+    expect(predict.stderr).toContain("BUNDLE_INVALID");
     // Another scheme is refused, not taken for a folder named "s3:".
     const s3 = await cli(["config", "--store", "s3://bucket/x"]);
     expect(s3.code).toBe(2);

@@ -64,11 +64,8 @@ test("arbor serve: bad flags exit 2 with a code; the default cluster (one proces
     await publishModelC(dir);
     const proc = Bun.spawn(
       ["bun", "train/cli.ts", "serve", "--host", "127.0.0.1", "--port", "0", "--store", dir],
-      {
-        cwd: ROOT,
-        stdout: "pipe",
-        stderr: "pipe",
-      },
+      // A DATABASE_URL meant for other commands: the server reads only the store, so it starts.
+      { cwd: ROOT, stdout: "pipe", stderr: "pipe", env: { ...process.env, DATABASE_URL: "mysql://x" } },
     );
     const { out, port } = await listening(proc);
     // The default is one server process per core, all on one port.
@@ -233,10 +230,10 @@ test("serve refuses bad settings before listening: exit code and a stable code, 
       exitCode: 2,
       code: "INVALID_CONFIG",
     });
-    expect(serve(["--store", path.join(dir, "typo")])).toMatchObject({
-      exitCode: 2,
-      code: "STORE_NOT_FOUND",
-    });
+    const typo = serve(["--store", path.join(dir, "typo")]);
+    expect(typo).toMatchObject({ exitCode: 2, code: "STORE_NOT_FOUND" });
+    // The fatal line says what to do.
+    expect(JSON.parse(typo.stderr.trim().split("\n").at(-1) ?? "").hint).toMatch(/\w+/);
     expect(serve(["--store", "file://host/srv/store"])).toMatchObject({ exitCode: 2, code: "STORE_BAD_URI" });
     // With several workers the primary exits with the failing worker's code.
     const cluster = serve(["--store", path.join(dir, "typo"), "--workers", "2"]);

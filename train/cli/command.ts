@@ -8,7 +8,7 @@
  * non-zero with one line `arbor: CODE: message`.
  */
 import type { z } from "zod";
-import type { ArborConfig } from "../../shared/config.ts";
+import type { ArborConfig, ConfigKey } from "../../shared/config.ts";
 import type { Logger } from "../../shared/logger.ts";
 
 /** Value kinds a flag can take. `list` is a comma-separated string split into an array. */
@@ -74,6 +74,11 @@ export interface Command<A = ParsedArgs> {
   schema: z.ZodType<A>;
   /** Shown under the flags in `arbor COMMAND --help`. */
   examples?: readonly string[];
+  /**
+   * Settings the command never uses (`databaseUrl` for commands that do not open the registry): their
+   * environment variables are not validated, so a stale DATABASE_URL cannot stop `arbor serve`.
+   */
+  unusedConfig?: readonly ConfigKey[];
   run(ctx: CommandContext, args: A): Promise<CommandResult>;
 }
 

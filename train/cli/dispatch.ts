@@ -280,6 +280,7 @@ export async function runCli(
           (io.env["ARBOR_LOG_LEVEL"] ? undefined : "warn"),
       },
       io.cwd,
+      command.unusedConfig,
     );
     logger = createLogger({ name: "arbor", level: quiet ? "silent" : config.logLevel });
     const args = validateArgs(command, parsed);

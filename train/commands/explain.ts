@@ -49,6 +49,8 @@ export const explainCommand = defineCommand({
     threads: z.number().int().positive().max(256).optional(),
   }),
   examples: ["arbor explain --model ./bundle --data test.parquet --out shap.parquet --top-k 3"],
+  // No registry: a DATABASE_URL or ARBOR_API_TOKENS meant for other commands is not read.
+  unusedConfig: ["databaseUrl", "apiTokens"],
   async run(ctx, args) {
     const logger = operationLogger(ctx.logger, "explain");
     const { bundle, data, rows } = await loadScoringInput(args.model, args.data, ctx.config, logger);

@@ -40,6 +40,8 @@ export const importCommand = defineCommand({
     featureNames: z.array(z.string().min(1)).optional(),
   }),
   examples: ["arbor import --xgboost model.json --out ./bundle --feature-names age,income,city"],
+  // No registry: a DATABASE_URL or ARBOR_API_TOKENS meant for other commands is not read.
+  unusedConfig: ["databaseUrl", "apiTokens"],
   async run(ctx, args) {
     let text: string;
     try {

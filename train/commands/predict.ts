@@ -35,6 +35,8 @@ export const predictCommand = defineCommand({
     out: z.string().min(1),
   }),
   examples: ["arbor predict --model ./bundle --data test.parquet --out predictions.csv"],
+  // No registry: a DATABASE_URL or ARBOR_API_TOKENS meant for other commands is not read.
+  unusedConfig: ["databaseUrl", "apiTokens"],
   async run(ctx, args) {
     const logger = operationLogger(ctx.logger, "predict");
     const { bundle, data, rows } = await loadScoringInput(args.model, args.data, ctx.config, logger);

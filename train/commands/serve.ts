@@ -70,6 +70,8 @@ export const serveCommand = defineCommand({
     "arbor serve --port 8080 --labels production,staging",
     "arbor serve --store gs://bucket/arbor --workers 0",
   ],
+  // No registry: a DATABASE_URL or ARBOR_API_TOKENS meant for other commands is not read.
+  unusedConfig: ["databaseUrl", "apiTokens"],
   async run(ctx, args) {
     // Only what was given: the server reads ARBOR_SERVE_* itself for the rest (flag > env > default).
     const argv = ["--import", "tsx", "serve/main.ts", "--store", ctx.config.store];
