@@ -3,14 +3,14 @@ import { arborError } from "../../shared/errors.ts";
 import type { ModelSlot } from "../model-cache/slot.ts";
 import type { ServeCore } from "./service.ts";
 
-function slotInfo(slot: ModelSlot): Record<string, unknown> {
+function slotInfo(core: ServeCore, slot: ModelSlot): Record<string, unknown> {
   return {
     version: slot.version,
     task: slot.signature.task,
     bytes: slot.bytes,
     manifest_sha256: slot.manifestSha256,
     loaded_at: slot.loadedAt,
-    in_flight: slot.inFlight,
+    in_flight: core.cache.requestsUsing(slot),
   };
 }
 
@@ -46,7 +46,7 @@ export function describeModel(core: ServeCore, name: string): Record<string, unk
   return {
     name,
     labels: labelOut,
-    versions: loaded.map(slotInfo),
+    versions: loaded.map((slot) => slotInfo(core, slot)),
     failures: core.cache.failures(name),
     signature: serving?.signature ?? null,
   };

@@ -2,8 +2,12 @@
  * The model cache: loaded versions in an LRU (lru-cache, bounded by count and bytes), label
  * pointers followed in the store, on-demand loads of explicit versions (bounded concurrency, one
  * load per version at a time). A label swaps to a new slot only after the slot is fully loaded and
- * warmed up; requests already holding the old slot finish on it, and its ORT session is released
- * when the last of them releases it (slot refcount).
+ * warmed up; requests already holding the old slot finish on it.
+ *
+ * One reference count owns a slot's ORT session: the LRU holds a reference while the slot is in
+ * it, each label serving it holds one, and each request holds one; the session is released when the
+ * last goes. A load hands every caller waiting on it a reference taken the moment it ends, before
+ * the slot enters the LRU, so no eviction can release a session between its load and its callers.
  */
 import { LRUCache } from "lru-cache";
 import type { ArtifactStore } from "../../registry/store/artifact-store.ts";
@@ -38,6 +42,13 @@ interface VersionFailure {
   atMs: number;
 }
 
+/** A load under way: callers asking for the same version meanwhile share it. */
+interface PendingLoad {
+  /** Callers waiting on it, each owed a reference to the slot. */
+  callers: number;
+  slot: Promise<ModelSlot>;
+}
+
 const RETRY_FAILED_MS = 30_000;
 /** How long "this version is not in the store" is believed without asking the store again. */
 const MISSING_TTL_MS = 2_000;
@@ -53,7 +64,7 @@ export class ModelCache {
   readonly #lru: LRUCache<string, ModelSlot>;
   readonly #pins = new Map<ModelSlot, number>();
   readonly #labels = new Map<string, Map<string, LabelState>>();
-  readonly #loading = new Map<string, Promise<ModelSlot>>();
+  readonly #loading = new Map<string, PendingLoad>();
   readonly #failures = new Map<string, VersionFailure>();
   /** Versions requested but not in the store, by `name@version`: when, and the error to answer. */
   readonly #missing = new Map<
@@ -84,7 +95,7 @@ export class ModelCache {
           metrics.evictions.inc({ model: slot.name });
           this.#logger.info({ model: slot.name, version: slot.version, key }, "evicted from the model cache");
         }
-        if (!this.#pins.has(slot)) slot.retire();
+        slot.release(); // the LRU's reference
         this.#updateGauges();
       },
     });
@@ -104,94 +115,102 @@ export class ModelCache {
     this.#metrics.cacheEntries.set(entries);
   }
 
+  /** A label starts serving `slot`, with a reference its caller already holds. */
   #pin(slot: ModelSlot): void {
     this.#pins.set(slot, (this.#pins.get(slot) ?? 0) + 1);
   }
 
+  /** A label stops serving `slot`: its reference goes. */
   #unpin(slot: ModelSlot): void {
     const n = (this.#pins.get(slot) ?? 0) - 1;
-    if (n > 0) {
-      this.#pins.set(slot, n);
-      return;
-    }
-    this.#pins.delete(slot);
-    if (this.#lru.peek(`${slot.name}@${slot.version}`) !== slot) slot.retire();
+    if (n > 0) this.#pins.set(slot, n);
+    else this.#pins.delete(slot);
+    slot.release();
   }
 
   async #acquireLoadPermit(): Promise<void> {
-    if (this.#active < this.#config.loadConcurrency) {
+    // Queued callers go first: a free permit is only free when nobody waits for it.
+    if (this.#active < this.#config.loadConcurrency && this.#waiters.length === 0) {
       this.#active++;
       return;
     }
+    // The permit is handed over by #releaseLoadPermit, so no call can take it in between.
     await new Promise<void>((resolve) => this.#waiters.push(resolve));
-    this.#active++;
   }
 
   #releaseLoadPermit(): void {
-    this.#active--;
-    this.#waiters.shift()?.();
+    const next = this.#waiters.shift();
+    if (next !== undefined) next();
+    else this.#active--;
   }
 
-  /** Load a version once (concurrent callers share the load), store it in the LRU. */
-  #load(name: string, version: number, expectedSha?: string): Promise<ModelSlot> {
+  /**
+   * A version, loaded once however many callers ask for it meanwhile, and kept in the LRU. Resolves
+   * with a reference taken for this caller: release it, or make it a label's (see {@link #pin}).
+   */
+  #load(name: string, version: number): Promise<ModelSlot> {
     const key = `${name}@${version}`;
     const cached = this.#lru.get(key);
-    if (cached !== undefined && (expectedSha === undefined || cached.manifestSha256 === expectedSha)) {
-      return Promise.resolve(cached);
-    }
+    if (cached !== undefined) return Promise.resolve(cached.acquire());
     const pending = this.#loading.get(key);
-    if (pending !== undefined) return pending;
-    const p = (async () => {
-      await this.#acquireLoadPermit();
-      const started = performance.now();
-      try {
-        const slot = await loadSlot(this.#store, name, version, {
-          expectedManifestSha256: expectedSha,
-          batching: this.#batching,
-          logger: this.#logger,
-        });
-        this.#metrics.loads.inc({ model: name, result: "ok" });
-        this.#failures.delete(key);
-        this.#logger.info(
-          { model: name, version, bytes: slot.bytes, ms: Math.round(performance.now() - started) },
-          "loaded model version",
-        );
-        this.#lru.set(key, slot);
-        this.#updateGauges();
-        return slot;
-      } catch (e) {
-        const err = isArborError(e) ? e : arborError("MODEL_LOAD_FAILED", String(e), { cause: e });
-        // A version that is not in the store is the client's 404, not a failed load: no failure
-        // record, no metric (its model name comes from the URL), no error log.
-        if (err.code === "VERSION_NOT_FOUND") {
-          this.#logger.debug(
-            { model: name, version, err: err.message },
-            "requested version not in the store",
-          );
-          throw err;
-        }
-        this.#metrics.loads.inc({ model: name, result: "failed" });
-        // Bounded: requests for random versions must not grow memory without limit.
-        if (this.#failures.size >= MAX_FAILURES) this.#failures.delete(this.#failures.keys().next().value!);
-        const now = Date.now();
-        this.#failures.set(key, {
-          code: err.code,
-          message: err.message,
-          at: new Date(now).toISOString(),
-          atMs: now,
-        });
-        this.#logger.error(
-          { model: name, version, code: err.code, err: err.message },
-          "model version load failed",
-        );
+    if (pending !== undefined) {
+      pending.callers++;
+      return pending.slot;
+    }
+    const load: PendingLoad = { callers: 1, slot: this.#loadFromStore(name, version, () => load.callers) };
+    this.#loading.set(key, load);
+    return load.slot;
+  }
+
+  async #loadFromStore(name: string, version: number, callers: () => number): Promise<ModelSlot> {
+    const key = `${name}@${version}`;
+    await this.#acquireLoadPermit();
+    const started = performance.now();
+    try {
+      const slot = await loadSlot(this.#store, name, version, {
+        batching: this.#batching,
+        logger: this.#logger,
+      });
+      this.#metrics.loads.inc({ model: name, result: "ok" });
+      this.#failures.delete(key);
+      this.#logger.info(
+        { model: name, version, bytes: slot.bytes, ms: Math.round(performance.now() - started) },
+        "loaded model version",
+      );
+      // One reference per caller, taken before the LRU can evict anything.
+      for (let i = callers(); i > 0; i--) slot.acquire();
+      this.#lru.set(key, slot);
+      // A slot bigger than the whole byte budget is not kept: its callers' references are all.
+      if (this.#lru.peek(key) === slot) slot.acquire();
+      this.#updateGauges();
+      return slot;
+    } catch (e) {
+      const err = isArborError(e) ? e : arborError("MODEL_LOAD_FAILED", String(e), { cause: e });
+      // A version that is not in the store is the client's 404, not a failed load: no failure
+      // record, no metric (its model name comes from the URL), no error log.
+      if (err.code === "VERSION_NOT_FOUND") {
+        this.#logger.debug({ model: name, version, err: err.message }, "requested version not in the store");
         throw err;
-      } finally {
-        this.#releaseLoadPermit();
-        this.#loading.delete(key);
       }
-    })();
-    this.#loading.set(key, p);
-    return p;
+      this.#metrics.loads.inc({ model: name, result: "failed" });
+      // Bounded: requests for random versions must not grow memory without limit.
+      if (this.#failures.size >= MAX_FAILURES) this.#failures.delete(this.#failures.keys().next().value!);
+      const now = Date.now();
+      this.#failures.set(key, {
+        code: err.code,
+        message: err.message,
+        at: new Date(now).toISOString(),
+        atMs: now,
+      });
+      this.#logger.error(
+        { model: name, version, code: err.code, err: err.message },
+        "model version load failed",
+      );
+      throw err;
+    } finally {
+      this.#releaseLoadPermit();
+      this.#loading.delete(key);
+    }
   }
 
   /** The slot a label points at, acquired; MODEL_NOT_FOUND / LABEL_NOT_FOUND / MODEL_NOT_READY. */
@@ -268,10 +287,7 @@ export class ModelCache {
         },
       );
     }
-    loaded.acquire();
-    // Bigger than the whole byte budget: the LRU refused it; serve this request, then let it go.
-    if (this.#lru.peek(`${name}@${version}`) !== loaded && !this.#pins.has(loaded)) loaded.retire();
-    return loaded;
+    return loaded; // with this request's reference
   }
 
   /** Whether the store has anything of model `name` (a store that cannot be asked: assume so). */
@@ -397,16 +413,19 @@ export class ModelCache {
         return;
       }
       if (st.slot === null) st.state = "loading";
-      const slot = await this.#load(name, version, pointer.sha256);
-      // #load shares a load already under way, which an explicit-version request may have started
-      // without the pointer's sha256: check it here so a label never skips that check.
+      const slot = await this.#load(name, version);
+      // The pointer names the manifest it promoted: a bundle that is intact on its own terms but
+      // not that one is refused for the label (an explicit-version request may still use it).
       if (slot.manifestSha256 !== pointer.sha256) {
+        slot.release();
+        this.#metrics.loads.inc({ model: name, result: "failed" });
         throw arborError(
           "STORE_INTEGRITY",
           `load ${name} v${version}: manifest.json sha256 ${slot.manifestSha256} differs from the label pointer's ${pointer.sha256}`,
         );
       }
-      // Atomic swap: one assignment; requests that already acquired the old slot keep it.
+      // Atomic swap: one assignment; requests that already acquired the old slot keep it. The
+      // load's reference becomes the label's.
       const old = st.slot;
       this.#pin(slot);
       st.slot = slot;
@@ -473,6 +492,12 @@ export class ModelCache {
     for (const slot of this.#lru.values()) if (slot.name === name) seen.add(slot);
     for (const slot of this.#pins.keys()) if (slot.name === name) seen.add(slot);
     return [...seen].sort((a, b) => a.version - b.version);
+  }
+
+  /** Requests holding `slot` now: its references less the LRU's and the labels'. */
+  requestsUsing(slot: ModelSlot): number {
+    const inLru = this.#lru.peek(`${slot.name}@${slot.version}`) === slot ? 1 : 0;
+    return slot.references - inLru - (this.#pins.get(slot) ?? 0);
   }
 
   /** Failed loads of explicit versions of a model. */

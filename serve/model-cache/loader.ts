@@ -60,7 +60,7 @@ export async function loadSlot(
   store: ArtifactStore,
   name: string,
   version: number,
-  options: { expectedManifestSha256?: string; batching: SlotBatching; logger: Logger },
+  options: { batching: SlotBatching; logger: Logger },
 ): Promise<ModelSlot> {
   const what = `${name} v${version}`;
   const manifestBytes = await readKey(
@@ -70,12 +70,6 @@ export async function loadSlot(
     true,
   );
   const manifestSha256 = sha256(manifestBytes);
-  if (options.expectedManifestSha256 !== undefined && options.expectedManifestSha256 !== manifestSha256) {
-    throw arborError(
-      "STORE_INTEGRITY",
-      `load ${what}: manifest.json sha256 ${manifestSha256} differs from the label pointer's ${options.expectedManifestSha256}`,
-    );
-  }
   const parsed = manifestSchema.safeParse(parseJson(manifestBytes, `${what} manifest.json`));
   if (!parsed.success)
     throw arborError("BUNDLE_INVALID", `load ${what}: manifest.json: ${parsed.error.message}`);

@@ -1,9 +1,11 @@
 /**
- * A loaded model version: its ORT session, the feature plan, the batcher, and a reference count so
- * that evicting or replacing a version never releases a session that a request is still using.
+ * A loaded model version: its ORT session, the feature plan, the batcher, and a reference count
+ * that owns the session: the cache's LRU, each label serving the version and each request using it
+ * hold a reference, and the session is released when the last one goes.
  */
 import { Tensor } from "onnxruntime-node";
 import type { Manifest, Signature } from "../../shared/bundle.ts";
+import { arborError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { FeaturePlan } from "../core/plan.ts";
 import { PredictJson } from "../core/predictions.ts";
@@ -62,7 +64,6 @@ export class ModelSlot {
   readonly #allBatcher: Batcher;
   readonly #logger: Logger;
   #refs = 0;
-  #retired = false;
   #released = false;
   /** Owned by serve/explain.ts: the decoded ensemble and SHAP sums, or the error that refused them. */
   explainState: unknown = null;
@@ -124,28 +125,28 @@ export class ModelSlot {
     this.#batcher.commitTo(target, rows, waiter);
   }
 
-  /** Take a reference for the duration of one request. */
+  /** Take a reference (the LRU's, a label's, or one request's). */
   acquire(): this {
+    // A released session cannot come back: reaching one is a bug in whoever kept the slot.
+    if (this.#released)
+      throw arborError("INTERNAL", `${this.name} v${this.version}: acquire of a released session`);
     this.#refs++;
     return this;
   }
 
-  /** Drop a reference; the session is released once retired and unused. */
-  release(): void {
-    this.#refs--;
-    if (this.#refs === 0 && this.#retired) this.#dispose();
+  /** Whether the ORT session has been released (no reference is left). */
+  get released(): boolean {
+    return this.#released;
   }
 
-  /** Mark the slot as no longer served; its session goes when the last request finishes. */
-  retire(): void {
-    if (this.#retired) return;
-    this.#retired = true;
-    if (this.#refs === 0) this.#dispose();
-  }
-
-  /** Requests using this slot right now. */
-  get inFlight(): number {
+  /** References held now. */
+  get references(): number {
     return this.#refs;
+  }
+
+  /** Drop a reference; the last one releases the session. */
+  release(): void {
+    if (--this.#refs === 0) this.#dispose();
   }
 
   #dispose(): void {
