@@ -279,66 +279,79 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
     } else res.end(body, close);
   };
 
+  /** The bytes of a reply: its binary tensors, its text, or its body in the client's format. */
+  const encodeReply = (ex: Exchange, reply: CoreReply): void => {
+    out.status = reply.status;
+    out.header = reply.header;
+    out.headerLength = "";
+    if (reply.binary !== undefined) {
+      const head = utf8Encoder.encode(reply.binary.header);
+      let total = head.length;
+      for (const b of reply.binary.blobs) total += b.length;
+      const all = new Uint8Array(total);
+      all.set(head, 0);
+      let at = head.length;
+      for (const b of reply.binary.blobs) {
+        all.set(b, at);
+        at += b.length;
+      }
+      out.body = all;
+      out.ctype = "application/octet-stream";
+      out.headerLength = String(head.length);
+    } else if (reply.text !== undefined) {
+      out.body = reply.text.value;
+      out.ctype = reply.text.contentType;
+    } else {
+      out.body = encodeBody(reply.body, ex.format);
+      out.ctype = CONTENT_TYPES[ex.format];
+    }
+  };
+
   const finish: Finish = (res, ex, reply) => {
     if (ex.done) return;
     ex.done = true;
     const seconds = (performance.now() - ex.started) / 1000;
-    // Unknown routes share one label value so that random paths cannot blow up the series count.
-    stats.observe(reply.route, reply.model, reply.version, reply.status, seconds);
-    if (!ex.aborted) {
-      let body: string | Uint8Array;
-      let ctype: string;
-      let headerLength = "";
-      if (reply.binary !== undefined) {
-        const head = utf8Encoder.encode(reply.binary.header);
-        let total = head.length;
-        for (const b of reply.binary.blobs) total += b.length;
-        const all = new Uint8Array(total);
-        all.set(head, 0);
-        let at = head.length;
-        for (const b of reply.binary.blobs) {
-          all.set(b, at);
-          at += b.length;
-        }
-        body = all;
-        ctype = "application/octet-stream";
-        headerLength = String(head.length);
-      } else if (reply.text !== undefined) {
-        body = reply.text.value;
-        ctype = reply.text.contentType;
-      } else {
-        body = encodeBody(reply.body, ex.format);
-        ctype = CONTENT_TYPES[ex.format];
+    let status = reply.status;
+    try {
+      if (ex.aborted) return;
+      try {
+        encodeReply(ex, reply);
+      } catch (e) {
+        // Only a bug gets here: answer 500 rather than leave the client waiting.
+        logger.error({ request_id: ex.requestId, err: (e as Error).message }, "reply could not be encoded");
+        status = 500;
+        encodeReply(ex, {
+          status,
+          body: errorBody(ex.path, arborError("INTERNAL", "internal error")),
+          route: reply.route,
+          model: reply.model,
+          version: reply.version,
+        });
       }
       out.res = res;
       out.ex = ex;
-      out.status = reply.status;
-      out.ctype = ctype;
-      out.headerLength = headerLength;
-      out.header = reply.header;
-      out.body = body;
-      try {
-        res.cork(writeOut);
-      } finally {
-        out.res = null;
-        out.ex = null;
-        out.header = undefined;
-        out.body = "";
+      res.cork(writeOut);
+    } finally {
+      out.res = null;
+      out.ex = null;
+      out.header = undefined;
+      out.body = "";
+      // Unknown routes share one label value so that random paths cannot blow up the series count.
+      stats.observe(reply.route, reply.model, reply.version, status, seconds);
+      if (logger.isLevelEnabled("debug")) {
+        logger.debug(
+          {
+            request_id: ex.requestId,
+            method: ex.method,
+            path: ex.path.slice(0, 200),
+            status,
+            ms: seconds * 1000,
+          },
+          "request",
+        );
       }
+      requestFinished(state);
     }
-    if (logger.isLevelEnabled("debug")) {
-      logger.debug(
-        {
-          request_id: ex.requestId,
-          method: ex.method,
-          path: ex.path.slice(0, 200),
-          status: reply.status,
-          ms: seconds * 1000,
-        },
-        "request",
-      );
-    }
-    requestFinished(state);
   };
 
   const fail = (

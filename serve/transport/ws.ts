@@ -148,11 +148,25 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
       else counter.inc({ op: this.op, status: String(status) });
       try {
         // A closed uWS socket must not be touched: its client left while the message ran.
-        if (this.conn.open) send(this.ws, value, this.binary);
+        if (this.conn.open) this.#send(value);
       } finally {
         this.conn.running--;
         requestFinished(state);
         schedulePump(this.ws, this.conn);
+      }
+    }
+
+    #send(value: Record<string, unknown> | PredictReply): void {
+      try {
+        send(this.ws, value, this.binary);
+      } catch (e) {
+        // Only a bug gets here: a reply that cannot be encoded still answers its id.
+        logger.error(
+          { request_id: this.conn.id, id: this.id, err: (e as Error).message },
+          "reply could not be encoded",
+        );
+        const err = arborError("INTERNAL", "internal error");
+        send(this.ws, { id: this.id, ...err.toJSON(), status: err.status }, this.binary);
       }
     }
 
