@@ -26,6 +26,7 @@ export const SERVE_ENV_NAMES = {
   cacheMaxBytes: "ARBOR_SERVE_CACHE_MAX_BYTES",
   loadConcurrency: "ARBOR_SERVE_LOAD_CONCURRENCY",
   maxBodyBytes: "ARBOR_SERVE_MAX_BODY_BYTES",
+  bodyBudgetBytes: "ARBOR_SERVE_BODY_BUDGET_BYTES",
   maxRows: "ARBOR_SERVE_MAX_ROWS",
   maxExplainRows: "ARBOR_SERVE_MAX_EXPLAIN_ROWS",
   batching: "ARBOR_SERVE_BATCHING",
@@ -53,6 +54,8 @@ export const SERVE_DEFAULTS = {
   cacheMaxBytes: 512 * 1024 * 1024,
   loadConcurrency: 2,
   maxBodyBytes: 16 * 1024 * 1024,
+  /** Bytes of request bodies held while they arrive, all connections of a process together. */
+  bodyBudgetBytes: 256 * 1024 * 1024,
   maxRows: 10_000,
   /** TreeSHAP runs on the event loop (~1-2 ms per row for 500 trees of depth 6): keep one request short. */
   maxExplainRows: 100,
@@ -74,34 +77,40 @@ const posInt = z.number().int().positive();
 /** The longest delay a Node.js timer takes (a longer one fires after 1 ms). */
 const TIMER_MAX_MS = 2 ** 31 - 1;
 
-const serveConfigSchema = z.object({
-  host: z.string().min(1),
-  port: z.number().int().min(0).max(65535),
-  store: z.string().regex(/^(file:\/\/|gs:\/\/)/, "must be a file:// or gs:// URI"),
-  labels: z.array(z.string().regex(NAME_PATTERN, "bad label name")).min(1, "name at least one label"),
-  models: z.array(z.string().regex(NAME_PATTERN, "bad model name")),
-  workers: posInt.max(256),
-  logLevel: z.enum(LOG_LEVELS),
-  gcsEndpoint: z.string().optional(),
-  gcsProject: z.string().optional(),
-  pollIntervalMs: posInt.max(TIMER_MAX_MS),
-  watch: z.boolean(),
-  cacheMaxModels: posInt,
-  cacheMaxBytes: posInt,
-  loadConcurrency: posInt,
-  maxBodyBytes: posInt,
-  maxRows: posInt,
-  maxExplainRows: posInt,
-  batching: z.boolean(),
-  batchMaxRows: posInt,
-  batchMaxWaitUs: z.number().int().min(0).max(1_000_000),
-  // uWS takes 4x these as 32-bit limits (ws.ts): at most 256 MiB.
-  wsMaxPayloadBytes: posInt.max(256 * 1024 * 1024),
-  wsMaxBackpressureBytes: posInt.max(256 * 1024 * 1024),
-  wsMaxConnections: posInt,
-  wsMaxInFlight: posInt,
-  shutdownTimeoutMs: posInt.max(TIMER_MAX_MS),
-});
+const serveConfigSchema = z
+  .object({
+    host: z.string().min(1),
+    port: z.number().int().min(0).max(65535),
+    store: z.string().regex(/^(file:\/\/|gs:\/\/)/, "must be a file:// or gs:// URI"),
+    labels: z.array(z.string().regex(NAME_PATTERN, "bad label name")).min(1, "name at least one label"),
+    models: z.array(z.string().regex(NAME_PATTERN, "bad model name")),
+    workers: posInt.max(256),
+    logLevel: z.enum(LOG_LEVELS),
+    gcsEndpoint: z.string().optional(),
+    gcsProject: z.string().optional(),
+    pollIntervalMs: posInt.max(TIMER_MAX_MS),
+    watch: z.boolean(),
+    cacheMaxModels: posInt,
+    cacheMaxBytes: posInt,
+    loadConcurrency: posInt,
+    maxBodyBytes: posInt,
+    bodyBudgetBytes: posInt,
+    maxRows: posInt,
+    maxExplainRows: posInt,
+    batching: z.boolean(),
+    batchMaxRows: posInt,
+    batchMaxWaitUs: z.number().int().min(0).max(1_000_000),
+    // uWS takes 4x these as 32-bit limits (ws.ts): at most 256 MiB.
+    wsMaxPayloadBytes: posInt.max(256 * 1024 * 1024),
+    wsMaxBackpressureBytes: posInt.max(256 * 1024 * 1024),
+    wsMaxConnections: posInt,
+    wsMaxInFlight: posInt,
+    shutdownTimeoutMs: posInt.max(TIMER_MAX_MS),
+  })
+  .refine((c) => c.bodyBudgetBytes >= c.maxBodyBytes, {
+    message: "must be at least the largest body a request may send (ARBOR_SERVE_MAX_BODY_BYTES)",
+    path: ["bodyBudgetBytes"],
+  });
 
 /** The validated, frozen serve configuration. */
 export type ServeConfig = Readonly<z.infer<typeof serveConfigSchema>>;

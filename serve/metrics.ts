@@ -53,11 +53,10 @@ export class LatencyHistogram {
   readonly #bounds: readonly number[];
   readonly #series = new Map<string, LatencySeries>();
 
-  constructor(registry: Registry, name: string, help: string, bounds: readonly number[] = LATENCY_BUCKETS) {
+  constructor(name: string, help: string, bounds: readonly number[] = LATENCY_BUCKETS) {
     this.name = name;
     this.help = help;
     this.#bounds = [...bounds];
-    registry.registerMetric(this as never);
   }
 
   /** The series of one label set, created on first use (the caller caches it). */
@@ -92,6 +91,11 @@ export class LatencyHistogram {
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
   }
 
+  /** Stop exporting a series. */
+  remove(key: string): void {
+    this.#series.delete(key);
+  }
+
   /** prom-client calls this on `registry.resetMetrics()`. */
   reset(): void {
     for (const s of this.#series.values()) {
@@ -103,6 +107,8 @@ export class LatencyHistogram {
 }
 
 interface StatsEntry {
+  key: string;
+  labels: Record<RequestLabels, string>;
   pending: number;
   count: { inc(n: number): void };
   latency: LatencySeries;
@@ -115,6 +121,9 @@ interface StatsEntry {
  */
 export class RequestStats {
   readonly #map = new Map<string, StatsEntry>();
+  /** Series of versions no longer loaded, exported by one more scrape before they go. */
+  #retired: StatsEntry[] = [];
+  #leaving: StatsEntry[] = [];
   #requests: Counter<RequestLabels> | null = null;
   readonly #latency: LatencyHistogram;
   /** The label set of the previous observation and its entry. */
@@ -152,13 +161,18 @@ export class RequestStats {
     const key = `${route}|${model}|${version}|${status}`;
     let e = this.#map.get(key);
     if (e === undefined) {
-      // No cap here: clearing this cache would not free anything, since the counter's children and
-      // the latency series stay registered. The label values are bounded where they are set:
-      // routes are a fixed set, unknown paths share "unknown", a served request names a version that
-      // exists in the store, and a failed one keeps its model name only for a followed model
+      // The label values are bounded where they are set: routes are a fixed set, unknown paths
+      // share "unknown", a served request names a loaded version (whose series go when it is
+      // released: see forget), and a failed one keeps its model name only for a followed model
       // (service.ts handle()).
       const labels = { route, model, version, status: String(status) };
-      e = { pending: 0, count: this.#requests!.labels(labels), latency: this.#latency.series(key, labels) };
+      e = {
+        key,
+        labels,
+        pending: 0,
+        count: this.#requests!.labels(labels),
+        latency: this.#latency.series(key, labels),
+      };
       this.#map.set(key, e);
     }
     this.#last = e;
@@ -170,13 +184,38 @@ export class RequestStats {
     e.latency.observe(seconds);
   }
 
-  /** Move pending counts into the counter. */
+  /**
+   * A version is no longer loaded: its series are exported by the next scrape (so that its last
+   * requests are counted) and then removed, or a server that promotes new versions for months
+   * would grow its /metrics without end. A version loaded again starts new series.
+   */
+  forget(model: string, version: string): void {
+    for (const [key, e] of this.#map) {
+      if (e.labels.model !== model || e.labels.version !== version) continue;
+      this.#map.delete(key);
+      this.#retired.push(e);
+    }
+    this.#last = null;
+  }
+
+  /** Move pending counts into the counter (at every scrape); drop series retired a scrape ago. */
   flush(): void {
-    for (const e of this.#map.values()) {
-      if (e.pending > 0) {
-        e.count.inc(e.pending);
-        e.pending = 0;
-      }
+    for (const e of this.#leaving) {
+      // Observed again since (the version came back): the entry in the map owns the series now.
+      if (this.#map.has(e.key)) continue;
+      this.#requests!.remove(e.labels);
+      this.#latency.remove(e.key);
+    }
+    this.#leaving = this.#retired;
+    this.#retired = [];
+    for (const e of this.#leaving) this.#count(e);
+    for (const e of this.#map.values()) this.#count(e);
+  }
+
+  #count(e: StatsEntry): void {
+    if (e.pending > 0) {
+      e.count.inc(e.pending);
+      e.pending = 0;
     }
   }
 }
@@ -198,6 +237,7 @@ export interface ServeMetrics {
   evictions: Counter<"model">;
   cacheBytes: Gauge<never>;
   cacheEntries: Gauge<never>;
+  bodyBytesHeld: Gauge<never>;
   wsConnections: Gauge<never>;
   wsParked: Gauge<never>;
   wsMessages: Counter<"op" | "status">;
@@ -207,7 +247,6 @@ export interface ServeMetrics {
 export function createServeMetrics(labels: Record<string, string> = {}): ServeMetrics {
   const registry = createMetricsRegistry({ labels });
   const latency = new LatencyHistogram(
-    registry,
     "arbor_serve_request_duration_seconds",
     "HTTP request latency (first body byte to response)",
   );
@@ -220,6 +259,8 @@ export function createServeMetrics(labels: Record<string, string> = {}): ServeMe
     collect: () => stats.flush(),
   });
   stats.bind(requests);
+  // After the counter: a scrape runs its collect hook (which retires old series) first.
+  registry.registerMetric(latency as never);
   return {
     registry,
     exposition: () => registry.metrics(),
@@ -242,6 +283,11 @@ export function createServeMetrics(labels: Record<string, string> = {}): ServeMe
     ]),
     cacheBytes: gauge(registry, "arbor_serve_cache_bytes", "bytes of bundles held by the model cache"),
     cacheEntries: gauge(registry, "arbor_serve_cache_entries", "model versions held by the model cache"),
+    bodyBytesHeld: gauge(
+      registry,
+      "arbor_serve_request_body_bytes_held",
+      "bytes of HTTP request bodies held while they arrive (bounded by ARBOR_SERVE_BODY_BUDGET_BYTES)",
+    ),
     wsConnections: gauge(registry, "arbor_serve_ws_connections", "open WebSocket connections"),
     wsParked: gauge(
       registry,

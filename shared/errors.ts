@@ -95,6 +95,10 @@ export const ERRORS = {
   NON_FINITE_VALUE: { status: 422, hint: "send null for a missing value; NaN and Infinity are refused" },
   BAD_SHAPE: { status: 422, hint: "each row needs exactly one value per signature feature, in order" },
   TOO_MANY_CONNECTIONS: { status: 503, hint: "the server's connection limit is reached; retry later" },
+  SERVER_BUSY: {
+    status: 503,
+    hint: "the server is reading too many request bodies at once; retry shortly (see Retry-After)",
+  },
   TOO_MANY_IN_FLIGHT: { status: 503, hint: "wait for replies before sending more messages on this socket" },
   MODEL_LOAD_FAILED: { status: 503, hint: "the version could not be loaded; see GET /v1/models/{name}" },
   EXPLAIN_UNAVAILABLE: { status: 501, hint: "this server cannot explain this model" },

@@ -323,3 +323,29 @@ test("random label moves, explicit versions and requests against a small cache: 
     for (const slot of seen) expect(slot.released).toBe(true);
   }
 }, 120_000);
+
+test("a version's request series leave /metrics a scrape after its session is released; a loaded version's stay", async () => {
+  const { uri, base, sha } = await storeWith(2);
+  const { cache, metrics } = cacheOn(uri, base, { cacheMaxModels: 1 });
+  await cache.refresh();
+  const route = "/v1/models/:name:predict";
+  metrics.stats.observe(route, "m", "1", 200, 0.001);
+  const scrape = () => metrics.registry.metrics();
+  expect(await scrape()).toContain('version="1"');
+  // The label moves to v2; v1 leaves the LRU (one model fits) and nothing holds it.
+  await pointLabel(base, "m", "production", 2, sha[2]);
+  await cache.refresh(false);
+  metrics.stats.observe(route, "m", "1", 200, 0.001); // its last request, counted after the release
+  metrics.stats.observe(route, "m", "2", 200, 0.001);
+  await sleep(1_500);
+  const last = await scrape();
+  expect(last).toMatch(/arbor_serve_requests_total\{[^}]*version="1"[^}]*\} 2/);
+  const next = await scrape();
+  expect(next).not.toContain('version="1"');
+  expect(next).toMatch(/arbor_serve_requests_total\{[^}]*version="2"[^}]*\} 1/);
+  // Loaded again: it counts from zero in new series.
+  (await cache.acquireVersion("m", 1)).release();
+  metrics.stats.observe(route, "m", "1", 200, 0.001);
+  expect(await scrape()).toMatch(/arbor_serve_requests_total\{[^}]*version="1"[^}]*\} 1/);
+  cache.close();
+}, 30_000);

@@ -226,6 +226,11 @@ test("serve refuses bad settings before listening: exit code and a stable code, 
       exitCode: 2,
       code: "INVALID_CONFIG",
     });
+    // A body budget smaller than the largest body could never take one.
+    expect(serve(store, { ARBOR_SERVE_BODY_BUDGET_BYTES: "1000" })).toMatchObject({
+      exitCode: 2,
+      code: "INVALID_CONFIG",
+    });
     expect(serve(store, { ARBOR_SERVE_WS_MAX_PAYLOAD_BYTES: "1073741824" })).toMatchObject({
       exitCode: 2,
       code: "INVALID_CONFIG",

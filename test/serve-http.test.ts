@@ -250,6 +250,72 @@ describe("serve: refused bodies", () => {
   });
 });
 
+describe("serve: the process's budget of bodies being read", () => {
+  /** A POST of `body` whose first `first` bytes are sent now, the rest by `finish()`. */
+  function partial(port: number, body: string, first: number) {
+    const s = net.connect(port, "127.0.0.1");
+    s.on("error", () => {});
+    let text = "";
+    s.on("data", (d) => {
+      text += d.toString("latin1");
+    });
+    const head = `POST /v1/models/flights:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`;
+    s.write(head + body.slice(0, first));
+    return {
+      finish: async () => {
+        s.write(body.slice(first));
+        for (let i = 0; i < 400 && !/\r\n\r\n\{/.test(text); i++) await Bun.sleep(10);
+        s.destroy();
+        return { status: statuses(text)[0], text };
+      },
+      abort: () => s.destroy(),
+    };
+  }
+
+  test("past ARBOR_SERVE_BODY_BUDGET_BYTES a body is read through and answered 503 SERVER_BUSY with Retry-After; finished and aborted bodies give their bytes back", async () => {
+    const budgeted = await startServe(["--store", pathToFileURL(dir).href, "--workers", "1"], {
+      ARBOR_SERVE_MAX_BODY_BYTES: String(1024 * 1024),
+      ARBOR_SERVE_BODY_BUDGET_BYTES: String(2 * 1024 * 1024),
+    });
+    try {
+      const held = async () => {
+        const text = await (await fetch(`${budgeted.url}/metrics`)).text();
+        return Number(/^arbor_serve_request_body_bytes_held(?:\{[^}]*\})? (\d+)/m.exec(text)?.[1]);
+      };
+      const until = async (atLeast: number) => {
+        for (let i = 0; i < 500 && (await held()) < atLeast; i++) await Bun.sleep(10);
+        expect(await held()).toBeGreaterThanOrEqual(atLeast);
+      };
+      // Valid predict bodies of 900,000 bytes (whitespace after the JSON), 800,000 sent at first.
+      const body = BODY + " ".repeat(900_000 - BODY.length);
+      const a = partial(budgeted.port, body, 800_000);
+      const b = partial(budgeted.port, body, 800_000);
+      await until(1_500_000);
+      // A third one does not fit in 2 MiB: refused, but only once its body has been read.
+      const c = partial(budgeted.port, body, 800_000);
+      const refused = await c.finish();
+      expect(refused.status).toBe(503);
+      expect(refused.text).toContain('"SERVER_BUSY"');
+      expect(refused.text.toLowerCase()).toContain("retry-after: 1");
+      expect((await a.finish()).status).toBe(200);
+      expect((await b.finish()).status).toBe(200);
+      expect(await held()).toBe(0);
+      // A client that leaves mid-body gives its bytes back too.
+      const d = partial(budgeted.port, body, 800_000);
+      await until(500_000);
+      d.abort();
+      for (let i = 0; i < 200 && (await held()) > 0; i++) await Bun.sleep(10);
+      expect(await held()).toBe(0);
+      const [e, f] = [partial(budgeted.port, body, 800_000), partial(budgeted.port, body, 800_000)];
+      await until(1_500_000);
+      expect((await e.finish()).status).toBe(200);
+      expect((await f.finish()).status).toBe(200);
+    } finally {
+      expect(await budgeted.stop()).toBe(0);
+    }
+  }, 60_000);
+});
+
 describe("serve: HEAD", () => {
   test("a HEAD reply has the GET reply's headers and length, no body, and keeps the connection usable", async () => {
     const port = server.port;

@@ -53,6 +53,8 @@ const RETRY_FAILED_MS = 30_000;
 /** How long "this version is not in the store" is believed without asking the store again. */
 const MISSING_TTL_MS = 2_000;
 const MAX_FAILURES = 1000;
+/** How long after a version's release its request series are retired. */
+const FORGET_AFTER_MS = 1_000;
 
 /** Cache of loaded versions plus the label pointers the server follows. */
 export class ModelCache {
@@ -74,6 +76,7 @@ export class ModelCache {
   #active = 0;
   readonly #waiters: (() => void)[] = [];
   #scanned = false;
+  #closed = false;
 
   constructor(store: ArtifactStore, config: ServeConfig, logger: Logger, metrics: ServeMetrics) {
     this.#store = store;
@@ -99,6 +102,26 @@ export class ModelCache {
         this.#updateGauges();
       },
     });
+  }
+
+  /**
+   * A version's session is gone: its request series go too (after one more scrape; see
+   * RequestStats.forget). Later, since its last requests release it before their replies are
+   * written and counted.
+   */
+  readonly #onReleased = (slot: ModelSlot): void => {
+    if (this.#closed) return;
+    setTimeout(() => {
+      // Loaded again meanwhile (a new slot of the same version): its series are in use.
+      if (this.#holdsVersion(slot.name, slot.version)) return;
+      this.#metrics.stats.forget(slot.name, String(slot.version));
+    }, FORGET_AFTER_MS).unref();
+  };
+
+  #holdsVersion(name: string, version: number): boolean {
+    if (this.#lru.has(`${name}@${version}`)) return true;
+    for (const slot of this.#pins.keys()) if (slot.name === name && slot.version === version) return true;
+    return false;
   }
 
   #updateGauges(): void {
@@ -152,6 +175,9 @@ export class ModelCache {
     const key = `${name}@${version}`;
     const cached = this.#lru.get(key);
     if (cached !== undefined) return Promise.resolve(cached.acquire());
+    // Evicted from the LRU but still served by a label: no second copy.
+    for (const slot of this.#pins.keys())
+      if (slot.name === name && slot.version === version) return Promise.resolve(slot.acquire());
     const pending = this.#loading.get(key);
     if (pending !== undefined) {
       pending.callers++;
@@ -170,6 +196,7 @@ export class ModelCache {
       const slot = await loadSlot(this.#store, name, version, {
         batching: this.#batching,
         logger: this.#logger,
+        onReleased: this.#onReleased,
       });
       this.#metrics.loads.inc({ model: name, result: "ok" });
       this.#failures.delete(key);
@@ -513,6 +540,7 @@ export class ModelCache {
 
   /** Drop everything (shutdown). */
   close(): void {
+    this.#closed = true;
     for (const labels of this.#labels.values()) {
       for (const st of labels.values()) if (st.slot !== null) this.#unpin(st.slot);
     }

@@ -60,7 +60,7 @@ export async function loadSlot(
   store: ArtifactStore,
   name: string,
   version: number,
-  options: { batching: SlotBatching; logger: Logger },
+  options: { batching: SlotBatching; logger: Logger; onReleased?: (slot: ModelSlot) => void },
 ): Promise<ModelSlot> {
   const what = `${name} v${version}`;
   const manifestBytes = await readKey(
@@ -137,6 +137,7 @@ export async function loadSlot(
       modelBytes,
       bytes,
       logger: options.logger,
+      onReleased: options.onReleased,
     },
     options.batching,
   );

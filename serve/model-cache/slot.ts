@@ -32,6 +32,8 @@ export interface SlotParts {
   modelBytes: Uint8Array;
   bytes: number;
   logger: Logger;
+  /** Called once the session is released (the version is no longer loaded in this slot). */
+  onReleased?: (slot: ModelSlot) => void;
 }
 
 /** One model version in memory. Fields are all set in the constructor (stable shape). */
@@ -63,6 +65,7 @@ export class ModelSlot {
   /** Batches of {@link scoreAll} (V2 infer, which may ask for any output). */
   readonly #allBatcher: Batcher;
   readonly #logger: Logger;
+  readonly #onReleased: ((slot: ModelSlot) => void) | undefined;
   #refs = 0;
   #released = false;
   /** Owned by serve/explain.ts: the decoded ensemble and SHAP sums, or the error that refused them. */
@@ -82,6 +85,7 @@ export class ModelSlot {
     this.modelBytes = parts.modelBytes;
     this.#session = parts.session;
     this.#logger = parts.logger;
+    this.#onReleased = parts.onReleased;
     const want = ["margin", "probabilities", "prediction"];
     this.fetches = want.filter((n) => parts.session.outputNames.includes(n));
     const shown = ["probabilities", "prediction"].find((n) => this.fetches.includes(n));
@@ -158,5 +162,6 @@ export class ModelSlot {
     } catch (e) {
       this.#logger.warn({ err: e }, "session release failed");
     }
+    this.#onReleased?.(this);
   }
 }

@@ -143,6 +143,8 @@ const INFERENCE_HEADER_LENGTH = bytes("inference-header-content-length");
 
 /** Bodies over the limit are read through (and dropped) up to at least this many bytes. */
 const MIN_DISCARD_BYTES = 1024 * 1024;
+/** A 503 SERVER_BUSY says when to come back. */
+const RETRY_AFTER = { name: "retry-after", value: "1" };
 
 function statusLine(status: number): Uint8Array | string {
   const reason = REASONS[status];
@@ -161,8 +163,11 @@ class Exchange implements CoreRequest {
   done = false;
   /** Close the connection after the reply (a body refused before it was all read). */
   closeAfter = false;
-  /** The body is over the limit: read on to its end without keeping it, then answer 413. */
-  discarding = false;
+  /**
+   * The body is refused — over the limit (413), or over the process's budget of bodies being read
+   * (503): read on to its end without keeping it, then answer.
+   */
+  refused: "PAYLOAD_TOO_LARGE" | "SERVER_BUSY" | null = null;
   readonly method: string;
   readonly path: string;
   readonly contentType: string;
@@ -172,7 +177,10 @@ class Exchange implements CoreRequest {
   /** The body, once read (null without one). */
   body: Uint8Array | string | null = null;
   chunks: Uint8Array[] | null = null;
+  /** Bytes of the body read so far. */
   total = 0;
+  /** Bytes held in `chunks`, counted in the process's body budget. */
+  held = 0;
   readonly #ids: RequestIds;
   readonly #idHi: number;
   readonly #idLo: number;
@@ -357,17 +365,34 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
   const fail = (
     res: HttpResponse,
     ex: Exchange,
-    code: "PAYLOAD_TOO_LARGE" | "SHUTTING_DOWN",
+    code: "PAYLOAD_TOO_LARGE" | "SERVER_BUSY" | "SHUTTING_DOWN",
     message: string,
   ): void => {
     const err = arborError(code, message);
     finish(res, ex, {
       status: err.status,
       body: errorBody(ex.path, err),
+      header: code === "SERVER_BUSY" ? RETRY_AFTER : undefined,
       route: "unknown",
       model: "",
       version: "",
     });
+  };
+
+  /**
+   * Bytes of request bodies held while they arrive, all connections together: bounded by
+   * ARBOR_SERVE_BODY_BUDGET_BYTES, or slow senders of big bodies could fill the memory.
+   */
+  let heldBytes = 0;
+  const budget = core.config.bodyBudgetBytes;
+  const held = core.metrics.bodyBytesHeld;
+  const dropChunks = (ex: Exchange): void => {
+    if (ex.held > 0) {
+      heldBytes -= ex.held;
+      ex.held = 0;
+      held.set(heldBytes);
+    }
+    ex.chunks = null;
   };
 
   const dispatch = (res: HttpResponse, ex: Exchange, body: Uint8Array | string | null): void => {
@@ -412,6 +437,7 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
     state.inFlight++;
     res.onAborted(() => {
       ex.aborted = true;
+      dropChunks(ex);
       if (!ex.done) {
         ex.done = true;
         requestFinished(state);
@@ -434,20 +460,31 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
         fail(res, ex, "PAYLOAD_TOO_LARGE", tooLarge(`Content-Length ${lengthHeader} exceeds`));
         return;
       }
-      ex.discarding = true;
+      ex.refused = "PAYLOAD_TOO_LARGE";
     }
     res.onData((ab: ArrayBuffer, isLast: boolean) => {
       if (ex.done) return;
       ex.total += ab.byteLength;
-      if (ex.total > maxBody || ex.discarding) {
+      if (ex.total > maxBody) ex.refused = "PAYLOAD_TOO_LARGE";
+      else if (ex.refused === null && !isLast && heldBytes + ab.byteLength > budget)
+        ex.refused = "SERVER_BUSY";
+      if (ex.refused !== null) {
         // uWS cannot close a connection once its reply is sent, nor answer before the body is
         // read without the client's next writes getting a reset (which can cost it the reply):
         // read the rest without keeping it and answer at its end, or give up past maxDiscard
         // and close (the client is sending far too much to be a mistake worth a clean reply).
-        ex.chunks = null;
-        ex.discarding = true;
+        dropChunks(ex);
         if (ex.total > maxDiscard) ex.closeAfter = true;
-        if (isLast || ex.closeAfter) fail(res, ex, "PAYLOAD_TOO_LARGE", tooLarge("the body exceeds"));
+        if (isLast || ex.closeAfter) {
+          if (ex.refused === "PAYLOAD_TOO_LARGE") fail(res, ex, ex.refused, tooLarge("the body exceeds"));
+          else
+            fail(
+              res,
+              ex,
+              ex.refused,
+              `read body: the server holds ${budget} bytes of request bodies being read (ARBOR_SERVE_BODY_BUDGET_BYTES); retry shortly`,
+            );
+        }
         return;
       }
       const chunk = new Uint8Array(ab);
@@ -455,6 +492,9 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
       if (!isLast) {
         if (ex.chunks === null) ex.chunks = [];
         ex.chunks.push(chunk.slice());
+        ex.held += chunk.length;
+        heldBytes += chunk.length;
+        held.set(heldBytes);
         return;
       }
       let body: Uint8Array;
@@ -479,7 +519,7 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
           at += c.length;
         }
         body.set(chunk, at);
-        ex.chunks = null;
+        dropChunks(ex);
       }
       dispatch(res, ex, body);
     });
