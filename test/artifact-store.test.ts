@@ -213,6 +213,50 @@ for (const impl of IMPLEMENTATIONS) {
       expect((await keys("")).length).toBeGreaterThanOrEqual(5);
     });
 
+    test("listMatching: `*` within one segment, literal segments, sorted, nothing below skipped folders", async () => {
+      for (const k of [
+        "lm/models/b/labels/production.json",
+        "lm/models/a/labels/staging.json",
+        "lm/models/a/labels/production.json",
+        "lm/models/a/labels/notes.txt",
+        "lm/models/a/labels/deep/x.json",
+        "lm/models/a/v1/manifest.json",
+        "lm/models/c/v1/manifest.json",
+        "lm/models/d.json",
+        "lm/models/e/labels.json",
+        "lm/models/w[1]{x,y}?/labels/p.json",
+      ])
+        await store.put(k, k);
+      const keys = async (p: string) => (await store.listMatching(p)).map((i) => i.key);
+      expect(await keys("lm/models/*/labels/*.json")).toEqual([
+        "lm/models/a/labels/production.json",
+        "lm/models/a/labels/staging.json",
+        "lm/models/b/labels/production.json",
+        "lm/models/w[1]{x,y}?/labels/p.json",
+      ]);
+      expect(await keys("lm/models/*/labels/production.json")).toEqual([
+        "lm/models/a/labels/production.json",
+        "lm/models/b/labels/production.json",
+      ]);
+      expect(await keys("lm/models/a/*/manifest.json")).toEqual(["lm/models/a/v1/manifest.json"]);
+      expect(await keys("lm/models/*")).toEqual(["lm/models/d.json"]);
+      expect(await keys("lm/models/a/labels/prod*")).toEqual(["lm/models/a/labels/production.json"]);
+      expect(await keys("lm/models/a/labels/production.json")).toEqual([
+        "lm/models/a/labels/production.json",
+      ]);
+      // Characters GCS's matchGlob would read as wildcards are literal here.
+      expect(await keys("lm/models/w[1]{x,y}?/labels/*")).toEqual(["lm/models/w[1]{x,y}?/labels/p.json"]);
+      expect(await keys("lm/models/w*/labels/*")).toEqual(["lm/models/w[1]{x,y}?/labels/p.json"]);
+      expect(await keys("lm/nothing/*/labels/*.json")).toEqual([]);
+      expect(await keys("nothing-here/*")).toEqual([]);
+      const [info] = await store.listMatching("lm/models/b/labels/*.json");
+      expect(info.size).toBe("lm/models/b/labels/production.json".length);
+      expect(info.generation).toBe((await store.stat(info.key))?.generation as string);
+      for (const bad of ["", "lm/**/x", "lm//*", "../*", "/lm/*", "lm/*/", "lm/.arbor-*"]) {
+        expect(`${bad}: ${await outcome(store.listMatching(bad))}`).toBe(`${bad}: INVALID_ARGUMENT`);
+      }
+    });
+
     test("delete is idempotent; deletePrefix removes exactly the prefix and counts", async () => {
       for (const k of ["del/x/1", "del/x/2", "del/x/deep/3", "del/xy/4", "del/y"]) await store.put(k, "v");
       await store.delete("del/y");
@@ -356,6 +400,26 @@ describe("openArtifactStore", () => {
 });
 
 describe("GcsArtifactStore specifics", () => {
+  test("listMatching sends the pattern as matchGlob: one page for few matches among many objects", async () => {
+    const storage = new Storage({ apiEndpoint: gcs.url, projectId: "arbor-test" });
+    await storage.createBucket("glob-store");
+    const bucket = storage.bucket("glob-store");
+    const names = ["pre/models/m/labels/production.json", "pre/models/n/labels/staging.json"];
+    for (let v = 1; v <= 1001; v++) names.push(`pre/models/m/v${v}/manifest.json`);
+    for (let i = 0; i < names.length; i += 50)
+      await Promise.all(names.slice(i, i + 50).map((n) => bucket.file(n).save("{}", { resumable: false })));
+    const store = await openArtifactStore("gs://glob-store/pre", { gcsEndpoint: gcs.url, gcsProject: "p" });
+    const lists = () => gcs.requests.get("GET b/*/o") ?? 0;
+    const before = lists();
+    expect((await store.listMatching("models/*/labels/*.json")).map((i) => i.key)).toEqual([
+      "models/m/labels/production.json",
+      "models/n/labels/staging.json",
+    ]);
+    expect(lists() - before).toBe(1); // a prefix listing of models/ would take 2 pages of 1000
+    expect((await store.list("models/")).length).toBe(1003);
+    expect(lists() - before).toBe(3);
+  });
+
   test("objects live under the URI's prefix in the bucket", async () => {
     const s = await openArtifactStore(`gs://${BUCKET}/pfx/inner`, { gcsEndpoint: gcs.url });
     await s.put("models/m/labels/production.json", "{}");
@@ -420,6 +484,39 @@ describe("test/gcs-server.ts protocol details (through the real client)", () => 
     expect((await fetch(`${gcs.url}/storage/v1/b/pages/o/%E0%A4%A`)).status).toBe(400);
     expect((await fetch(`${gcs.url}/storage/v1/b/pages/o/q?ifGenerationMatch=abc`)).status).toBe(400);
     expect((await fetch(`${gcs.url}/storage/v1/b/pages/o/q?alt=media`)).status).toBe(200); // still serving
+  });
+
+  test("matchGlob: *, **, ?, [set], [!set], {a,b}, escapes; with prefix and pagination; 400 when malformed", async () => {
+    const storage = new Storage({ apiEndpoint: gcs.url, projectId: "arbor-test" });
+    await storage.createBucket("globs");
+    const bucket = storage.bucket("globs");
+    const all = ["a/b", "a/x/b", "a/x/y/b", "a/b.json", "a/c.json", "a/c.txt", "a/d1", "a/d2", "a/dx", "a/*"];
+    for (const n of all) await bucket.file(n).save(n, { resumable: false });
+    const names = async (matchGlob: string, extra: GetFilesOptions = {}) =>
+      (await bucket.getFiles({ matchGlob, ...extra }))[0].map((f) => f.name);
+    expect(await names("a/*.json")).toEqual(["a/b.json", "a/c.json"]);
+    expect(await names("a/*/b")).toEqual(["a/x/b"]);
+    expect(await names("a/**/b")).toEqual(["a/b", "a/x/b", "a/x/y/b"]);
+    expect(await names("a/**b")).toEqual(["a/b", "a/x/b", "a/x/y/b"]);
+    expect(await names("a/d?")).toEqual(["a/d1", "a/d2", "a/dx"]);
+    expect(await names("a/d[12]")).toEqual(["a/d1", "a/d2"]);
+    expect(await names("a/d[0-9]")).toEqual(["a/d1", "a/d2"]);
+    expect(await names("a/d[!12]")).toEqual(["a/dx"]);
+    expect(await names("a/c.{json,txt}")).toEqual(["a/c.json", "a/c.txt"]);
+    expect(await names("a/\\*")).toEqual(["a/*"]);
+    expect(await names("**", { prefix: "a/x/" })).toEqual(["a/x/b", "a/x/y/b"]);
+    const paged: string[] = [];
+    let query: GetFilesOptions | null = { matchGlob: "a/**", maxResults: 2, autoPaginate: false };
+    while (query) {
+      const [files, next]: [File[], GetFilesOptions | null, unknown] = await bucket.getFiles(query);
+      paged.push(...files.map((f) => f.name));
+      query = next;
+    }
+    expect(paged).toEqual(all.slice().sort());
+    for (const bad of ["a/[b", "a/{b,c", "a/\\"]) {
+      const r = await fetch(`${gcs.url}/storage/v1/b/globs/o?matchGlob=${encodeURIComponent(bad)}`);
+      expect(`${bad}: ${r.status}`).toBe(`${bad}: 400`);
+    }
   });
 });
 

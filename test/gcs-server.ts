@@ -2,7 +2,7 @@
  * A Google Cloud Storage JSON-API server for tests, in memory, on 127.0.0.1 — enough of the protocol
  * for the real `@google-cloud/storage` 7.x client: buckets get/insert/list; objects insert
  * (`uploadType=media|multipart|resumable`), get metadata, download (`alt=media`), list (prefix,
- * delimiter, pagination), delete; generation numbers; `ifGenerationMatch` (0 = must not exist),
+ * delimiter, matchGlob, pagination), delete; generation numbers; `ifGenerationMatch` (0 = must not exist),
  * `ifGenerationNotMatch` and `ifMetagenerationMatch` answered with 412 like GCS; crc32c/md5 on
  * every object so the client's integrity checks run for real.
  *
@@ -124,6 +124,55 @@ function parseMultipart(body: Buffer, contentType: string): { meta: Record<strin
     meta: JSON.parse(split(parts[0]).toString("utf8") || "{}") as Record<string, unknown>,
     data: split(parts[1]),
   };
+}
+
+/**
+ * GCS's `matchGlob` (objects.list) as a RegExp over whole object names: `*` any run of characters
+ * but '/', `**` any run including '/' (a whole segment `**` followed by '/' also matches no folder
+ * at all), `?` one character but '/', `[abc]` / `[a-z]` / `[!abc]` one character of (not of) a set,
+ * `{x,y}` one of the alternatives, a backslash escapes the next character. A malformed pattern is a
+ * 400, as on GCS.
+ */
+export function globRegExp(glob: string): RegExp {
+  const bad = () => new HttpError(400, "invalid", `Invalid matchGlob pattern: '${glob}'`);
+  const esc = (c: string) => c.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+  let out = "";
+  let braces = 0;
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i];
+    if (c === "\\") {
+      if (i + 1 >= glob.length) throw bad();
+      out += esc(glob[++i]);
+    } else if (c === "*") {
+      if (glob[i + 1] === "*") {
+        i++;
+        // "**/" also matches no folder at all: a/**/b matches a/b.
+        if (glob[i + 1] === "/" && (i < 2 || glob[i - 2] === "/")) {
+          i++;
+          out += "(?:.*/)?";
+        } else out += ".*";
+      } else out += "[^/]*";
+    } else if (c === "?") out += "[^/]";
+    else if (c === "[") {
+      const end = glob.indexOf("]", i + 2);
+      if (end < 0) throw bad();
+      let set = glob.slice(i + 1, end);
+      const negate = set.startsWith("!");
+      if (negate) set = set.slice(1);
+      if (set === "") throw bad();
+      out += `[${negate ? "^/" : ""}${set.replace(/[\\\]^]/g, "\\$&")}]`;
+      i = end;
+    } else if (c === "{") {
+      braces++;
+      out += "(?:";
+    } else if (c === "}" && braces > 0) {
+      braces--;
+      out += ")";
+    } else if (c === "," && braces > 0) out += "|";
+    else out += esc(c);
+  }
+  if (braces !== 0) throw bad();
+  return new RegExp(`^${out}$`, "s");
 }
 
 function send(
@@ -400,12 +449,14 @@ export async function startGcsServer(
   const list = (res: http.ServerResponse, bucket: string, q: URLSearchParams) => {
     const prefix = q.get("prefix") ?? "";
     const delimiter = q.get("delimiter") ?? "";
+    const glob = q.get("matchGlob");
+    const globRe = glob === null ? null : globRegExp(glob);
     const max = Math.max(1, Math.min(Number(q.get("maxResults") ?? 1000) || 1000, 1000));
     const after = q.get("pageToken")
       ? Buffer.from(q.get("pageToken") ?? "", "base64url").toString("utf8")
       : null;
     const names = [...bucketOf(bucket).keys()]
-      .filter((n) => n.startsWith(prefix))
+      .filter((n) => n.startsWith(prefix) && (globRe === null || globRe.test(n)))
       .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
     const items: ReturnType<typeof resource>[] = [];
     const prefixes = new Set<string>();

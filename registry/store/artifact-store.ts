@@ -54,6 +54,15 @@ export interface ArtifactStore {
   /** Objects whose key starts with `prefix`, sorted by key. */
   list(prefix: string): Promise<ObjectInfo[]>;
 
+  /**
+   * Objects whose key matches `pattern`, sorted by key: '/'-separated segments in which `*` stands
+   * for any run of characters other than '/' (the label pointers: `models/`, `*`, `/labels/`,
+   * `*.json`); every other character is literal, and `**` is refused. Unlike `list`, the cost follows what the pattern
+   * names: a file:// store reads only the folders a segment's `*` ranges over, a gs:// store sends
+   * the pattern as `matchGlob`, so neither walks the objects below folders the pattern skips.
+   */
+  listMatching(pattern: string): Promise<ObjectInfo[]>;
+
   /** Delete an object; deleting an absent object is not an error. */
   delete(key: string): Promise<void>;
 

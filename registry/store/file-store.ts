@@ -31,6 +31,8 @@ import {
   INTERNAL_PREFIX,
   isBodyStreamError,
   isInternalPath,
+  type PatternSegment,
+  parsePattern,
 } from "./keys.ts";
 
 const TMP_PREFIX = `${INTERNAL_PREFIX}tmp-`;
@@ -307,6 +309,52 @@ export class FileArtifactStore implements ArtifactStore {
         if (prefix.startsWith(`${key}/`) || `${key}/`.startsWith(prefix)) await this.#walk(key, prefix, out);
       } else if (entry.isFile() && key.startsWith(prefix) && !isInternalPath(key)) {
         const s = await this.#statFile(this.#path(key), "list", key);
+        if (s !== null) out.push(infoOf(key, s)); // null: deleted between readdir and stat
+      }
+    }
+  }
+
+  async listMatching(pattern: string): Promise<ObjectInfo[]> {
+    const segments = parsePattern(pattern, "listMatching");
+    const out: ObjectInfo[] = [];
+    await this.#match("", segments, 0, pattern, out);
+    out.sort(compareKeys);
+    return out;
+  }
+
+  /** Match `segments[i..]` below folder `rel`: literal segments are looked up, `*` ones read. */
+  async #match(
+    rel: string,
+    segments: PatternSegment[],
+    i: number,
+    pattern: string,
+    out: ObjectInfo[],
+  ): Promise<void> {
+    const seg = segments[i];
+    const last = i === segments.length - 1;
+    const child = (name: string) => (rel === "" ? name : `${rel}/${name}`);
+    if ("literal" in seg) {
+      const key = child(seg.literal);
+      if (!last) return this.#match(key, segments, i + 1, pattern, out); // absent: readdir says so
+      const s = await this.#statFile(this.#path(key), "listMatching", pattern);
+      if (s !== null) out.push(infoOf(key, s));
+      return;
+    }
+    let entries: fs.Dirent[];
+    try {
+      entries = await fsp.readdir(rel === "" ? this.root : this.#path(rel), { withFileTypes: true });
+    } catch (e) {
+      const code = errno(e);
+      if (code === "ENOENT" || code === "ENOTDIR") return;
+      throw this.#wrap(e, "listMatching", pattern);
+    }
+    for (const entry of entries) {
+      if (entry.name.startsWith(INTERNAL_PREFIX) || !seg.match.test(entry.name)) continue;
+      const key = child(entry.name);
+      if (!last) {
+        if (entry.isDirectory()) await this.#match(key, segments, i + 1, pattern, out);
+      } else if (entry.isFile()) {
+        const s = await this.#statFile(this.#path(key), "listMatching", pattern);
         if (s !== null) out.push(infoOf(key, s)); // null: deleted between readdir and stat
       }
     }

@@ -18,7 +18,15 @@ import { pipeline } from "node:stream/promises";
 import { type Bucket, type File, type FileMetadata, Storage } from "@google-cloud/storage";
 import { type ArborError, arborError, isArborError } from "../../shared/errors.ts";
 import type { ArtifactStore, Generation, ObjectInfo, VersionedObject } from "./artifact-store.ts";
-import { assertDeletePrefix, assertKey, assertPrefix, compareKeys, isBodyStreamError } from "./keys.ts";
+import {
+  assertDeletePrefix,
+  assertKey,
+  assertPrefix,
+  compareKeys,
+  isBodyStreamError,
+  parsePattern,
+  patternRegExp,
+} from "./keys.ts";
 
 /** Options of {@link GcsArtifactStore.create}. */
 export interface GcsStoreOptions {
@@ -274,6 +282,30 @@ export class GcsArtifactStore implements ArtifactStore {
       throw this.#map(e, "list", prefix);
     }
     const out = files.map((f) => this.#info(this.#key(f.name), f.metadata));
+    out.sort(compareKeys);
+    return out;
+  }
+
+  async listMatching(pattern: string): Promise<ObjectInfo[]> {
+    parsePattern(pattern, "listMatching");
+    const full = this.#prefix ? `${this.#prefix}/${pattern}` : pattern;
+    const star = full.indexOf("*");
+    // GCS's matchGlob has more wildcards than `*` (`?`, `[…]`, `{…,…}`, `\`): a name using those
+    // characters literally is listed by its literal prefix alone and filtered here.
+    const glob = /[?[\]{},\\]/.test(full) ? {} : { matchGlob: full };
+    const re = patternRegExp(full);
+    let files: File[];
+    try {
+      [files] = await this.#bucket.getFiles({
+        prefix: star < 0 ? full : full.slice(0, star),
+        ...glob,
+        autoPaginate: true,
+      });
+    } catch (e) {
+      throw this.#map(e, "listMatching", pattern);
+    }
+    // Filtered again here: a GCS-protocol server that ignores matchGlob still gives the right answer.
+    const out = files.filter((f) => re.test(f.name)).map((f) => this.#info(this.#key(f.name), f.metadata));
     out.sort(compareKeys);
     return out;
   }

@@ -88,3 +88,37 @@ export function compareKeys(a: { key: string }, b: { key: string }): number {
 export function isBodyStreamError(body: Readable | Uint8Array | string, e: unknown): boolean {
   return typeof body === "object" && !(body instanceof Uint8Array) && body.errored === e;
 }
+
+/** One segment of a `listMatching` pattern: a literal name, or a test for names where `*` stood. */
+export type PatternSegment = { literal: string } | { match: RegExp };
+
+/**
+ * Check a `listMatching` pattern and split it into segments: key-like ('/'-separated, no empty,
+ * '.' or '..' segments), where `*` stands for any run of characters other than '/' and every other
+ * character is literal. `**` is refused (on GCS it would cross '/'; no store walks the tree for it).
+ */
+export function parsePattern(pattern: unknown, op: string): PatternSegment[] {
+  if (typeof pattern !== "string" || pattern.length === 0) {
+    throw arborError("INVALID_ARGUMENT", `${op}: pattern must be a non-empty string`);
+  }
+  checkSegments(pattern, "pattern", op, false);
+  if (pattern.includes("**")) {
+    throw arborError("INVALID_ARGUMENT", `${op}: pattern '${pattern}' must not contain '**'`);
+  }
+  return pattern
+    .split("/")
+    .map((s) =>
+      s.includes("*")
+        ? { match: new RegExp(`^${s.split("*").map(escapeRegExp).join("[^/]*")}$`, "s") }
+        : { literal: s },
+    );
+}
+
+/** A RegExp matching whole keys (or object names) against a pattern checked by {@link parsePattern}. */
+export function patternRegExp(pattern: string): RegExp {
+  return new RegExp(`^${pattern.split("*").map(escapeRegExp).join("[^/]*")}$`, "s");
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
