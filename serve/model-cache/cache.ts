@@ -327,14 +327,17 @@ export class ModelCache {
     }
   }
 
-  /** Model names to follow: the configured ones, or every model with a pointer in the store. */
+  /**
+   * Model names to follow: the configured ones, or every model with a pointer in the store. Only
+   * the label pointers are listed (`models/*` then each model's `labels/`; one matchGlob request on
+   * gs://), never the version folders: a listing of `models/` grows with every file of every
+   * version, and discovery runs on every label event and every few polls.
+   */
   async #modelNames(): Promise<string[]> {
     if (this.#config.models.length > 0) return [...this.#config.models];
     const names = new Set<string>();
-    for (const obj of await this.#store.list("models/")) {
-      const parts = obj.key.split("/");
-      if (parts.length === 4 && parts[2] === "labels" && parts[3].endsWith(".json")) names.add(parts[1]);
-    }
+    for (const obj of await this.#store.listMatching("models/*/labels/*.json"))
+      names.add(obj.key.split("/")[1]);
     return [...names].sort();
   }
 
