@@ -176,11 +176,16 @@ class Exchange implements CoreRequest {
   readonly inferenceHeaderLength: number | null;
   /** The body, once read (null without one). */
   body: Uint8Array | string | null = null;
+  /** A body of declared length arriving in several reads: its bytes, written in place. */
+  buffer: Uint8Array | null = null;
+  /** A chunked body arriving in several reads: its reads so far. */
   chunks: Uint8Array[] | null = null;
   /** Bytes of the body read so far. */
   total = 0;
-  /** Bytes held in `chunks`, counted in the process's body budget. */
+  /** Bytes reserved in the process's body budget: all of `buffer`, or what `chunks` hold. */
   held = 0;
+  /** Content-Length, or -1 (chunked). */
+  length = -1;
   readonly #ids: RequestIds;
   readonly #idHi: number;
   readonly #idLo: number;
@@ -386,12 +391,29 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
   let heldBytes = 0;
   const budget = core.config.bodyBudgetBytes;
   const held = core.metrics.bodyBytesHeld;
+  /**
+   * Room for `size` more bytes of a body that arrives in several reads. A body of declared length
+   * reserves all of it at its first read, so once admitted it is never refused half-way (and is
+   * written in place, not copied together at its end); a chunked one reserves read by read.
+   */
+  const reserve = (ex: Exchange, size: number): boolean => {
+    if (ex.buffer !== null) return true;
+    const whole = ex.chunks === null && ex.length >= 0;
+    const need = whole ? ex.length : size;
+    if (heldBytes + need > budget) return false;
+    heldBytes += need;
+    ex.held += need;
+    held.set(heldBytes);
+    if (whole) ex.buffer = new Uint8Array(ex.length);
+    return true;
+  };
   const dropChunks = (ex: Exchange): void => {
     if (ex.held > 0) {
       heldBytes -= ex.held;
       ex.held = 0;
       held.set(heldBytes);
     }
+    ex.buffer = null;
     ex.chunks = null;
   };
 
@@ -462,12 +484,13 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
       }
       ex.refused = "PAYLOAD_TOO_LARGE";
     }
+    if (lengthHeader !== "") ex.length = Number(lengthHeader);
     res.onData((ab: ArrayBuffer, isLast: boolean) => {
       if (ex.done) return;
-      ex.total += ab.byteLength;
+      const size = ab.byteLength;
+      ex.total += size;
       if (ex.total > maxBody) ex.refused = "PAYLOAD_TOO_LARGE";
-      else if (ex.refused === null && !isLast && heldBytes + ab.byteLength > budget)
-        ex.refused = "SERVER_BUSY";
+      else if (ex.refused === null && !isLast && !reserve(ex, size)) ex.refused = "SERVER_BUSY";
       if (ex.refused !== null) {
         // uWS cannot close a connection once its reply is sent, nor answer before the body is
         // read without the client's next writes getting a reset (which can cost it the reply):
@@ -489,12 +512,17 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
       }
       const chunk = new Uint8Array(ab);
       // The ArrayBuffer is neutered when this callback returns: copy before keeping it.
+      if (ex.buffer !== null) {
+        ex.buffer.set(chunk, ex.total - size);
+        if (!isLast) return;
+        const body = ex.buffer;
+        dropChunks(ex);
+        dispatch(res, ex, body);
+        return;
+      }
       if (!isLast) {
         if (ex.chunks === null) ex.chunks = [];
         ex.chunks.push(chunk.slice());
-        ex.held += chunk.length;
-        heldBytes += chunk.length;
-        held.set(heldBytes);
         return;
       }
       let body: Uint8Array;
