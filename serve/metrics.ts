@@ -110,6 +110,8 @@ interface StatsEntry {
   key: string;
   labels: Record<RequestLabels, string>;
   pending: number;
+  /** The scrape count when its version was unloaded (it goes after the next scrape), or -1. */
+  retired: number;
   count: { inc(n: number): void };
   latency: LatencySeries;
 }
@@ -121,9 +123,8 @@ interface StatsEntry {
  */
 export class RequestStats {
   readonly #map = new Map<string, StatsEntry>();
-  /** Series of versions no longer loaded, exported by one more scrape before they go. */
-  #retired: StatsEntry[] = [];
-  #leaving: StatsEntry[] = [];
+  /** Scrapes so far (flush calls). */
+  #scrapes = 0;
   #requests: Counter<RequestLabels> | null = null;
   readonly #latency: LatencyHistogram;
   /** The label set of the previous observation and its entry. */
@@ -160,7 +161,9 @@ export class RequestStats {
     }
     const key = `${route}|${model}|${version}|${status}`;
     let e = this.#map.get(key);
-    if (e === undefined) {
+    if (e !== undefined)
+      e.retired = -1; // its version is back
+    else {
       // The label values are bounded where they are set: routes are a fixed set, unknown paths
       // share "unknown", a served request names a loaded version (whose series go when it is
       // released: see forget), and a failed one keeps its model name only for a followed model
@@ -170,6 +173,7 @@ export class RequestStats {
         key,
         labels,
         pending: 0,
+        retired: -1,
         count: this.#requests!.labels(labels),
         latency: this.#latency.series(key, labels),
       };
@@ -187,36 +191,30 @@ export class RequestStats {
   /**
    * A version is no longer loaded: its series are exported by the next scrape (so that its last
    * requests are counted) and then removed, or a server that promotes new versions for months
-   * would grow its /metrics without end. A version loaded again starts new series.
+   * would grow its /metrics without end. One observed again before then keeps its series.
    */
   forget(model: string, version: string): void {
-    for (const [key, e] of this.#map) {
-      if (e.labels.model !== model || e.labels.version !== version) continue;
-      this.#map.delete(key);
-      this.#retired.push(e);
-    }
-    this.#last = null;
+    for (const e of this.#map.values())
+      if (e.labels.model === model && e.labels.version === version) e.retired = this.#scrapes;
+    this.#last = null; // the next observation goes through the map, which un-retires
   }
 
   /** Move pending counts into the counter (at every scrape); drop series retired a scrape ago. */
   flush(): void {
-    for (const e of this.#leaving) {
-      // Observed again since (the version came back): the entry in the map owns the series now.
-      if (this.#map.has(e.key)) continue;
-      this.#requests!.remove(e.labels);
-      this.#latency.remove(e.key);
+    for (const [key, e] of this.#map) {
+      if (e.retired >= 0 && e.retired < this.#scrapes) {
+        // Exported by the scrape after its retirement, with nothing observed since: it goes.
+        this.#map.delete(key);
+        this.#requests!.remove(e.labels);
+        this.#latency.remove(key);
+        continue;
+      }
+      if (e.pending > 0) {
+        e.count.inc(e.pending);
+        e.pending = 0;
+      }
     }
-    this.#leaving = this.#retired;
-    this.#retired = [];
-    for (const e of this.#leaving) this.#count(e);
-    for (const e of this.#map.values()) this.#count(e);
-  }
-
-  #count(e: StatsEntry): void {
-    if (e.pending > 0) {
-      e.count.inc(e.pending);
-      e.pending = 0;
-    }
+    this.#scrapes++;
   }
 }
 

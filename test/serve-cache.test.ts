@@ -349,3 +349,21 @@ test("a version's request series leave /metrics a scrape after its session is re
   expect(await scrape()).toMatch(/arbor_serve_requests_total\{[^}]*version="1"[^}]*\} 1/);
   cache.close();
 }, 30_000);
+
+test("a version unloaded twice between scrapes keeps every request it served in both series", async () => {
+  const metrics = createServeMetrics();
+  const route = "/v1/models/:name:predict";
+  const count = (text: string, name: string) =>
+    Number(new RegExp(`^${name}\\{[^}]*version="1"[^}]*\\} (\\d+)`, "m").exec(text)?.[1] ?? -1);
+  metrics.stats.observe(route, "m", "1", 200, 0.001);
+  metrics.stats.forget("m", "1");
+  await metrics.registry.metrics();
+  // Loaded again for one request and unloaded again before the next scrape.
+  metrics.stats.observe(route, "m", "1", 200, 0.001);
+  metrics.stats.observe(route, "m", "1", 200, 0.001);
+  metrics.stats.forget("m", "1");
+  const text = await metrics.registry.metrics();
+  expect(count(text, "arbor_serve_requests_total")).toBe(3);
+  expect(count(text, "arbor_serve_request_duration_seconds_count")).toBe(3);
+  expect(await metrics.registry.metrics()).not.toContain('version="1"');
+});
