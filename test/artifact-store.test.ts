@@ -420,6 +420,17 @@ describe("GcsArtifactStore specifics", () => {
     expect(lists() - before).toBe(3);
   });
 
+  test("listMatching takes the store's prefix literally: a '*' in it does not reach a sibling tree", async () => {
+    const opts = { gcsEndpoint: gcs.url, gcsProject: "p" };
+    const mine = await openArtifactStore(`gs://${BUCKET}/team*x`, opts);
+    const other = await openArtifactStore(`gs://${BUCKET}/team-ax`, opts);
+    await other.put("models/secret/labels/production.json", "{}");
+    await mine.put("models/mine/labels/production.json", "{}");
+    expect((await mine.listMatching("models/*/labels/*.json")).map((i) => i.key)).toEqual([
+      "models/mine/labels/production.json",
+    ]);
+  });
+
   test("objects live under the URI's prefix in the bucket", async () => {
     const s = await openArtifactStore(`gs://${BUCKET}/pfx/inner`, { gcsEndpoint: gcs.url });
     await s.put("models/m/labels/production.json", "{}");

@@ -288,16 +288,19 @@ export class GcsArtifactStore implements ArtifactStore {
 
   async listMatching(pattern: string): Promise<ObjectInfo[]> {
     parsePattern(pattern, "listMatching");
-    const full = this.#prefix ? `${this.#prefix}/${pattern}` : pattern;
-    const star = full.indexOf("*");
-    // GCS's matchGlob has more wildcards than `*` (`?`, `[…]`, `{…,…}`, `\`): a name using those
-    // characters literally is listed by its literal prefix alone and filtered here.
-    const glob = /[?[\]{},\\]/.test(full) ? {} : { matchGlob: full };
-    const re = patternRegExp(full);
+    // The store's own prefix is literal, whatever characters it holds: only the pattern matches.
+    const base = this.#prefix ? `${this.#prefix}/` : "";
+    const star = pattern.indexOf("*");
+    // GCS's matchGlob has more wildcards than `*` (`?`, `[…]`, `{…,…}`, `\`): names using those
+    // characters literally (or any glob character in the prefix) are listed by their literal
+    // prefix alone and filtered here.
+    const glob =
+      /[*?[\]{},\\]/.test(base) || /[?[\]{},\\]/.test(pattern) ? {} : { matchGlob: base + pattern };
+    const re = patternRegExp(pattern);
     let files: File[];
     try {
       [files] = await this.#bucket.getFiles({
-        prefix: star < 0 ? full : full.slice(0, star),
+        prefix: base + (star < 0 ? pattern : pattern.slice(0, star)),
         ...glob,
         autoPaginate: true,
       });
@@ -305,7 +308,9 @@ export class GcsArtifactStore implements ArtifactStore {
       throw this.#map(e, "listMatching", pattern);
     }
     // Filtered again here: a GCS-protocol server that ignores matchGlob still gives the right answer.
-    const out = files.filter((f) => re.test(f.name)).map((f) => this.#info(this.#key(f.name), f.metadata));
+    const out = files
+      .filter((f) => f.name.startsWith(base) && re.test(f.name.slice(base.length)))
+      .map((f) => this.#info(this.#key(f.name), f.metadata));
     out.sort(compareKeys);
     return out;
   }
