@@ -176,16 +176,12 @@ class Exchange implements CoreRequest {
   readonly inferenceHeaderLength: number | null;
   /** The body, once read (null without one). */
   body: Uint8Array | string | null = null;
-  /** A body of declared length arriving in several reads: its bytes, written in place. */
-  buffer: Uint8Array | null = null;
-  /** A chunked body arriving in several reads: its reads so far. */
+  /** A body arriving in several reads: its reads so far. */
   chunks: Uint8Array[] | null = null;
   /** Bytes of the body read so far. */
   total = 0;
-  /** Bytes reserved in the process's body budget: all of `buffer`, or what `chunks` hold. */
+  /** Bytes of `chunks`, counted in the process's body budget. */
   held = 0;
-  /** Content-Length, or -1 (chunked). */
-  length = -1;
   readonly #ids: RequestIds;
   readonly #idHi: number;
   readonly #idLo: number;
@@ -392,19 +388,15 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
   const budget = core.config.bodyBudgetBytes;
   const held = core.metrics.bodyBytesHeld;
   /**
-   * Room for `size` more bytes of a body that arrives in several reads. A body of declared length
-   * reserves all of it at its first read, so once admitted it is never refused half-way (and is
-   * written in place, not copied together at its end); a chunked one reserves read by read.
+   * Room for `size` more bytes of a body that arrives in several reads. Counted as they arrive, not
+   * by the declared Content-Length: reserving what a client only announces would let a few
+   * connections that send headers and a byte now and then hold the whole budget.
    */
   const reserve = (ex: Exchange, size: number): boolean => {
-    if (ex.buffer !== null) return true;
-    const whole = ex.chunks === null && ex.length >= 0;
-    const need = whole ? ex.length : size;
-    if (heldBytes + need > budget) return false;
-    heldBytes += need;
-    ex.held += need;
+    if (heldBytes + size > budget) return false;
+    heldBytes += size;
+    ex.held += size;
     held.set(heldBytes);
-    if (whole) ex.buffer = new Uint8Array(ex.length);
     return true;
   };
   const dropChunks = (ex: Exchange): void => {
@@ -413,7 +405,6 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
       ex.held = 0;
       held.set(heldBytes);
     }
-    ex.buffer = null;
     ex.chunks = null;
   };
 
@@ -484,7 +475,6 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
       }
       ex.refused = "PAYLOAD_TOO_LARGE";
     }
-    if (lengthHeader !== "") ex.length = Number(lengthHeader);
     res.onData((ab: ArrayBuffer, isLast: boolean) => {
       if (ex.done) return;
       const size = ab.byteLength;
@@ -512,14 +502,6 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
       }
       const chunk = new Uint8Array(ab);
       // The ArrayBuffer is neutered when this callback returns: copy before keeping it.
-      if (ex.buffer !== null) {
-        ex.buffer.set(chunk, ex.total - size);
-        if (!isLast) return;
-        const body = ex.buffer;
-        dropChunks(ex);
-        dispatch(res, ex, body);
-        return;
-      }
       if (!isLast) {
         if (ex.chunks === null) ex.chunks = [];
         ex.chunks.push(chunk.slice());
