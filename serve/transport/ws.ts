@@ -144,21 +144,23 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
 
     /** Send `value` and count the message out. */
     done(value: Record<string, unknown> | PredictReply, status: number): void {
-      if (status === 200 && this.op !== "invalid") answered[this.op].inc();
-      else counter.inc({ op: this.op, status: String(status) });
       try {
         // A closed uWS socket must not be touched: its client left while the message ran.
-        if (this.conn.open) this.#send(value);
+        if (this.conn.open) status = this.#send(value, status);
       } finally {
+        if (status === 200 && this.op !== "invalid") answered[this.op].inc();
+        else counter.inc({ op: this.op, status: String(status) });
         this.conn.running--;
         requestFinished(state);
         schedulePump(this.ws, this.conn);
       }
     }
 
-    #send(value: Record<string, unknown> | PredictReply): void {
+    /** Send `value`; the status the client got. */
+    #send(value: Record<string, unknown> | PredictReply, status: number): number {
       try {
         send(this.ws, value, this.binary);
+        return status;
       } catch (e) {
         // Only a bug gets here: a reply that cannot be encoded still answers its id.
         logger.error(
@@ -167,6 +169,7 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
         );
         const err = arborError("INTERNAL", "internal error");
         send(this.ws, { id: this.id, ...err.toJSON(), status: err.status }, this.binary);
+        return err.status;
       }
     }
 
