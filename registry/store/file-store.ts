@@ -292,16 +292,19 @@ export class FileArtifactStore implements ArtifactStore {
     return out;
   }
 
-  async #walk(rel: string, prefix: string, out: ObjectInfo[]): Promise<void> {
-    let entries: fs.Dirent[];
+  /** The entries of folder `rel` (none when it is not there, or not a folder). */
+  async #readFolder(rel: string, op: string, what: string): Promise<fs.Dirent[]> {
     try {
-      entries = await fsp.readdir(rel === "" ? this.root : this.#path(rel), { withFileTypes: true });
+      return await fsp.readdir(rel === "" ? this.root : this.#path(rel), { withFileTypes: true });
     } catch (e) {
       const code = errno(e);
-      if (code === "ENOENT" || code === "ENOTDIR") return;
-      throw this.#wrap(e, "list", prefix);
+      if (code === "ENOENT" || code === "ENOTDIR") return [];
+      throw this.#wrap(e, op, what);
     }
-    for (const entry of entries) {
+  }
+
+  async #walk(rel: string, prefix: string, out: ObjectInfo[]): Promise<void> {
+    for (const entry of await this.#readFolder(rel, "list", prefix)) {
       if (entry.name.startsWith(INTERNAL_PREFIX)) continue;
       const key = rel === "" ? entry.name : `${rel}/${entry.name}`;
       if (entry.isDirectory()) {
@@ -340,15 +343,7 @@ export class FileArtifactStore implements ArtifactStore {
       if (s !== null) out.push(infoOf(key, s));
       return;
     }
-    let entries: fs.Dirent[];
-    try {
-      entries = await fsp.readdir(rel === "" ? this.root : this.#path(rel), { withFileTypes: true });
-    } catch (e) {
-      const code = errno(e);
-      if (code === "ENOENT" || code === "ENOTDIR") return;
-      throw this.#wrap(e, "listMatching", pattern);
-    }
-    for (const entry of entries) {
+    for (const entry of await this.#readFolder(rel, "listMatching", pattern)) {
       if (entry.name.startsWith(INTERNAL_PREFIX) || !seg.match.test(entry.name)) continue;
       const key = child(entry.name);
       if (!last) {
