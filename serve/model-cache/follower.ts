@@ -39,6 +39,48 @@ interface Watched {
   ino: bigint;
 }
 
+/**
+ * Runs `task` one at a time: a call while it runs asks for one more run after it (however many
+ * calls came), while `more()` allows. A failing run is logged; the next call tries again.
+ */
+class OneAtATime {
+  #running: Promise<void> | null = null;
+  #again = false;
+  readonly #task: () => Promise<void>;
+  readonly #more: () => boolean;
+  readonly #failed: (e: Error) => void;
+
+  constructor(task: () => Promise<void>, more: () => boolean, failed: (e: Error) => void) {
+    this.#task = task;
+    this.#more = more;
+    this.#failed = failed;
+  }
+
+  /** The run under way, if any. */
+  get running(): Promise<void> | null {
+    return this.#running;
+  }
+
+  run(): Promise<void> {
+    if (this.#running !== null) {
+      this.#again = true;
+      return this.#running;
+    }
+    this.#running = (async () => {
+      do {
+        this.#again = false;
+        try {
+          await this.#task();
+        } catch (e) {
+          this.#failed(e as Error);
+        }
+      } while (this.#again && this.#more());
+      this.#running = null;
+    })();
+    return this.#running;
+  }
+}
+
 /** Runs {@link ModelCache.refresh} on a timer and on file events; never two at once. */
 export class LabelFollower {
   readonly #cache: ModelCache;
@@ -49,10 +91,22 @@ export class LabelFollower {
   readonly #watched = new Map<string, Watched>();
   /** Store folder, while watching is on. */
   #root: string | null = null;
-  #syncing: Promise<void> | null = null;
-  #syncAgain = false;
-  #running: Promise<void> | null = null;
-  #again = false;
+  /** Watches made to match the folders (see {@link #syncOnce}). */
+  readonly #syncs = new OneAtATime(
+    () => this.#syncOnce(),
+    () => !this.#stopped && this.#root !== null,
+    (e) => this.#logger.warn({ err: e.message }, "checking the watched folders failed; will retry"),
+  );
+  /** Label refreshes. */
+  readonly #refreshes = new OneAtATime(
+    () => {
+      const discover = this.#discover;
+      this.#discover = false;
+      return this.#cache.refresh(discover);
+    },
+    () => !this.#stopped,
+    (e) => this.#logger.warn({ err: e.message }, "label refresh failed; will retry"),
+  );
   #discover = false;
   #stopped = false;
 
@@ -98,22 +152,7 @@ export class LabelFollower {
    * `labels/` folder there now; close the watches of folders gone (or replaced). Never two at once.
    */
   #sync(): Promise<void> {
-    if (this.#syncing !== null) {
-      this.#syncAgain = true;
-      return this.#syncing;
-    }
-    this.#syncing = (async () => {
-      do {
-        this.#syncAgain = false;
-        try {
-          await this.#syncOnce();
-        } catch (e) {
-          this.#logger.warn({ err: (e as Error).message }, "checking the watched folders failed; will retry");
-        }
-      } while (this.#syncAgain && !this.#stopped && this.#root !== null);
-      this.#syncing = null;
-    })();
-    return this.#syncing;
+    return this.#syncs.run();
   }
 
   async #syncOnce(): Promise<void> {
@@ -209,24 +248,7 @@ export class LabelFollower {
   trigger(discover = true): Promise<void> {
     if (this.#stopped) return Promise.resolve();
     this.#discover ||= discover;
-    if (this.#running !== null) {
-      this.#again = true;
-      return this.#running;
-    }
-    this.#running = (async () => {
-      do {
-        this.#again = false;
-        try {
-          const discover = this.#discover;
-          this.#discover = false;
-          await this.#cache.refresh(discover);
-        } catch (e) {
-          this.#logger.warn({ err: (e as Error).message }, "label refresh failed; will retry");
-        }
-      } while (this.#again && !this.#stopped);
-      this.#running = null;
-    })();
-    return this.#running;
+    return this.#refreshes.run();
   }
 
   /**
@@ -239,6 +261,6 @@ export class LabelFollower {
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#root = null;
     for (const dir of [...this.#watched.keys()]) this.#unwatch(dir);
-    return this.#running ?? Promise.resolve();
+    return this.#refreshes.running ?? Promise.resolve();
   }
 }
