@@ -36,6 +36,7 @@ import {
   type ServeProcess,
   startServe,
 } from "../test/serve-fixtures.ts";
+import { luaString, machineTicks } from "./wrk-tools.ts";
 
 const { values } = parseArgs({
   args: Bun.argv.slice(2),
@@ -195,12 +196,6 @@ interface WrkResult {
   socketErrors: number;
   p50us: number;
   p99us: number;
-}
-
-function luaString(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += `\\${b}`;
-  return `"${s}"`;
 }
 
 const PREDICT_PATH = `/v1/models/${MODEL.name}:predict`;
@@ -380,12 +375,6 @@ function secondHalf(samples: readonly Sample[]): Sample[] {
   return samples.slice(Math.min(Math.floor(samples.length / 2), Math.max(0, samples.length - 2)));
 }
 
-/** /proc/stat's all-CPU counters: [steal, total] ticks (steal: time the hypervisor gave other guests). */
-function stealTicks(): [number, number] {
-  const f = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
-  return [f[7] ?? 0, f.slice(0, 8).reduce((a, b) => a + b, 0)];
-}
-
 /**
  * The figures every phase reports: RSS, fds, /metrics, and the machine's noise; the RSS slope is
  * fitted on `fitted` (default: the phase's second half).
@@ -401,7 +390,7 @@ function memoryFigures(
   const last = samples[samples.length - 1];
   const scraped = samples.filter((s) => s.metricsBytes !== null);
   const round1 = (v: number) => Number(v.toFixed(1));
-  const [steal1, total1] = stealTicks();
+  const [steal1, total1] = machineTicks();
   return {
     samples: samples.length,
     rss_start_mb: round1(first.rss / MB),
@@ -475,7 +464,7 @@ async function steady(): Promise<Record<string, unknown>> {
   const srv = await serve(uri);
   try {
     await wrk(srv, WARMUP_SECONDS);
-    const steal0 = stealTicks();
+    const steal0 = machineTicks();
     const sampler = startSampler("steady", srv);
     const load = await wrk(srv, SECONDS);
     const samples = await sampler.stop();
@@ -499,7 +488,7 @@ async function reloadChurn(): Promise<Record<string, unknown>> {
     let version = 1;
     let flips = 0;
     const logs = () => srv.logs();
-    const steal0 = stealTicks();
+    const steal0 = machineTicks();
     const sampler = startSampler(
       "reload",
       srv,
@@ -603,7 +592,7 @@ async function slowBodies(): Promise<Record<string, unknown>> {
   const head = `POST ${PREDICT_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${BODY_BYTES}\r\n\r\n`;
   const clients: SlowClient[] = [];
   try {
-    const steal0 = stealTicks();
+    const steal0 = machineTicks();
     const sampler = startSampler("slow bodies", srv, () => {
       const open = clients.filter((c) => !c.socket.destroyed).length;
       const cut = clients.filter((c) => c.cutOff).length;

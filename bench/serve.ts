@@ -24,6 +24,7 @@ import { openArtifactStore } from "../registry/store/open.ts";
 import { OrtSession, SERVE_SESSION_OPTIONS } from "../serve/model-cache/ort-session.ts";
 import { pointLabel, publishFixture, startServe } from "../test/serve-fixtures.ts";
 import { flightsSample } from "../train/data/flights-sample.ts";
+import { luaString, machineTicks } from "./wrk-tools.ts";
 
 const { values } = parseArgs({
   args: Bun.argv.slice(2),
@@ -91,12 +92,6 @@ interface Load {
   p999: number;
   requests: number;
   errors: number;
-}
-
-function luaString(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += `\\${b}`;
-  return `"${s}"`;
 }
 
 /** Seconds of load a server gets before its first measured run (JIT, lazy initialisation). */
@@ -356,14 +351,6 @@ function cpuSeconds(pids: readonly number[]): number {
     if (pids.includes(Number(d)) || pids.includes(ppid)) ticks += Number(f[11]) + Number(f[12]);
   }
   return ticks / CLK_TCK;
-}
-
-/** All-CPU time counters of /proc/stat: [steal, total] in ticks. */
-function machineTicks(): [number, number] {
-  const f = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
-  // user nice system idle iowait irq softirq steal (guest time is inside user already)
-  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
-  return [f[7] ?? 0, total];
 }
 
 /** Run a load while measuring the CPU the server processes (and their children) spend per request. */
