@@ -113,15 +113,21 @@ export class ModelCache {
     if (this.#closed) return;
     setTimeout(() => {
       // Loaded again meanwhile (a new slot of the same version): its series are in use.
-      if (this.#holdsVersion(slot.name, slot.version)) return;
+      if (this.#held(slot.name, slot.version, false) !== undefined) return;
       this.#metrics.stats.forget(slot.name, String(slot.version));
     }, FORGET_AFTER_MS).unref();
   };
 
-  #holdsVersion(name: string, version: number): boolean {
-    if (this.#lru.has(`${name}@${version}`)) return true;
-    for (const slot of this.#pins.keys()) if (slot.name === name && slot.version === version) return true;
-    return false;
+  /**
+   * The loaded slot of `name@version` the cache holds: in the LRU (`touch`: as used, for its
+   * recency), or evicted from it but still served by a label (no second copy is loaded).
+   */
+  #held(name: string, version: number, touch = true): ModelSlot | undefined {
+    const key = `${name}@${version}`;
+    const cached = touch ? this.#lru.get(key) : this.#lru.peek(key);
+    if (cached !== undefined) return cached;
+    for (const slot of this.#pins.keys()) if (slot.name === name && slot.version === version) return slot;
+    return undefined;
   }
 
   #updateGauges(): void {
@@ -173,11 +179,8 @@ export class ModelCache {
    */
   #load(name: string, version: number): Promise<ModelSlot> {
     const key = `${name}@${version}`;
-    const cached = this.#lru.get(key);
-    if (cached !== undefined) return Promise.resolve(cached.acquire());
-    // Evicted from the LRU but still served by a label: no second copy.
-    for (const slot of this.#pins.keys())
-      if (slot.name === name && slot.version === version) return Promise.resolve(slot.acquire());
+    const held = this.#held(name, version);
+    if (held !== undefined) return Promise.resolve(held.acquire());
     const pending = this.#loading.get(key);
     if (pending !== undefined) {
       pending.callers++;
@@ -268,11 +271,8 @@ export class ModelCache {
    */
   acquireVersion(name: string, version: number): ModelSlot | Promise<ModelSlot> {
     const key = `${name}@${version}`;
-    const slot = this.#lru.get(key);
-    if (slot !== undefined) return slot.acquire();
-    for (const st of this.#labels.get(name)?.values() ?? []) {
-      if (st.slot !== null && st.slot.version === version) return st.slot.acquire();
-    }
+    const held = this.#held(name, version);
+    if (held !== undefined) return held.acquire();
     // A version that just failed to load fails the same way again: answer from the record for
     // RETRY_FAILED_MS instead of reading and hashing the whole bundle once per request.
     const failed = this.#failures.get(key);
