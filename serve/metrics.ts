@@ -107,7 +107,6 @@ export class LatencyHistogram {
 }
 
 interface StatsEntry {
-  key: string;
   labels: Record<RequestLabels, string>;
   pending: number;
   /** The scrape count when its version was unloaded (it goes after the next scrape), or -1. */
@@ -170,7 +169,6 @@ export class RequestStats {
       // (service.ts handle()).
       const labels = { route, model, version, status: String(status) };
       e = {
-        key,
         labels,
         pending: 0,
         retired: -1,
