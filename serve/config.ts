@@ -27,6 +27,7 @@ export const SERVE_ENV_NAMES = {
   loadConcurrency: "ARBOR_SERVE_LOAD_CONCURRENCY",
   maxBodyBytes: "ARBOR_SERVE_MAX_BODY_BYTES",
   bodyBudgetBytes: "ARBOR_SERVE_BODY_BUDGET_BYTES",
+  replyBudgetBytes: "ARBOR_SERVE_REPLY_BUDGET_BYTES",
   maxRows: "ARBOR_SERVE_MAX_ROWS",
   maxExplainRows: "ARBOR_SERVE_MAX_EXPLAIN_ROWS",
   batching: "ARBOR_SERVE_BATCHING",
@@ -56,6 +57,8 @@ export const SERVE_DEFAULTS = {
   maxBodyBytes: 16 * 1024 * 1024,
   /** Bytes of request bodies held while they arrive, all connections of a process together. */
   bodyBudgetBytes: 256 * 1024 * 1024,
+  /** Bytes of replies held for clients that have not read them, all connections of a process together. */
+  replyBudgetBytes: 256 * 1024 * 1024,
   maxRows: 10_000,
   /** TreeSHAP runs on the event loop (~1-2 ms per row for 500 trees of depth 6): keep one request short. */
   maxExplainRows: 100,
@@ -95,6 +98,7 @@ const serveConfigSchema = z
     loadConcurrency: posInt,
     maxBodyBytes: posInt,
     bodyBudgetBytes: posInt,
+    replyBudgetBytes: posInt,
     maxRows: posInt,
     maxExplainRows: posInt,
     batching: z.boolean(),

@@ -234,6 +234,8 @@ export interface ServeMetrics {
   cacheBytes: Gauge<never>;
   cacheEntries: Gauge<never>;
   bodyBytesHeld: Gauge<never>;
+  replyBytesUnsent: Gauge<never>;
+  slowReadersClosed: Counter<never>;
   wsConnections: Gauge<never>;
   wsParked: Gauge<never>;
   wsMessages: Counter<"op" | "status">;
@@ -282,7 +284,18 @@ export function createServeMetrics(labels: Record<string, string> = {}): ServeMe
     bodyBytesHeld: gauge(
       registry,
       "arbor_serve_request_body_bytes_held",
-      "bytes of HTTP request bodies held while they arrive (bounded by ARBOR_SERVE_BODY_BUDGET_BYTES)",
+      "bytes of requests held: HTTP bodies while they arrive, stream messages parked by backpressure (bounded by ARBOR_SERVE_BODY_BUDGET_BYTES)",
+    ),
+    replyBytesUnsent: gauge(
+      registry,
+      "arbor_serve_reply_bytes_unsent",
+      "bytes of replies the clients have not read yet, beyond what the kernel took (bounded by ARBOR_SERVE_REPLY_BUDGET_BYTES)",
+    ),
+    slowReadersClosed: counter(
+      registry,
+      "arbor_serve_slow_readers_closed_total",
+      "connections closed because the replies waiting for them passed ARBOR_SERVE_REPLY_BUDGET_BYTES",
+      [],
     ),
     wsConnections: gauge(registry, "arbor_serve_ws_connections", "open WebSocket connections"),
     wsParked: gauge(

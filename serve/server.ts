@@ -17,6 +17,7 @@ import { type BuildInfo, ServeCore } from "./core/service.ts";
 import { clusterExposition, createServeMetrics } from "./metrics.ts";
 import { ModelCache } from "./model-cache/cache.ts";
 import { LabelFollower } from "./model-cache/follower.ts";
+import { ReplyBacklog, RequestBytes } from "./transport/budget.ts";
 import { attachHttp, type TransportState } from "./transport/http.ts";
 import { loadNativeUws } from "./transport/native.ts";
 import { attachStream } from "./transport/ws.ts";
@@ -81,7 +82,18 @@ export async function startServer(
   // Follow labels before listening: the first refresh loads every labelled version, so /readyz is
   // true as soon as the port is open (a failed load still lets us start; readiness says so).
   await follower.start(config.store, config.pollIntervalMs, config.watch);
-  const state: TransportState = { inFlight: 0, shuttingDown: false, onIdle: null };
+  const state: TransportState = {
+    inFlight: 0,
+    shuttingDown: false,
+    onIdle: null,
+    requestBytes: new RequestBytes(config.bodyBudgetBytes, metrics.bodyBytesHeld),
+    replies: new ReplyBacklog(
+      config.replyBudgetBytes,
+      metrics.replyBytesUnsent,
+      metrics.slowReadersClosed,
+      logger,
+    ),
+  };
   const app = uws.App();
   const stream = attachStream(app, core, state);
   attachHttp(app, core, state);
@@ -119,8 +131,8 @@ export async function startServer(
       // A refresh under way finishes first (see LabelFollower.stop), but not past the deadline:
       // a store that stopped answering must not hold the shutdown.
       await Promise.race([following, sleep(Math.max(0, deadline - Date.now()))]);
-      // Replies still in uWS's send buffers die with the process: give readers until the deadline.
-      while (stream.buffered() > 0 && Date.now() < deadline) await sleep(10);
+      // Replies not yet taken by the kernel die with the process: give readers until the deadline.
+      while (state.replies.recount() > 0 && Date.now() < deadline) await sleep(10);
       const streams = stream.count();
       stream.closeAll();
       // Linger while the 1001 close frames go out and the clients answer them: exiting at once,

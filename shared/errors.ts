@@ -97,7 +97,7 @@ export const ERRORS = {
   TOO_MANY_CONNECTIONS: { status: 503, hint: "the server's connection limit is reached; retry later" },
   SERVER_BUSY: {
     status: 503,
-    hint: "the server is reading too many request bodies at once; retry shortly (see Retry-After)",
+    hint: "the server holds too many requests for its clients at once; retry shortly (see Retry-After)",
   },
   TOO_MANY_IN_FLIGHT: { status: 503, hint: "wait for replies before sending more messages on this socket" },
   MODEL_LOAD_FAILED: { status: 503, hint: "the version could not be loaded; see GET /v1/models/{name}" },

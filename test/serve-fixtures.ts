@@ -4,6 +4,7 @@
  * and label pointers, written through the real artifact store (atomic puts).
  */
 import { createHash } from "node:crypto";
+import net from "node:net";
 import type { ArtifactStore } from "../registry/store/artifact-store.ts";
 import type { LabelPointer, Manifest, Signature, Task } from "../shared/bundle.ts";
 import { encodeEnsembleOnnx } from "../shared/onnx/encode.ts";
@@ -228,4 +229,81 @@ export async function startServe(
       return await proc.exited;
     },
   };
+}
+
+/**
+ * A minimal RFC 6455 client over node:net (so that it can stop reading: `socket.pause()`): masked
+ * frames out (text for a string, binary for bytes), unmasked frames in, collected in `frames`.
+ */
+export async function wsRawClient(port: number) {
+  const socket = net.connect(port, "127.0.0.1");
+  await new Promise<void>((resolve, reject) => {
+    socket.once("connect", resolve);
+    socket.once("error", reject);
+  });
+  socket.on("error", () => {});
+  socket.write(
+    "GET /v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+  );
+  let buf = Buffer.alloc(0);
+  let upgraded = false;
+  let closed = false;
+  const frames: { opcode: number; payload: Buffer }[] = [];
+  let status = "";
+  socket.on("close", () => {
+    closed = true;
+  });
+  socket.on("data", (d: Buffer) => {
+    buf = Buffer.concat([buf, d]);
+    if (!upgraded) {
+      const end = buf.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      status = buf.subarray(0, buf.indexOf("\r\n")).toString();
+      upgraded = true;
+      buf = buf.subarray(end + 4);
+    }
+    for (;;) {
+      if (buf.length < 2) return;
+      let len = buf[1] & 0x7f;
+      let at = 2;
+      if (len === 126) {
+        if (buf.length < 4) return;
+        len = buf.readUInt16BE(2);
+        at = 4;
+      } else if (len === 127) {
+        if (buf.length < 10) return;
+        len = Number(buf.readBigUInt64BE(2));
+        at = 10;
+      }
+      if (buf.length < at + len) return;
+      frames.push({ opcode: buf[0] & 0x0f, payload: buf.subarray(at, at + len) });
+      buf = buf.subarray(at + len);
+    }
+  });
+  const send = (message: string | Uint8Array) => {
+    const payload = typeof message === "string" ? Buffer.from(message) : Buffer.from(message);
+    const first = typeof message === "string" ? 0x81 : 0x82;
+    const mask = Buffer.from([1, 2, 3, 4]);
+    let head: Buffer;
+    if (payload.length < 126) head = Buffer.from([first, 0x80 | payload.length]);
+    else if (payload.length < 65536)
+      head = Buffer.from([first, 0x80 | 126, payload.length >> 8, payload.length & 0xff]);
+    else {
+      head = Buffer.alloc(10);
+      head[0] = first;
+      head[1] = 0x80 | 127;
+      head.writeBigUInt64BE(BigInt(payload.length), 2);
+    }
+    for (let i = 0; i < payload.length; i++) payload[i] ^= mask[i & 3];
+    socket.write(Buffer.concat([head, mask, payload]));
+  };
+  const until = async (cond: () => boolean, ms = 15_000) => {
+    const end = Date.now() + ms;
+    while (!cond()) {
+      if (Date.now() > end) throw new Error("timed out");
+      await Bun.sleep(10);
+    }
+  };
+  return { socket, frames, send, until, status: () => status, closed: () => closed };
 }

@@ -6,13 +6,12 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import type { ArtifactStore } from "../registry/store/artifact-store.ts";
 import { openArtifactStore } from "../registry/store/open.ts";
-import { pointLabel, publishFixture, type ServeProcess, startServe } from "./serve-fixtures.ts";
+import { pointLabel, publishFixture, type ServeProcess, startServe, wsRawClient } from "./serve-fixtures.ts";
 
 let dir: string;
 let store: ArtifactStore;
@@ -47,68 +46,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** A minimal RFC 6455 client: masked text frames out, unmasked frames in, pausable. */
-async function rawClient(port: number) {
-  const socket = net.connect(port, "127.0.0.1");
-  await new Promise<void>((resolve, reject) => {
-    socket.once("connect", resolve);
-    socket.once("error", reject);
-  });
-  socket.write(
-    "GET /v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-  );
-  let buf = Buffer.alloc(0);
-  let upgraded = false;
-  const frames: { opcode: number; payload: Buffer }[] = [];
-  let status = "";
-  socket.on("data", (d: Buffer) => {
-    buf = Buffer.concat([buf, d]);
-    if (!upgraded) {
-      const end = buf.indexOf("\r\n\r\n");
-      if (end < 0) return;
-      status = buf.subarray(0, buf.indexOf("\r\n")).toString();
-      upgraded = true;
-      buf = buf.subarray(end + 4);
-    }
-    for (;;) {
-      if (buf.length < 2) return;
-      let len = buf[1] & 0x7f;
-      let at = 2;
-      if (len === 126) {
-        if (buf.length < 4) return;
-        len = buf.readUInt16BE(2);
-        at = 4;
-      } else if (len === 127) {
-        if (buf.length < 10) return;
-        len = Number(buf.readBigUInt64BE(2));
-        at = 10;
-      }
-      if (buf.length < at + len) return;
-      frames.push({ opcode: buf[0] & 0x0f, payload: buf.subarray(at, at + len) });
-      buf = buf.subarray(at + len);
-    }
-  });
-  const send = (text: string) => {
-    const payload = Buffer.from(text);
-    const mask = Buffer.from([1, 2, 3, 4]);
-    const head =
-      payload.length < 126
-        ? Buffer.from([0x81, 0x80 | payload.length])
-        : Buffer.from([0x81, 0x80 | 126, payload.length >> 8, payload.length & 0xff]);
-    const masked = Buffer.alloc(payload.length);
-    for (let i = 0; i < payload.length; i++) masked[i] = payload[i] ^ mask[i & 3];
-    socket.write(Buffer.concat([head, mask, masked]));
-  };
-  const until = async (cond: () => boolean, ms = 15_000) => {
-    const end = Date.now() + ms;
-    while (!cond()) {
-      if (Date.now() > end) throw new Error("timed out");
-      await Bun.sleep(10);
-    }
-  };
-  return { socket, frames, send, until, status: () => status };
-}
+const rawClient = wsRawClient;
 
 async function metric(name: string): Promise<number> {
   const text = await (await fetch(`${server.url}/metrics`)).text();

@@ -10,13 +10,18 @@ import { newRequestId, requestIdFrom } from "../../shared/logger.ts";
 import { CONTENT_TYPES, encodeBody, type Format, formatOf, responseFormat, utf8Text } from "../core/codec.ts";
 import { decodePath } from "../core/path.ts";
 import { type CoreReply, type CoreRequest, errorBody, type ServeCore } from "../core/service.ts";
+import type { ReplyBacklog, ReplyHolder, RequestBytes } from "./budget.ts";
 
-/** Lifecycle state the transports share (in-flight count for graceful shutdown). */
+/** State the transports share: in-flight count for graceful shutdown, and the byte budgets. */
 export interface TransportState {
   inFlight: number;
   shuttingDown: boolean;
   /** Called when inFlight drops to zero during shutdown. */
   onIdle: (() => void) | null;
+  /** Request bytes held (bodies arriving, parked stream messages). */
+  readonly requestBytes: RequestBytes;
+  /** Reply bytes the clients have not read. */
+  readonly replies: ReplyBacklog;
 }
 
 const REASONS: Record<number, string> = {
@@ -158,9 +163,21 @@ type Finish = (res: HttpResponse, ex: Exchange, reply: CoreReply) => void;
  * Per-request state, and the request the core handles (no separate object per request); all
  * fields set in the constructor (stable shape).
  */
-class Exchange implements CoreRequest {
+class Exchange implements CoreRequest, ReplyHolder {
   aborted = false;
   done = false;
+  /**
+   * The part of the reply the client's socket did not take yet (null when all of it went out): it
+   * is written as the client reads ({@link attachHttp}'s writeRest), and counted in the process's
+   * reply budget meanwhile.
+   */
+  rest: Uint8Array | null = null;
+  /** Where `rest` starts in the reply body. */
+  restAt = 0;
+  /** Bytes of the reply body. */
+  replySize = 0;
+  /** Bytes of `rest` not written yet. */
+  unsentBytes = 0;
   /** Close the connection after the reply (a body refused before it was all read). */
   closeAfter = false;
   /**
@@ -227,6 +244,14 @@ class Exchange implements CoreRequest {
     this.#finish(this.#res, this, reply);
   }
 
+  unsent(): number {
+    return this.unsentBytes;
+  }
+
+  drop(): void {
+    if (!this.aborted && this.rest !== null) this.#res.close();
+  }
+
   /** The X-Request-ID reply header value: the text if there is one already, else our id's bytes. */
   idHeader(): string | Uint8Array {
     return this.#requestId !== "" ? this.#requestId : this.#ids.bytes(this.#idHi, this.#idLo);
@@ -285,7 +310,41 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
         String(typeof body === "string" ? Buffer.byteLength(body) : body.length),
       );
       res.endWithoutBody();
-    } else res.end(body, close);
+    } else if (close) res.end(body, true);
+    else {
+      // tryEnd, not end: end keeps whatever the socket does not take in uWS's own buffer and lets
+      // the connection's next request in, so a client pipelining requests without reading the
+      // replies could make the process hold any number of them. Here what is left waits in
+      // writeRest, counted in the reply budget, and the connection takes no new request meanwhile.
+      const size = typeof body === "string" ? Buffer.byteLength(body) : body.length;
+      if (!res.tryEnd(body, size)[1]) writeRest(res, ex, body, size);
+    }
+  };
+
+  const replies = state.replies;
+  /**
+   * The client's socket did not take the whole reply: copy what is left (the body may sit in a
+   * buffer reused by the next reply) and write it as the socket drains. uWS closes a connection
+   * that goes quiet for 10 s meanwhile, and the reply budget closes the longest-waiting ones when
+   * the replies held for all clients pass it.
+   */
+  const writeRest = (res: HttpResponse, ex: Exchange, body: string | Uint8Array, size: number): void => {
+    const written = res.getWriteOffset();
+    const bytes = typeof body === "string" ? utf8Encoder.encode(body) : body;
+    ex.rest = bytes.slice(written);
+    ex.restAt = written;
+    ex.replySize = size;
+    ex.unsentBytes = size - written;
+    res.onWritable((offset: number) => {
+      const rest = ex.rest;
+      if (rest === null) return true;
+      const [ok, done] = res.tryEnd(rest.subarray(offset - ex.restAt), ex.replySize);
+      if (done) ex.rest = null;
+      ex.unsentBytes = done ? 0 : ex.replySize - res.getWriteOffset();
+      replies.note(ex, ex.unsentBytes);
+      return ok;
+    });
+    replies.note(ex, ex.unsentBytes);
   };
 
   /** The bytes of a reply: its binary tensors, its text, or its body in the client's format. */
@@ -381,30 +440,21 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
   };
 
   /**
-   * Bytes of request bodies held while they arrive, all connections together: bounded by
-   * ARBOR_SERVE_BODY_BUDGET_BYTES, or slow senders of big bodies could fill the memory.
+   * Room for `size` more bytes of a body that arrives in several reads, in the process's budget of
+   * request bytes (ARBOR_SERVE_BODY_BUDGET_BYTES), or slow senders of big bodies could fill the
+   * memory. Counted as they arrive, not by the declared Content-Length: reserving what a client
+   * only announces would let a few connections that send headers and a byte now and then hold the
+   * whole budget.
    */
-  let heldBytes = 0;
-  const budget = core.config.bodyBudgetBytes;
-  const held = core.metrics.bodyBytesHeld;
-  /**
-   * Room for `size` more bytes of a body that arrives in several reads. Counted as they arrive, not
-   * by the declared Content-Length: reserving what a client only announces would let a few
-   * connections that send headers and a byte now and then hold the whole budget.
-   */
+  const requestBytes = state.requestBytes;
   const reserve = (ex: Exchange, size: number): boolean => {
-    if (heldBytes + size > budget) return false;
-    heldBytes += size;
+    if (!requestBytes.take(size)) return false;
     ex.held += size;
-    held.set(heldBytes);
     return true;
   };
   const dropChunks = (ex: Exchange): void => {
-    if (ex.held > 0) {
-      heldBytes -= ex.held;
-      ex.held = 0;
-      held.set(heldBytes);
-    }
+    requestBytes.give(ex.held);
+    ex.held = 0;
     ex.chunks = null;
   };
 
@@ -451,6 +501,11 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
     res.onAborted(() => {
       ex.aborted = true;
       dropChunks(ex);
+      if (ex.rest !== null) {
+        ex.rest = null;
+        ex.unsentBytes = 0;
+        replies.note(ex, 0);
+      }
       if (!ex.done) {
         ex.done = true;
         requestFinished(state);
@@ -495,7 +550,7 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
               res,
               ex,
               ex.refused,
-              `read body: the server holds ${budget} bytes of request bodies being read (ARBOR_SERVE_BODY_BUDGET_BYTES); retry shortly`,
+              `read body: the server holds ${requestBytes.limit} bytes of requests being read (ARBOR_SERVE_BODY_BUDGET_BYTES); retry shortly`,
             );
         }
         return;

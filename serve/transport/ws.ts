@@ -12,31 +12,47 @@
  * a last resort. Errors are per message, never per connection.
  */
 import type { TemplatedApp, WebSocket } from "uWebSockets.js";
-import { arborError, toArborError } from "../../shared/errors.ts";
+import { type ArborError, arborError, toArborError } from "../../shared/errors.ts";
 import { requestIdFrom } from "../../shared/logger.ts";
 import { clientError } from "../core/client-error.ts";
 import { decodeBody, encodeBody, utf8Text } from "../core/codec.ts";
 import { PredictReply } from "../core/predictions.ts";
 import { checkName, type ModelRef, parseVersion, type ScoreSink, type ServeCore } from "../core/service.ts";
+import type { ReplyHolder } from "./budget.ts";
 import { requestFinished, type TransportState } from "./http.ts";
 
 interface Parked {
   data: Uint8Array | string;
   binary: boolean;
+  /** Bytes of the frame, counted in the process's request bytes and the connection's parked bytes. */
+  size: number;
 }
 
-/** Per-connection state (uWS user data). */
+/** Per-connection state (uWS user data: its own fields are copied into the socket, not its prototype). */
 interface Conn {
-  id: string;
+  /** The connection's request id (on its log lines). */
+  requestId: string;
   open: boolean;
   running: number;
   parked: Parked[];
+  /** Bytes of the parked messages. */
+  parkedBytes: number;
   /** A {@link attachStream} pump is scheduled for this connection. */
   pumpScheduled: boolean;
+  /** The send buffer's size as last noted in the reply budget. */
+  noted: number;
+  /** The connection in the process's reply budget (set once it is open). */
+  holder: ReplyHolder | null;
 }
 
 /** Messages scored at once per connection; more are parked until one finishes. */
 const RUNNING_PER_CONNECTION = 32;
+/**
+ * A connection parks at most this many times `wsMaxPayloadBytes` of messages (and all connections
+ * together at most ARBOR_SERVE_BODY_BUDGET_BYTES): uWS reads on whether or not we answer, so a
+ * client that sends without reading would otherwise have the process keep every message.
+ */
+const PARKED_PAYLOADS_PER_CONNECTION = 4;
 /** uWS's hard send-buffer limit (closes the socket when exceeded): a last resort only. */
 const HARD_BACKPRESSURE_BYTES = 256 * 1024 * 1024;
 /**
@@ -79,8 +95,6 @@ function refOf(msg: Record<string, unknown>): ModelRef {
 export interface StreamHandle {
   /** Shutdown: run every parked message now (they were accepted before it began), whatever the backpressure. */
   runParked(): void;
-  /** Bytes of replies still buffered in user space (lost if the process exits before they are sent). */
-  buffered(): number;
   /** Close every connection (1001). */
   closeAll(): void;
   count(): number;
@@ -94,6 +108,27 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
   const logger = core.logger;
   const gauge = core.metrics.wsConnections;
   const counter = core.metrics.wsMessages;
+  const requestBytes = state.requestBytes;
+  const replies = state.replies;
+  const maxParkedBytes = PARKED_PAYLOADS_PER_CONNECTION * cfg.wsMaxPayloadBytes;
+
+  /** Note a connection's send buffer in the reply budget when it changed. */
+  const noteBuffered = (ws: WebSocket<Conn>, conn: Conn): void => {
+    const buffered = ws.getBufferedAmount();
+    if (buffered !== conn.noted) {
+      conn.noted = buffered;
+      if (conn.holder !== null) replies.note(conn.holder, buffered);
+    }
+  };
+
+  /** Parked messages leave the connection: give their bytes back. */
+  const unpark = (conn: Conn, taken: readonly Parked[]): void => {
+    let bytes = 0;
+    for (const p of taken) bytes += p.size;
+    conn.parkedBytes -= bytes;
+    requestBytes.give(bytes);
+    parked -= taken.length;
+  };
 
   /** Replies counted per message without prom-client hashing a label set each time. */
   const answered = {
@@ -126,6 +161,7 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
       out.ws = null;
       out.payload = "";
     }
+    noteBuffered(ws, conn);
   };
 
   /** One message being answered, and the sink of its scores: one object per message. */
@@ -164,7 +200,7 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
       } catch (e) {
         // Only a bug gets here: a reply that cannot be encoded still answers its id.
         logger.error(
-          { request_id: this.conn.id, id: this.id, err: (e as Error).message },
+          { request_id: this.conn.requestId, id: this.id, err: (e as Error).message },
           "reply could not be encoded",
         );
         const err = arborError("INTERNAL", "internal error");
@@ -181,7 +217,7 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
       const err = toArborError(e);
       if (err.status >= 500)
         logger.warn(
-          { request_id: this.conn.id, id: this.id, code: err.code, err: err.message },
+          { request_id: this.conn.requestId, id: this.id, code: err.code, err: err.message },
           "stream message failed",
         );
       this.done({ id: this.id, ...err.toJSON(), status: err.status }, err.status);
@@ -212,7 +248,7 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
       ws.getBufferedAmount() < cfg.wsMaxBackpressureBytes
     ) {
       const p = conn.parked.shift()!;
-      parked--;
+      unpark(conn, [p]);
       core.metrics.wsParked.set(parked);
       run(ws, p.data, p.binary, true);
     }
@@ -272,10 +308,27 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
         });
         return;
       }
-      const conn: Conn = { id: requestId, open: true, running: 0, parked: [], pumpScheduled: false };
+      const conn: Conn = {
+        requestId,
+        open: true,
+        running: 0,
+        parked: [],
+        parkedBytes: 0,
+        pumpScheduled: false,
+        noted: 0,
+        holder: null,
+      };
       res.upgrade(conn, key, protocol, extensions, context);
     },
     open: (ws) => {
+      const conn = ws.getUserData();
+      conn.holder = {
+        requestId: conn.requestId,
+        unsent: () => (conn.open ? ws.getBufferedAmount() : 0),
+        drop: () => {
+          if (conn.open) ws.close();
+        },
+      };
       sockets.add(ws);
       gauge.set(sockets.size);
     },
@@ -295,44 +348,64 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
       const data =
         (isBinary || message.byteLength === 0 ? null : utf8Text(new Uint8Array(message))) ??
         new Uint8Array(message.slice(0));
-      if (conn.running + conn.parked.length >= cfg.wsMaxInFlight) {
+      // During a shutdown nothing new is parked: run() answers SHUTTING_DOWN at once.
+      const park =
+        !state.shuttingDown &&
+        (conn.parked.length > 0 ||
+          conn.running >= RUNNING_PER_CONNECTION ||
+          ws.getBufferedAmount() >= cfg.wsMaxBackpressureBytes);
+      const size = message.byteLength;
+      let refusal: ArborError | null = null;
+      if (conn.running + conn.parked.length >= cfg.wsMaxInFlight)
+        refusal = clientError(
+          "TOO_MANY_IN_FLIGHT",
+          `stream: ${conn.running + conn.parked.length} messages in flight on this connection, the limit is ${cfg.wsMaxInFlight}; wait for replies`,
+        );
+      else if (park && conn.parkedBytes + size > maxParkedBytes)
+        refusal = clientError(
+          "TOO_MANY_IN_FLIGHT",
+          `stream: ${conn.parkedBytes} bytes of messages wait on this connection for their turn, the limit is ${maxParkedBytes} (4 x ARBOR_SERVE_WS_MAX_PAYLOAD_BYTES); wait for replies`,
+        );
+      else if (park && !requestBytes.take(size))
+        refusal = clientError(
+          "SERVER_BUSY",
+          `stream: the server holds ${requestBytes.limit} bytes of requests (ARBOR_SERVE_BODY_BUDGET_BYTES); retry shortly`,
+        );
+      if (refusal !== null) {
         if (ws.getBufferedAmount() >= cfg.wsMaxBackpressureBytes * REFUSE_CLOSE_FACTOR) {
           logger.warn(
-            { request_id: conn.id, limit: cfg.wsMaxInFlight, buffered: ws.getBufferedAmount() },
-            "stream: too many messages in flight and replies unread; closing",
+            { request_id: conn.requestId, code: refusal.code, buffered: ws.getBufferedAmount() },
+            "stream: messages refused and replies unread; closing",
           );
           ws.end(1008, "too many messages in flight");
           return;
         }
         counter.inc({ op: "invalid", status: "503" });
-        const err = clientError(
-          "TOO_MANY_IN_FLIGHT",
-          `stream: ${conn.running + conn.parked.length} messages in flight on this connection, the limit is ${cfg.wsMaxInFlight}; wait for replies`,
-        );
-        send(ws, { id: idOf(data, isBinary), ...err.toJSON(), status: err.status }, isBinary);
+        send(ws, { id: idOf(data, isBinary), ...refusal.toJSON(), status: refusal.status }, isBinary);
         return;
       }
-      // During a shutdown nothing new is parked: run() answers SHUTTING_DOWN at once.
-      if (
-        !state.shuttingDown &&
-        (conn.parked.length > 0 ||
-          conn.running >= RUNNING_PER_CONNECTION ||
-          ws.getBufferedAmount() >= cfg.wsMaxBackpressureBytes)
-      ) {
-        conn.parked.push({ data, binary: isBinary });
+      if (park) {
+        conn.parked.push({ data, binary: isBinary, size });
+        conn.parkedBytes += size;
         parked++;
         core.metrics.wsParked.set(parked);
         return;
       }
       run(ws, data, isBinary, false);
     },
-    drain: (ws) => schedulePump(ws, ws.getUserData()),
+    drain: (ws) => {
+      const conn = ws.getUserData();
+      noteBuffered(ws, conn);
+      schedulePump(ws, conn);
+    },
     close: (ws) => {
       const conn = ws.getUserData();
       conn.open = false;
-      parked -= conn.parked.length;
+      unpark(conn, conn.parked);
       core.metrics.wsParked.set(parked);
       conn.parked.length = 0;
+      conn.noted = 0;
+      if (conn.holder !== null) replies.note(conn.holder, 0);
       sockets.delete(ws);
       gauge.set(sockets.size);
     },
@@ -343,15 +416,10 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
       for (const ws of sockets) {
         const conn = ws.getUserData();
         const held = conn.parked.splice(0);
-        parked -= held.length;
+        unpark(conn, held);
         for (const p of held) run(ws, p.data, p.binary, true);
       }
       core.metrics.wsParked.set(parked);
-    },
-    buffered: () => {
-      let n = 0;
-      for (const ws of sockets) n += ws.getBufferedAmount();
-      return n;
     },
     closeAll: () => {
       for (const ws of [...sockets]) ws.end(1001, "server shutting down");
