@@ -163,21 +163,11 @@ type Finish = (res: HttpResponse, ex: Exchange, reply: CoreReply) => void;
  * Per-request state, and the request the core handles (no separate object per request); all
  * fields set in the constructor (stable shape).
  */
-class Exchange implements CoreRequest, ReplyHolder {
+class Exchange implements CoreRequest {
   aborted = false;
   done = false;
-  /**
-   * The part of the reply the client's socket did not take yet (null when all of it went out): it
-   * is written as the client reads ({@link attachHttp}'s writeRest), and counted in the process's
-   * reply budget meanwhile.
-   */
-  rest: Uint8Array | null = null;
-  /** Where `rest` starts in the reply body. */
-  restAt = 0;
-  /** Bytes of the reply body. */
-  replySize = 0;
-  /** Bytes of `rest` not written yet. */
-  unsentBytes = 0;
+  /** The part of the reply the client's socket did not take at once, until it has all gone out. */
+  pending: PendingReply | null = null;
   /** Close the connection after the reply (a body refused before it was all read). */
   closeAfter = false;
   /**
@@ -244,17 +234,71 @@ class Exchange implements CoreRequest, ReplyHolder {
     this.#finish(this.#res, this, reply);
   }
 
-  unsent(): number {
-    return this.unsentBytes;
-  }
-
-  drop(): void {
-    if (!this.aborted && this.rest !== null) this.#res.close();
-  }
-
   /** The X-Request-ID reply header value: the text if there is one already, else our id's bytes. */
   idHeader(): string | Uint8Array {
     return this.#requestId !== "" ? this.#requestId : this.#ids.bytes(this.#idHi, this.#idLo);
+  }
+}
+
+/**
+ * A reply the client's socket did not take at once: the rest of its bytes, copied (the body may sit
+ * in a buffer the next reply reuses), written as the socket drains, and counted in the process's
+ * reply budget meanwhile. uWS closes a connection that makes no progress for 10 s, and the budget
+ * closes the longest-waiting ones when the replies held for all clients pass it.
+ */
+class PendingReply implements ReplyHolder {
+  readonly #res: HttpResponse;
+  readonly #ex: Exchange;
+  readonly #replies: ReplyBacklog;
+  /** The body from byte `#at` on. */
+  readonly #rest: Uint8Array;
+  readonly #at: number;
+  readonly #size: number;
+  #unsent: number;
+
+  constructor(
+    res: HttpResponse,
+    ex: Exchange,
+    replies: ReplyBacklog,
+    body: string | Uint8Array,
+    size: number,
+  ) {
+    this.#res = res;
+    this.#ex = ex;
+    this.#replies = replies;
+    this.#at = res.getWriteOffset();
+    this.#rest = (typeof body === "string" ? utf8Encoder.encode(body) : body).slice(this.#at);
+    this.#size = size;
+    this.#unsent = size - this.#at;
+    res.onWritable((offset) => this.#write(offset));
+    replies.note(this, this.#unsent);
+  }
+
+  get requestId(): string {
+    return this.#ex.requestId;
+  }
+
+  unsent(): number {
+    return this.#unsent;
+  }
+
+  drop(): void {
+    if (this.#ex.pending === this) this.#res.close();
+  }
+
+  /** The connection closed: nothing is left to send. */
+  aborted(): void {
+    this.#unsent = 0;
+    this.#replies.note(this, 0);
+  }
+
+  #write(offset: number): boolean {
+    if (this.#ex.pending !== this) return true;
+    const [ok, done] = this.#res.tryEnd(this.#rest.subarray(offset - this.#at), this.#size);
+    if (done) this.#ex.pending = null;
+    this.#unsent = done ? 0 : this.#size - this.#res.getWriteOffset();
+    this.#replies.note(this, this.#unsent);
+    return ok;
   }
 }
 
@@ -314,37 +358,11 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
     else {
       // tryEnd, not end: end keeps whatever the socket does not take in uWS's own buffer and lets
       // the connection's next request in, so a client pipelining requests without reading the
-      // replies could make the process hold any number of them. Here what is left waits in
-      // writeRest, counted in the reply budget, and the connection takes no new request meanwhile.
+      // replies could make the process hold any number of them. Here what is left waits in a
+      // PendingReply, counted in the reply budget, and the connection takes no new request meanwhile.
       const size = typeof body === "string" ? Buffer.byteLength(body) : body.length;
-      if (!res.tryEnd(body, size)[1]) writeRest(res, ex, body, size);
+      if (!res.tryEnd(body, size)[1]) ex.pending = new PendingReply(res, ex, state.replies, body, size);
     }
-  };
-
-  const replies = state.replies;
-  /**
-   * The client's socket did not take the whole reply: copy what is left (the body may sit in a
-   * buffer reused by the next reply) and write it as the socket drains. uWS closes a connection
-   * that goes quiet for 10 s meanwhile, and the reply budget closes the longest-waiting ones when
-   * the replies held for all clients pass it.
-   */
-  const writeRest = (res: HttpResponse, ex: Exchange, body: string | Uint8Array, size: number): void => {
-    const written = res.getWriteOffset();
-    const bytes = typeof body === "string" ? utf8Encoder.encode(body) : body;
-    ex.rest = bytes.slice(written);
-    ex.restAt = written;
-    ex.replySize = size;
-    ex.unsentBytes = size - written;
-    res.onWritable((offset: number) => {
-      const rest = ex.rest;
-      if (rest === null) return true;
-      const [ok, done] = res.tryEnd(rest.subarray(offset - ex.restAt), ex.replySize);
-      if (done) ex.rest = null;
-      ex.unsentBytes = done ? 0 : ex.replySize - res.getWriteOffset();
-      replies.note(ex, ex.unsentBytes);
-      return ok;
-    });
-    replies.note(ex, ex.unsentBytes);
   };
 
   /** The bytes of a reply: its binary tensors, its text, or its body in the client's format. */
@@ -501,10 +519,9 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
     res.onAborted(() => {
       ex.aborted = true;
       dropChunks(ex);
-      if (ex.rest !== null) {
-        ex.rest = null;
-        ex.unsentBytes = 0;
-        replies.note(ex, 0);
+      if (ex.pending !== null) {
+        ex.pending.aborted();
+        ex.pending = null;
       }
       if (!ex.done) {
         ex.done = true;
