@@ -1,7 +1,8 @@
 /**
- * Serving soak benchmark: `npx bun bench/serve-soak.ts [--seconds 90] [--connections 32] [--clients 100] [--quick]`.
- * Does the server's memory, file descriptors and /metrics page stay bounded under long load? Three
- * phases, each on a fresh server of one process (`--workers 1`, so /proc/PID is the whole server)
+ * Serving soak benchmark: `npx bun bench/serve-soak.ts [--seconds 90] [--connections 32] [--clients 100]
+ * [--phases steady,reload,slow-bodies,slow-readers] [--quick]`.
+ * Does the server's memory, file descriptors and /metrics page stay bounded under long load? Four
+ * phases (--phases: some of them, in this order), each on a fresh server of one process (`--workers 1`, so /proc/PID is the whole server)
  * over its own temp store, sampled every 5 s (VmRSS from /proc/PID/status, open fds from
  * /proc/PID/fd, GET /metrics size in bytes and lines); each prints its samples as it goes, then RSS
  * start, peak and end and the least-squares RSS slope over its second half (MB = 2^20 bytes):
@@ -14,11 +15,24 @@
  *      rest for --seconds, the server on its default ARBOR_SERVE_BODY_BUDGET_BYTES (256 MiB): peak
  *      RSS, the arbor_serve_request_body_bytes_held gauge (peak, and after the clients left), how many
  *      are answered 503 SERVER_BUSY when their bodies end, and whether a plain predict answers 200
- *      during the hold and after it; its RSS slope is fitted on the second half of the hold.
+ *      during the hold and after it; its RSS slope is fitted on the second half of the hold;
+ *   4. slow readers: for --seconds, --clients raw HTTP connections each pipeline PIPELINED predicts
+ *      of BIG_ROWS rows of a 20-class model (msgpack in, JSON out: ~10 MB replies; every other one
+ *      writes a single predict) and never read, and
+ *      WS_CLIENTS raw /v1/stream connections each send such a predict and then a 2 MB message every
+ *      WS_SEND_MS without reading; a connection the server closes is replaced a second later. The
+ *      server is on its default budgets (ARBOR_SERVE_REPLY_BUDGET_BYTES, ..._BODY_BUDGET_BYTES) with
+ *      ARBOR_SERVE_MAX_ROWS raised to BIG_ROWS: peak RSS, peaks of arbor_serve_reply_bytes_unsent,
+ *      arbor_serve_request_body_bytes_held and arbor_serve_ws_parked_messages (and whether they are
+ *      back to 0 after the clients left), arbor_serve_slow_readers_closed_total, the requests and
+ *      messages answered by status (503: refused), whether a plain predict answers 200 during the
+ *      hold and after it, and whether a reading client's big predict arrives whole during the hold.
  * --quick: 20 s phases (a smoke run). No figure is asserted: the exit code is 1 only when a server
- * fails (does not start, dies, exits non-zero on SIGTERM, or a plain predict is not answered 200).
- * Every process and the temp folder are cleaned up, also on Ctrl-C. Needs `wrk`
- * (`apt-get install -y wrk`). Writes bench/results/serve-soak.json (--quick: serve-soak-quick.json).
+ * fails (does not start, dies, exits non-zero on SIGTERM, a plain predict is not answered 200, or
+ * phase 4's reading client does not get its whole reply). Every process and the temp folder are
+ * cleaned up, also on Ctrl-C. Phases 1 and 2 need `wrk` (`apt-get install -y wrk`). Writes
+ * bench/results/serve-soak.json (--quick: serve-soak-quick.json; --phases: the phases' names are
+ * appended, e.g. serve-soak-quick-slow-readers.json).
  */
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
@@ -35,6 +49,7 @@ import {
   publishFixture,
   type ServeProcess,
   startServe,
+  wsRawClient,
 } from "../test/serve-fixtures.ts";
 import { luaString, machineTicks } from "./wrk-tools.ts";
 
@@ -44,8 +59,10 @@ const { values } = parseArgs({
     /** Length of each phase (phase 3: how long the slow bodies are held); default 90, --quick 20. */
     seconds: { type: "string" },
     connections: { type: "string", default: "32" },
-    /** Slow-body clients of phase 3. */
+    /** Slow-body clients of phase 3, non-reading HTTP clients of phase 4. */
     clients: { type: "string", default: "100" },
+    /** Comma-separated phases to run (PHASE_NAMES); default all. */
+    phases: { type: "string" },
     quick: { type: "boolean", default: false },
   },
 });
@@ -63,7 +80,18 @@ for (const [flag, v, min] of [
     process.exit(2);
   }
 }
-if (Bun.which("wrk") === null) {
+const PHASE_NAMES = ["steady", "reload", "slow-bodies", "slow-readers"] as const;
+type PhaseName = (typeof PHASE_NAMES)[number];
+const PHASES: readonly PhaseName[] =
+  values.phases === undefined
+    ? PHASE_NAMES
+    : PHASE_NAMES.filter((p) => values.phases?.split(",").includes(p));
+const unknown = values.phases?.split(",").filter((p) => !(PHASE_NAMES as readonly string[]).includes(p));
+if (PHASES.length === 0 || (unknown !== undefined && unknown.length > 0)) {
+  console.error(`bench/serve-soak.ts: --phases takes some of ${PHASE_NAMES.join(",")}`);
+  process.exit(2);
+}
+if ((PHASES.includes("steady") || PHASES.includes("reload")) && Bun.which("wrk") === null) {
   console.error("bench/serve-soak.ts needs wrk on PATH: apt-get install -y wrk");
   process.exit(2);
 }
@@ -99,6 +127,38 @@ const MODEL: FixtureModel = {
   depth: 6,
   seed: 42,
 };
+/**
+ * Phase 4: a model whose big predicts have big replies: 20 classes, so ~0.4 KB of JSON a row (a
+ * reply of BIG_ROWS rows is ~10 MB, more than the ~4 MB a non-reading client's kernel buffers take);
+ * few small trees, so that most of a big predict's cost is its reply.
+ */
+const BIG_MODEL: FixtureModel = {
+  name: "soak-wide",
+  version: 1,
+  task: "multiclass",
+  numClasses: 20,
+  numFeatures: 4,
+  numTrees: 2,
+  depth: 3,
+  seed: 5,
+};
+/** Phase 4: rows of a big predict (its ARBOR_SERVE_MAX_ROWS). */
+const BIG_ROWS = 25_000;
+/**
+ * Phase 4: big predicts each even-numbered non-reading HTTP connection writes at once; the odd ones
+ * write one. uWS closes a connection at its second request while the first one's reply waits (~0.1
+ * s after that reply), so only the single-request ones wait on their replies (until uWS's 10 s
+ * timeout) long enough to fill ARBOR_SERVE_REPLY_BUDGET_BYTES.
+ */
+const PIPELINED = 4;
+/** Phase 4: non-reading /v1/stream connections. */
+const WS_CLIENTS = 10;
+/** Phase 4: bytes of each message a stream client sends after its big predict (a padded predict). */
+const WS_MESSAGE_BYTES = 2_000_000;
+/** Phase 4: how often each stream client sends one. */
+const WS_SEND_MS = 250;
+/** Phase 4: how often closed connections are looked for (and replaced, a sweep later). */
+const SWEEP_MS = 1000;
 const row = Array.from({ length: F }, (_, i) => Math.fround(Math.sin(i) * 2));
 const enc = new TextEncoder();
 const bodies = {
@@ -149,15 +209,20 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
 /** A server failure: what makes the exit code 1 (figures never do). */
 class ServerFailure extends Error {}
 
-/** A store of its own for a phase, with version 1 of MODEL labelled production. */
-async function phaseStore(phase: string): Promise<{ store: ArtifactStore; uri: string }> {
+/** A store of its own for a phase, with version 1 of each of `models` labelled production. */
+async function phaseStore(
+  phase: string,
+  models: readonly FixtureModel[] = [MODEL],
+): Promise<{ store: ArtifactStore; uri: string }> {
   const folder = path.join(dir, phase);
   mkdirSync(folder);
   const uri = pathToFileURL(folder).href;
   const store = await openArtifactStore(uri);
   stores.add(store);
-  const f = await publishFixture(store, MODEL);
-  await pointLabel(store, MODEL.name, "production", 1, f.manifestSha256);
+  for (const m of models) {
+    const f = await publishFixture(store, m);
+    await pointLabel(store, m.name, "production", m.version, f.manifestSha256);
+  }
   return { store, uri };
 }
 
@@ -254,6 +319,12 @@ interface Sample {
   loads: number | null;
   /** arbor_serve_request_body_bytes_held. */
   bodyHeld: number | null;
+  /** arbor_serve_reply_bytes_unsent (null also from a server without it). */
+  replyUnsent: number | null;
+  /** arbor_serve_ws_parked_messages. */
+  wsParked: number | null;
+  /** arbor_serve_slow_readers_closed_total. */
+  readersClosed: number | null;
 }
 
 /** VmRSS and VmHWM (peak RSS of the process's life) in bytes, and open fds. */
@@ -295,9 +366,23 @@ async function sample(srv: ServeProcess, t0: number): Promise<Sample> {
       metricsLines: text.split("\n").filter((l) => l !== "").length,
       loads: metricSum(text, "arbor_serve_model_loads_total", 'result="ok"'),
       bodyHeld: metricSum(text, "arbor_serve_request_body_bytes_held"),
+      replyUnsent: metricSum(text, "arbor_serve_reply_bytes_unsent"),
+      wsParked: metricSum(text, "arbor_serve_ws_parked_messages"),
+      readersClosed: metricSum(text, "arbor_serve_slow_readers_closed_total"),
     };
   } catch {
-    return { t, rss: p.rss, fds: p.fds, metricsBytes: null, metricsLines: null, loads: null, bodyHeld: null };
+    return {
+      t,
+      rss: p.rss,
+      fds: p.fds,
+      metricsBytes: null,
+      metricsLines: null,
+      loads: null,
+      bodyHeld: null,
+      replyUnsent: null,
+      wsParked: null,
+      readersClosed: null,
+    };
   }
 }
 
@@ -323,7 +408,11 @@ function startSampler(
       s.metricsBytes === null
         ? "/metrics scrape failed"
         : `/metrics ${s.metricsBytes} B ${s.metricsLines} lines`;
-    const held = s.bodyHeld ? `  bodies held ${mb(s.bodyHeld)} MB` : "";
+    const held =
+      (s.bodyHeld ? `  bodies held ${mb(s.bodyHeld)} MB` : "") +
+      (s.replyUnsent ? `  replies unsent ${mb(s.replyUnsent)} MB` : "") +
+      (s.wsParked ? `  parked ${s.wsParked}` : "") +
+      (s.readersClosed ? `  readers closed ${s.readersClosed}` : "");
     console.log(
       `${phase.padEnd(11)} t=${s.t.toFixed(0).padStart(4)} s  RSS ${mb(s.rss).padStart(6)} MB  fds ${String(s.fds).padStart(4)}  ${metrics}${held}  ${note()}`,
     );
@@ -712,21 +801,315 @@ async function slowBodies(): Promise<Record<string, unknown>> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Phase 4: clients that do not read, against the process's reply budget.
+
+const BIG_PATH = `/v1/models/${BIG_MODEL.name}:predict`;
+const bigInstances = Array.from({ length: BIG_ROWS }, (_, i) => [i % 7, (i % 13) * 0.5, -(i % 5), 1]);
+const bigBody = pack({ instances: bigInstances }) as Uint8Array;
+
+/**
+ * A client's WebSocket frame (binary, or text for JSON). RFC 6455 wants it masked: the mask is
+ * zero, so the payload goes as it is (no copy to XOR, and one frame can be written many times).
+ */
+function wsFrame(payload: Uint8Array, text: boolean): Buffer {
+  const n = payload.length;
+  const head = Buffer.alloc(n < 126 ? 2 : n < 65536 ? 4 : 10);
+  head[0] = text ? 0x81 : 0x82;
+  if (n < 126) head[1] = 0x80 | n;
+  else if (n < 65536) {
+    head[1] = 0x80 | 126;
+    head.writeUInt16BE(n, 2);
+  } else {
+    head[1] = 0x80 | 127;
+    head.writeBigUInt64BE(BigInt(n), 2);
+  }
+  return Buffer.concat([head, Buffer.alloc(4), payload]);
+}
+
+/**
+ * The TCP state of this machine's IPv4 connections to `port`, by their local port (/proc/net/tcp:
+ * 01 ESTABLISHED, 02 SYN_SENT, 08 CLOSE_WAIT...; a connection reset is gone). How a client that
+ * does not read sees that the server closed it: node reads no FIN nor RST from a paused socket.
+ */
+function tcpStates(port: number): Map<number, string> {
+  const states = new Map<number, string>();
+  const remote = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  for (const line of readFileSync("/proc/net/tcp", "utf8").split("\n").slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length > 3 && f[2].endsWith(remote)) states.set(Number.parseInt(f[1].split(":")[1], 16), f[3]);
+  }
+  return states;
+}
+
+/** A metric's samples whose labels contain `labels`, summed by their status label. */
+function byStatus(text: string, name: string, labels = ""): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(new RegExp(`^${name}\\{([^}]*)\\} (\\S+)$`, "gm"))) {
+    if (!m[1].includes(labels)) continue;
+    const status = /status="([^"]*)"/.exec(m[1])?.[1] ?? "?";
+    out[status] = (out[status] ?? 0) + Number(m[2]);
+  }
+  return out;
+}
+
+/** `after` minus `before`, status by status (those that moved). */
+function diff(after: Record<string, number>, before: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(after)) if (v - (before[k] ?? 0) !== 0) out[k] = v - (before[k] ?? 0);
+  return out;
+}
+
+/** A big predict from a client that reads (fetch): its status, its body, how long it took. */
+async function bigPredict(srv: ServeProcess): Promise<{ status: number; body: string; ms: number }> {
+  const t = performance.now();
+  try {
+    const res = await fetch(`${srv.url}${BIG_PATH}`, {
+      method: "POST",
+      headers: { "content-type": "application/msgpack", accept: "application/json" },
+      body: bigBody,
+      signal: AbortSignal.timeout(60_000),
+    });
+    const body = await res.text();
+    return { status: res.status, body, ms: Math.round(performance.now() - t) };
+  } catch {
+    return { status: 0, body: "", ms: Math.round(performance.now() - t) };
+  }
+}
+
+/** A raw connection of phase 4 that never reads (null: a free slot). */
+type Slot = { socket: net.Socket } | null;
+
+async function slowReaders(): Promise<Record<string, unknown>> {
+  const { uri } = await phaseStore("readers", [MODEL, BIG_MODEL]);
+  const srv = await serve(uri, { ARBOR_SERVE_MAX_ROWS: String(BIG_ROWS) });
+  const head = `POST ${BIG_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/msgpack\r\nAccept: application/json\r\nContent-Length: ${bigBody.length}\r\n\r\n`;
+  const single = Buffer.concat([Buffer.from(head), bigBody]);
+  const pipelined = Buffer.concat(Array.from({ length: PIPELINED }, () => single));
+  const wsBig = wsFrame(
+    enc.encode(JSON.stringify({ id: 0, model: BIG_MODEL.name, op: "predict", instances: bigInstances })),
+    true,
+  );
+  const wsPadded = pack({ id: 1, model: BIG_MODEL.name, op: "predict", instances: [[1, 2, 3, 4]], pad: "" });
+  const wsMessage = wsFrame(
+    pack({
+      id: 1,
+      model: BIG_MODEL.name,
+      op: "predict",
+      instances: [[1, 2, 3, 4]],
+      pad: "x".repeat(WS_MESSAGE_BYTES - wsPadded.length - 4),
+    }),
+    false,
+  );
+  const httpSlots: Slot[] = new Array(CLIENTS).fill(null);
+  const wsSlots: (Slot | "opening")[] = new Array(WS_CLIENTS).fill(null);
+  const http = { connections: 0, requests: 0, closed_by_server: 0 };
+  const stream = { connections: 0, failed_upgrades: 0, messages: 0, closed_by_server: 0 };
+  let holding = false;
+  const drop = (s: net.Socket) => {
+    s.destroy();
+    sockets.delete(s);
+  };
+  const openHttp = (i: number) => {
+    const socket = net.connect(srv.port, "127.0.0.1");
+    sockets.add(socket);
+    socket.on("error", () => {});
+    socket.pause();
+    socket.write(i % 2 === 0 ? pipelined : single);
+    httpSlots[i] = { socket };
+    http.connections++;
+    http.requests += i % 2 === 0 ? PIPELINED : 1;
+  };
+  const openWs = async (i: number) => {
+    wsSlots[i] = "opening";
+    try {
+      const c = await wsRawClient(srv.port);
+      sockets.add(c.socket);
+      await c.until(() => c.status() !== "" || c.closed()).catch(() => {});
+      c.socket.pause();
+      if (!holding || !c.status().includes(" 101 ")) {
+        if (holding) stream.failed_upgrades++;
+        drop(c.socket);
+        wsSlots[i] = null;
+        return;
+      }
+      c.socket.write(wsBig);
+      stream.connections++;
+      stream.messages++;
+      wsSlots[i] = { socket: c.socket };
+    } catch {
+      stream.failed_upgrades++;
+      wsSlots[i] = null;
+    }
+  };
+  /** Replace the connections found closed at the last sweep, then look for closed ones. */
+  const sweep = () => {
+    if (!holding) return;
+    for (let i = 0; i < CLIENTS; i++) if (httpSlots[i] === null) openHttp(i);
+    for (let i = 0; i < WS_CLIENTS; i++) if (wsSlots[i] === null) void openWs(i);
+    const states = tcpStates(srv.port);
+    const gone = (s: net.Socket) =>
+      s.destroyed || (s.localPort !== undefined && !["01", "02"].includes(states.get(s.localPort) ?? "gone"));
+    for (const [i, slot] of httpSlots.entries())
+      if (slot !== null && gone(slot.socket)) {
+        http.closed_by_server++;
+        drop(slot.socket);
+        httpSlots[i] = null;
+      }
+    for (const [i, slot] of wsSlots.entries())
+      if (slot !== null && slot !== "opening" && gone(slot.socket)) {
+        stream.closed_by_server++;
+        drop(slot.socket);
+        wsSlots[i] = null;
+      }
+  };
+  /** Each stream client sends a message, unless its own socket still holds a few unsent. */
+  const send = () => {
+    for (const slot of wsSlots)
+      if (slot !== null && slot !== "opening" && slot.socket.writableLength < 4 * WS_MESSAGE_BYTES) {
+        slot.socket.write(wsMessage);
+        stream.messages++;
+      }
+  };
+  const open = (slots: readonly (Slot | "opening")[]) =>
+    slots.filter((s) => s !== null && s !== "opening").length;
+  try {
+    // A reading client's big predict on the idle server: what it must get whole during the hold.
+    const expected = await bigPredict(srv);
+    if (expected.status !== 200)
+      throw new ServerFailure(`a big predict answered ${expected.status} on an idle server`);
+    const before = await metricsText(srv);
+    const steal0 = machineTicks();
+    const sampler = startSampler(
+      "slow readers",
+      srv,
+      () =>
+        `HTTP open ${open(httpSlots)} (opened ${http.connections}, closed ${http.closed_by_server}), stream open ${open(wsSlots)} (opened ${stream.connections}, closed ${stream.closed_by_server}, messages ${stream.messages})`,
+    );
+    await Bun.sleep(SAMPLE_MS);
+    holding = true;
+    const holdEnd = performance.now() + SECONDS * 1000;
+    const sweeper = setInterval(sweep, SWEEP_MS);
+    const sender = setInterval(send, WS_SEND_MS);
+    timers.add(sweeper);
+    timers.add(sender);
+    sweep();
+    const holdFrom = (await sampler.take()).t;
+    await Bun.sleep((SECONDS * 1000) / 2);
+    const predictDuring = await plainPredict(srv);
+    const big = await bigPredict(srv);
+    const bigWhole = big.status === 200 && big.body === expected.body;
+    await Bun.sleep(Math.max(0, holdEnd - performance.now()));
+    clearInterval(sender);
+    timers.delete(sender);
+    sweep();
+    holding = false;
+    clearInterval(sweeper);
+    timers.delete(sweeper);
+    const held = await sampler.take();
+    const holdTo = held.t;
+    for (const slot of [...httpSlots, ...wsSlots]) if (slot !== null && slot !== "opening") drop(slot.socket);
+    // Every gauge back to 0 when the clients are gone (bounded wait).
+    const gauges = (text: string) => ({
+      reply_bytes_unsent: metricSum(text, "arbor_serve_reply_bytes_unsent"),
+      request_body_bytes_held: metricSum(text, "arbor_serve_request_body_bytes_held"),
+      ws_parked_messages: metricSum(text, "arbor_serve_ws_parked_messages"),
+    });
+    const gone = performance.now() + 15_000;
+    let text = await metricsText(srv);
+    while (Object.values(gauges(text)).some((v) => (v ?? 0) !== 0) && performance.now() < gone) {
+      await Bun.sleep(200);
+      text = await metricsText(srv);
+    }
+    const after = gauges(text);
+    const predictAfter = await plainPredict(srv);
+    await Bun.sleep(SAMPLE_MS);
+    const samples = await sampler.stop();
+    const whileOn = samples.filter((s) => s.t >= holdFrom && s.t <= holdTo);
+    const mem = memoryFigures(samples, procFigures(srv.proc.pid).hwm, steal0, secondHalf(whileOn));
+    const peak = (f: (s: Sample) => number | null) => Math.max(0, ...samples.map((s) => f(s) ?? 0));
+    const figures = {
+      ...mem,
+      http_clients: CLIENTS,
+      pipelined: PIPELINED,
+      rows: BIG_ROWS,
+      reply_mb: Number((Buffer.byteLength(expected.body) / MB).toFixed(1)),
+      stream_clients: WS_CLIENTS,
+      stream_message_mb: Number((WS_MESSAGE_BYTES / MB).toFixed(1)),
+      held_seconds: SECONDS,
+      rss_while_held_mb: Number((held.rss / MB).toFixed(1)),
+      reply_bytes_unsent_peak_mb: Number((peak((s) => s.replyUnsent) / MB).toFixed(1)),
+      body_bytes_held_peak_mb: Number((peak((s) => s.bodyHeld) / MB).toFixed(1)),
+      ws_parked_peak: peak((s) => s.wsParked),
+      slow_readers_closed: metricSum(text, "arbor_serve_slow_readers_closed_total"),
+      http,
+      stream,
+      // What the server answered while the clients were on (the reading client's predict included).
+      http_replies: diff(
+        byStatus(text, "arbor_serve_requests_total", `model="${BIG_MODEL.name}"`),
+        byStatus(before, "arbor_serve_requests_total", `model="${BIG_MODEL.name}"`),
+      ),
+      stream_replies: diff(
+        byStatus(text, "arbor_serve_ws_messages_total"),
+        byStatus(before, "arbor_serve_ws_messages_total"),
+      ),
+      after_clients_left: after,
+      predict_status_during: predictDuring,
+      predict_status_after: predictAfter,
+      big_predict_during: { status: big.status, whole: bigWhole, ms: big.ms, expected_ms: expected.ms },
+      log_warnings: warnings(srv),
+      samples,
+    };
+    const mbOf = (v: number | null) => (v === null ? "n/a" : `${mb(v)} MB`);
+    console.log(
+      `slow readers ${CLIENTS} HTTP clients x ${PIPELINED} pipelined (every other one: 1) ${BIG_ROWS}-row predicts (${figures.reply_mb} MB JSON replies), ` +
+        `${WS_CLIENTS} stream clients x a ${BIG_ROWS}-row predict then ${figures.stream_message_mb} MB every ${WS_SEND_MS} ms, held ${SECONDS} s: ` +
+        `RSS while held ${figures.rss_while_held_mb} MB; peaks: reply_bytes_unsent ${figures.reply_bytes_unsent_peak_mb} MB, ` +
+        `request_body_bytes_held ${figures.body_bytes_held_peak_mb} MB, ws_parked_messages ${figures.ws_parked_peak}; ` +
+        `slow_readers_closed_total ${figures.slow_readers_closed ?? "n/a"}`,
+    );
+    console.log(
+      `slow readers HTTP: ${http.connections} connections wrote ${http.requests} requests, ${http.closed_by_server} closed by the server; answered ${JSON.stringify(figures.http_replies)}. ` +
+        `Stream: ${stream.connections} connections (${stream.failed_upgrades} failed upgrades) sent ${stream.messages} messages, ${stream.closed_by_server} closed by the server; answered ${JSON.stringify(figures.stream_replies)}`,
+    );
+    console.log(
+      `slow readers after the clients left: reply_bytes_unsent ${mbOf(after.reply_bytes_unsent)}, request_body_bytes_held ${mbOf(after.request_body_bytes_held)}, ws_parked_messages ${after.ws_parked_messages ?? "n/a"}; ` +
+        `plain predict during ${predictDuring}, after ${predictAfter}; a reading client's big predict during: ${big.status}, ${bigWhole ? "whole" : "NOT whole"}, ${big.ms} ms (idle: ${expected.ms} ms)`,
+    );
+    printMemory("slow readers", mem, "while the clients were on");
+    if (predictDuring !== 200 || predictAfter !== 200)
+      throw new ServerFailure(
+        `a plain predict answered ${predictDuring} during the hold and ${predictAfter} after it`,
+      );
+    if (!bigWhole)
+      throw new ServerFailure(
+        `a reading client's big predict answered ${big.status} during the hold, ${big.body.length} of ${expected.body.length} bytes${big.status === 200 ? " (different)" : ""}`,
+      );
+    return figures;
+  } finally {
+    holding = false;
+    for (const slot of [...httpSlots, ...wsSlots]) if (slot !== null && slot !== "opening") drop(slot.socket);
+    await finish(srv);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 
 console.log(
-  `serve soak: ${SECONDS} s per phase, wrk -t1 -c${CONNS}, ${CLIENTS} slow clients; one server process per phase; ` +
+  `serve soak: ${PHASES.join(", ")}; ${SECONDS} s per phase, wrk -t1 -c${CONNS}, ${CLIENTS} slow clients; one server process per phase; ` +
     `model ${MODEL.numTrees} trees of depth ${MODEL.depth} on ${F} features; samples every ${SAMPLE_MS / 1000} s; temp ${dir}`,
 );
 const started = new Date();
 const phases: Record<string, unknown> = {};
 const failures: string[] = [];
 try {
-  for (const [name, run] of [
-    ["steady", steady],
-    ["reload", reloadChurn],
-    ["slow_bodies", slowBodies],
+  for (const [phase, name, run] of [
+    ["steady", "steady", steady],
+    ["reload", "reload", reloadChurn],
+    ["slow-bodies", "slow_bodies", slowBodies],
+    ["slow-readers", "slow_readers", slowReaders],
   ] as const) {
     if (interrupted) break;
+    if (!PHASES.includes(phase)) continue;
     try {
       phases[name] = await run();
     } catch (e) {
@@ -742,13 +1125,11 @@ try {
 }
 if (!interrupted) {
   mkdirSync(path.join(ROOT, "bench/results"), { recursive: true });
-  const out = path.join(
-    ROOT,
-    QUICK ? "bench/results/serve-soak-quick.json" : "bench/results/serve-soak.json",
-  );
+  const some = PHASES.length < PHASE_NAMES.length ? `-${PHASES.join("-")}` : "";
+  const out = path.join(ROOT, `bench/results/serve-soak${QUICK ? "-quick" : ""}${some}.json`);
   writeFileSync(
     out,
-    `${JSON.stringify({ date: started.toISOString(), seconds: SECONDS, connections: CONNS, clients: CLIENTS, model: MODEL, failures, phases }, null, 2)}\n`,
+    `${JSON.stringify({ date: started.toISOString(), seconds: SECONDS, connections: CONNS, clients: CLIENTS, model: MODEL, big_model: BIG_MODEL, failures, phases }, null, 2)}\n`,
   );
   console.log(
     `wrote ${path.relative(ROOT, out)} (${((Date.now() - started.getTime()) / 1000).toFixed(0)} s)${failures.length > 0 ? `; ${failures.length} server failure(s)` : ""}`,
