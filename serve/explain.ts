@@ -1,91 +1,171 @@
 /**
- * Explain glue: SHAP contributions and global importance for a loaded slot. The TreeEnsemble is
- * decoded from the slot's own model.onnx on first use and cached on the slot: a bundle explains
- * itself (covers travel in the ONNX metadata), so explain needs nothing beyond the bundle.
- * Values are in raw-margin space: base_value + Σ contributions = margin.
+ * Explain glue: SHAP contributions and global importance for a loaded slot. TreeSHAP runs on a
+ * thread of its own ({@link ExplainPool}; ~1-2 ms a row for 500 trees of depth 6), so that a
+ * 100-row explain does not stall every prediction of the process for a few hundred milliseconds;
+ * the thread decodes the slot's own model.onnx on first use (a bundle explains itself: covers
+ * travel in the ONNX metadata). Values are in raw-margin space: base_value + Σ contributions = margin.
  */
-import { arborError, isArborError } from "../shared/errors.ts";
+import { Worker } from "node:worker_threads";
+import { type ArborError, arborError, isArborError } from "../shared/errors.ts";
 import { splitImportance } from "../shared/importance.ts";
 import { decodeEnsembleOnnx } from "../shared/onnx/decode.ts";
 import type { TreeEnsemble } from "../shared/tree.ts";
-import { TreeExplainer } from "../shared/treeshap.ts";
 import { type ClassPrediction, classLabels } from "./core/predictions.ts";
+import type { ExplainAnswer, ExplainJob } from "./explain-worker.ts";
 import type { ModelSlot } from "./model-cache/slot.ts";
 
-/** What a slot keeps for explain: the explainer and running mean-|SHAP| sums. */
+/** What a slot keeps for explain (its `explainState`). */
 interface ExplainState {
-  ensemble: TreeEnsemble;
-  explainer: TreeExplainer;
-  buf: Float64Array;
-  absSums: Float64Array;
+  /** The slot's explainer in the explain thread. */
+  readonly key: number;
+  /** The thread start ({@link ExplainPool}'s generation) that has the model: later jobs do not send it. */
+  generation: number;
+  /** Why the model cannot be explained, once known: every request after is refused at once. */
+  refused: ArborError | null;
+  /** Σ |SHAP| per feature over the rows explained here, and their count (GET …/importance). */
+  readonly absSums: Float64Array;
   rows: number;
+  /** Decoded on the first importance request (split gains and counts). */
+  ensemble: TreeEnsemble | null;
 }
 
+let nextKey = 1;
+
 function stateOf(slot: ModelSlot): ExplainState {
-  const cached = slot.explainState;
-  // A model that cannot be decoded stays that way: remember the refusal rather than decode the
-  // whole ONNX again on every explain or importance request.
-  if (cached instanceof Error) throw cached;
-  if (cached !== null) return cached as ExplainState;
-  let ensemble: TreeEnsemble;
-  try {
-    ensemble = decodeEnsembleOnnx(slot.modelBytes).ensemble;
-  } catch (e) {
-    if (!isArborError(e)) throw e;
-    const err = arborError("EXPLAIN_UNAVAILABLE", `explain: ${e.message}`, { cause: e });
-    slot.explainState = err;
-    throw err;
+  if (slot.explainState === null) {
+    const state: ExplainState = {
+      key: nextKey++,
+      generation: 0,
+      refused: null,
+      absSums: new Float64Array(slot.plan.width),
+      rows: 0,
+      ensemble: null,
+    };
+    slot.explainState = state;
   }
-  const explainer = new TreeExplainer(ensemble);
-  const state: ExplainState = {
-    ensemble,
-    explainer,
-    buf: new Float64Array(explainer.rowSize),
-    absSums: new Float64Array(ensemble.numFeatures),
-    rows: 0,
-  };
-  slot.explainState = state;
-  return state;
+  const st = slot.explainState as ExplainState;
+  if (st.refused !== null) throw st.refused;
+  return st;
+}
+
+/**
+ * The explain thread of this process: jobs in order, answers by id. Started on first use; if it
+ * dies, the jobs it had fail (INTERNAL) and the next one starts a new thread, which is sent each
+ * model again.
+ */
+class ExplainPool {
+  #worker: Worker | null = null;
+  #generation = 0;
+  #nextId = 1;
+  readonly #pending = new Map<number, { resolve: (a: ExplainAnswer) => void; reject: (e: Error) => void }>();
+
+  /** The SHAP matrix of `rows` rows of `x` (rows × rowSize), computed on the explain thread. */
+  async shap(
+    slot: ModelSlot,
+    x: Float32Array,
+    rows: number,
+  ): Promise<{ shap: Float64Array; rowSize: number }> {
+    const st = stateOf(slot);
+    const worker = this.#start();
+    const id = this.#nextId++;
+    const job: ExplainJob = {
+      id,
+      key: st.key,
+      model: st.generation === this.#generation ? null : slot.modelBytes,
+      x,
+      rows,
+    };
+    st.generation = this.#generation;
+    const answer = await new Promise<ExplainAnswer>((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      worker.postMessage(job);
+    });
+    if ("shap" in answer) return answer;
+    if (!answer.unexplainable) throw arborError("INTERNAL", `explain thread: ${answer.error}`);
+    st.refused ??= arborError("EXPLAIN_UNAVAILABLE", `explain: ${answer.error}`);
+    throw st.refused;
+  }
+
+  /** The slot's session is released: drop its explainer from the thread. */
+  forget(slot: ModelSlot): void {
+    const st = slot.explainState as ExplainState | null;
+    if (st !== null && this.#worker !== null) this.#worker.postMessage({ forget: st.key });
+  }
+
+  #start(): Worker {
+    if (this.#worker !== null) return this.#worker;
+    // Bun runs the TypeScript entry; Node.js needs the .mjs one, which loads it through tsx.
+    const entry = process.versions["bun"] !== undefined ? "./explain-worker.ts" : "./explain-worker.mjs";
+    const worker = new Worker(new URL(entry, import.meta.url));
+    // The server's sockets keep the process alive; the thread must not keep it from exiting.
+    worker.unref();
+    worker.on("message", (a: ExplainAnswer) => {
+      const p = this.#pending.get(a.id);
+      if (p === undefined) return;
+      this.#pending.delete(a.id);
+      p.resolve(a);
+    });
+    worker.on("error", (e) => this.#lost(worker, e.message));
+    worker.on("exit", (code) => this.#lost(worker, `exited with code ${code}`));
+    this.#worker = worker;
+    this.#generation++;
+    return worker;
+  }
+
+  #lost(worker: Worker, why: string): void {
+    if (this.#worker !== worker) return;
+    this.#worker = null;
+    const err = arborError("INTERNAL", `explain thread: ${why}`);
+    for (const p of this.#pending.values()) p.reject(err);
+    this.#pending.clear();
+  }
+}
+
+const pool = new ExplainPool();
+
+/** The slot's session is released: its explainer leaves the explain thread. */
+export function forgetExplainer(slot: ModelSlot): void {
+  pool.forget(slot);
 }
 
 /** Per-row explanations: prediction, base value(s), contributions keyed by feature (top_k by |value|). */
-export function explainRows(
+export async function explainRows(
   slot: ModelSlot,
   data: Float32Array,
   rows: number,
   topK: number | null,
   predictions: (number | ClassPrediction)[],
-): Record<string, unknown>[] {
+): Promise<Record<string, unknown>[]> {
+  const { shap, rowSize } = await pool.shap(slot, data, rows);
   const st = stateOf(slot);
-  const f = st.ensemble.numFeatures;
-  const k = st.ensemble.numOutputs;
+  const f = slot.plan.width;
+  const k = rowSize / (f + 1);
   const names = slot.plan.names;
   const outputs = k === 1 ? null : classLabels(slot.signature, k);
   const out: Record<string, unknown>[] = new Array(rows);
   const order = new Int32Array(f);
   for (let r = 0; r < rows; r++) {
-    st.explainer.explainRow(data, st.buf, r * f);
     const perOutput: Record<string, number>[] = [];
     const bases: number[] = [];
     const margins: number[] = [];
     for (let o = 0; o < k; o++) {
-      const base = o * (f + 1);
-      let margin = st.buf[base + f];
+      const base = r * rowSize + o * (f + 1);
+      let margin = shap[base + f];
       for (let j = 0; j < f; j++) {
         order[j] = j;
-        st.absSums[j] += Math.abs(st.buf[base + j]);
-        margin += st.buf[base + j];
+        st.absSums[j] += Math.abs(shap[base + j]);
+        margin += shap[base + j];
       }
       let sorted: ArrayLike<number> = order;
       if (topK !== null && topK < f) {
         sorted = Array.from(order)
-          .sort((a, b) => Math.abs(st.buf[base + b]) - Math.abs(st.buf[base + a]))
+          .sort((a, b) => Math.abs(shap[base + b]) - Math.abs(shap[base + a]))
           .slice(0, topK);
       }
       const c: Record<string, number> = {};
-      for (let i = 0; i < sorted.length; i++) c[names[sorted[i]]] = st.buf[base + sorted[i]];
+      for (let i = 0; i < sorted.length; i++) c[names[sorted[i]]] = shap[base + sorted[i]];
       perOutput.push(c);
-      bases.push(st.buf[base + f]);
+      bases.push(shap[base + f]);
       margins.push(margin);
     }
     st.rows++;
@@ -114,6 +194,15 @@ export function explainRows(
 /** Global importance: gain and split count from the ensemble, mean |SHAP| over rows explained here. */
 export function importanceOf(slot: ModelSlot): Record<string, unknown> {
   const st = stateOf(slot);
+  if (st.ensemble === null) {
+    try {
+      st.ensemble = decodeEnsembleOnnx(slot.modelBytes).ensemble;
+    } catch (e) {
+      if (!isArborError(e)) throw e;
+      st.refused = arborError("EXPLAIN_UNAVAILABLE", `explain: ${e.message}`, { cause: e });
+      throw st.refused;
+    }
+  }
   const imp = splitImportance(st.ensemble);
   const features = imp
     .map((x) => ({
@@ -127,17 +216,16 @@ export function importanceOf(slot: ModelSlot): Record<string, unknown> {
 }
 
 /** SHAP values as a flat matrix for the V2 `treeshap_output` tensor: [N, F+1] or [N, K, F+1]. */
-export function shapMatrix(
+export async function shapMatrix(
   slot: ModelSlot,
   data: Float32Array,
   rows: number,
-): { shape: number[]; data: number[] } {
+): Promise<{ shape: number[]; data: number[] }> {
+  const { shap: all, rowSize: size } = await pool.shap(slot, data, rows);
   const st = stateOf(slot);
-  const all = st.explainer.explainRows(data, rows);
-  const f = st.ensemble.numFeatures;
-  const k = st.ensemble.numOutputs;
+  const f = slot.plan.width;
+  const k = size / (f + 1);
   // These rows are explained too: GET …/importance averages |SHAP| over them as over V1's.
-  const size = st.explainer.rowSize;
   for (let r = 0; r < rows; r++) {
     for (let o = 0; o < k; o++) {
       const base = r * size + o * (f + 1);

@@ -60,7 +60,7 @@ function productionPackages(): string[] {
     .filter((p) => /^node_modules\/(@[^/]+\/)?[^/]+$/.test(p));
 }
 
-test("Dockerfile.serve: its image's files and production dependencies run the server; predict, /readyz, the HEALTHCHECK and SIGTERM work", async () => {
+test("Dockerfile.serve: its image's files and production dependencies run the server; predict, explain, /readyz, the HEALTHCHECK and SIGTERM work", async () => {
   const spec = readDockerfile();
   // The parse found what the image is made of (a reworded Dockerfile fails here, not silently).
   expect(spec.copies).toContain("serve");
@@ -118,6 +118,14 @@ test("Dockerfile.serve: its image's files and production dependencies run the se
     });
     expect(res.status).toBe(200);
     expect(((await res.json()) as { version: number }).version).toBe(1);
+    // Explain runs on the explain thread, whose entry must load from the image's files too.
+    const explained = await fetch(`http://127.0.0.1:${port}/v1/models/m:explain`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ instances: [[0.5, 1, 2, 3, 4, 5]] }),
+    });
+    expect(explained.status).toBe(200);
+    expect(((await explained.json()) as { explanations: unknown[] }).explanations.length).toBe(1);
 
     const health = Bun.spawnSync(spec.healthcheck, {
       env: { PATH: process.env.PATH ?? "", ARBOR_SERVE_PORT: String(port) },

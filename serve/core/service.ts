@@ -76,6 +76,11 @@ export interface ScoreSink {
    */
   answer(value: PredictReply | Record<string, unknown>, version: number): void;
   failed(e: unknown): void;
+  /**
+   * Its rows are scored and the reply will come later (an explain, whose TreeSHAP runs on another
+   * thread): replies of later requests can come first. A stream uses it to keep its order.
+   */
+  deferred?(): void;
 }
 
 /** What an explain needs besides the scores: its own copy of the rows, and `top_k`. */
@@ -109,17 +114,28 @@ class ScoreJob implements BatchWaiter {
     const slot = this.#slot;
     const slice = { outputs, offset, rows, batchRows: outputs.rows };
     const x = this.#explain;
-    // TreeSHAP may throw (an ensemble that cannot be explained): the batcher then calls failed.
-    const value =
-      x === null
-        ? new PredictReply(slot.predictJson, slice)
-        : {
-            explanations: explainRows(slot, x.data, x.rows, x.topK, formatPredictions(slot.signature, slice)),
-            model: slot.name,
-            version: slot.version,
-          };
-    this.#settle();
-    this.#sink.answer(value, slot.version);
+    if (x === null) {
+      const value = new PredictReply(slot.predictJson, slice);
+      this.#settle();
+      this.#sink.answer(value, slot.version);
+      return;
+    }
+    // TreeSHAP runs on the explain thread: the predictions are read now (the slice is in the
+    // batch's buffers, which the next run reuses), the reply comes when the thread answers, and
+    // the slot stays held until then.
+    const predictions = formatPredictions(slot.signature, slice);
+    this.#sink.deferred?.();
+    explainRows(slot, x.data, x.rows, x.topK, predictions).then(
+      (explanations) => {
+        this.#settle();
+        try {
+          this.#sink.answer({ explanations, model: slot.name, version: slot.version }, slot.version);
+        } catch (e) {
+          this.failed(e);
+        }
+      },
+      (e: unknown) => this.failed(e),
+    );
   }
 
   failed(e: unknown): void {

@@ -495,12 +495,17 @@ export async function v2Infer(
       if (flag === true || (flag === undefined && allBinary)) binaryOut.add(name);
     }
   } else if (allBinary) for (const n of wanted) binaryOut.add(n);
-  if (wanted.includes("treeshap_output")) checkExplainRows(m.rows, core.config.maxExplainRows, "infer");
+  let shap: { shape: number[]; data: number[] } | null = null;
+  if (wanted.includes("treeshap_output")) {
+    checkExplainRows(m.rows, core.config.maxExplainRows, "infer");
+    // Before the scores: their slice is in the batch's buffers, which the next run reuses, so
+    // nothing may be awaited between scoreAll and reading it.
+    shap = await shapMatrix(slot, m.data, m.rows);
+  }
   const s = await slot.scoreAll(m.data, m.rows);
   const outputs: Record<string, unknown>[] = [];
   for (const name of wanted) {
-    if (name === "treeshap_output") {
-      const shap = shapMatrix(slot, m.data, m.rows);
+    if (name === "treeshap_output" && shap !== null) {
       outputs.push({ name, datatype: "FP32", shape: shap.shape, data: shap.data });
       continue;
     }

@@ -17,6 +17,7 @@ import type { Logger } from "../../shared/logger.ts";
 import { labelKey } from "../../shared/paths.ts";
 import type { ServeConfig } from "../config.ts";
 import { clientError } from "../core/client-error.ts";
+import { forgetExplainer } from "../explain.ts";
 import type { ServeMetrics } from "../metrics.ts";
 import { loadSlot } from "./loader.ts";
 import type { ModelSlot, SlotBatching } from "./slot.ts";
@@ -105,11 +106,12 @@ export class ModelCache {
   }
 
   /**
-   * A version's session is gone: its request series go too (after one more scrape; see
+   * A version's session is gone: its explainer leaves the explain thread, and its request series go too (after one more scrape; see
    * RequestStats.forget). Later, since its last requests release it before their replies are
    * written and counted.
    */
   readonly #onReleased = (slot: ModelSlot): void => {
+    forgetExplainer(slot);
     if (this.#closed) return;
     setTimeout(() => {
       // Loaded again meanwhile (a new slot of the same version): its series are in use.

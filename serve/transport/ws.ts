@@ -43,6 +43,19 @@ interface Conn {
   noted: number;
   /** The connection in the process's reply budget (set once it is open). */
   holder: ReplyHolder | null;
+  /**
+   * Messages whose replies wait, in message order, behind an explain whose TreeSHAP is still on
+   * the explain thread (the first is that explain): replies keep the order their messages came in.
+   */
+  queue: Ordered[];
+}
+
+/** A message in its connection's {@link Conn.queue}. */
+interface Ordered {
+  /** Its reply is still to come (an explain on the explain thread). */
+  readonly waiting: boolean;
+  /** Send the reply it holds, and count the message out. */
+  sendHeld(): void;
 }
 
 /** Messages scored at once per connection; more are parked until one finishes. */
@@ -150,10 +163,15 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
   };
 
   const send = (ws: WebSocket<Conn>, value: unknown, binary: boolean): void => {
+    if (!ws.getUserData().open) return;
+    sendPayload(ws, encodeBody(value, binary ? "msgpack" : "json"), binary);
+  };
+
+  const sendPayload = (ws: WebSocket<Conn>, payload: string | Uint8Array, binary: boolean): void => {
     const conn = ws.getUserData();
     if (!conn.open) return;
     out.ws = ws;
-    out.payload = encodeBody(value, binary ? "msgpack" : "json");
+    out.payload = payload;
     out.binary = binary;
     try {
       ws.cork(sendOut);
@@ -165,12 +183,16 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
   };
 
   /** One message being answered, and the sink of its scores: one object per message. */
-  class Message implements ScoreSink {
+  class Message implements ScoreSink, Ordered {
     readonly ws: WebSocket<Conn>;
     readonly conn: Conn;
     readonly binary: boolean;
     id: string | number | null = null;
     op: "predict" | "explain" | "invalid" = "invalid";
+    waiting = false;
+    /** The encoded reply, while it waits in the connection's queue. */
+    #held: string | Uint8Array | null = null;
+    #heldStatus = 0;
 
     constructor(ws: WebSocket<Conn>, binary: boolean) {
       this.ws = ws;
@@ -178,17 +200,67 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
       this.binary = binary;
     }
 
-    /** Send `value` and count the message out. */
+    /** Send `value` and count the message out (or queue it behind a reply still to come). */
     done(value: Record<string, unknown> | PredictReply, status: number): void {
+      const queue = this.conn.queue;
+      if (this.waiting || queue.length > 0) {
+        this.#hold(value, status);
+        if (this.waiting) this.waiting = false;
+        else queue.push(this);
+        // Send every reply from the front that is no longer waiting for its own.
+        while (queue.length > 0 && !queue[0].waiting) queue.shift()!.sendHeld();
+        return;
+      }
       try {
         // A closed uWS socket must not be touched: its client left while the message ran.
         if (this.conn.open) status = this.#send(value, status);
       } finally {
-        if (status === 200 && this.op !== "invalid") answered[this.op].inc();
-        else counter.inc({ op: this.op, status: String(status) });
-        this.conn.running--;
-        requestFinished(state);
-        schedulePump(this.ws, this.conn);
+        this.#out(status);
+      }
+    }
+
+    deferred(): void {
+      this.waiting = true;
+      this.conn.queue.push(this);
+    }
+
+    sendHeld(): void {
+      const payload = this.#held!;
+      this.#held = null;
+      try {
+        sendPayload(this.ws, payload, this.binary);
+      } finally {
+        this.#out(this.#heldStatus);
+      }
+    }
+
+    /** Count the message out. */
+    #out(status: number): void {
+      if (status === 200 && this.op !== "invalid") answered[this.op].inc();
+      else counter.inc({ op: this.op, status: String(status) });
+      this.conn.running--;
+      requestFinished(state);
+      schedulePump(this.ws, this.conn);
+    }
+
+    /**
+     * Encode the reply to send later: a copy of its bytes (a predict reply's may sit in a buffer
+     * the next reply reuses, and its scores in the batch's), and the status the client will get.
+     */
+    #hold(value: Record<string, unknown> | PredictReply, status: number): void {
+      const format = this.binary ? "msgpack" : "json";
+      try {
+        const payload = encodeBody(value, format);
+        this.#held = typeof payload === "string" ? payload : payload.slice();
+        this.#heldStatus = status;
+      } catch (e) {
+        logger.error(
+          { request_id: this.conn.requestId, id: this.id, err: (e as Error).message },
+          "reply could not be encoded",
+        );
+        const err = arborError("INTERNAL", "internal error");
+        this.#held = encodeBody({ id: this.id, ...err.toJSON(), status: err.status }, format);
+        this.#heldStatus = err.status;
       }
     }
 
@@ -317,6 +389,7 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
         pumpScheduled: false,
         noted: 0,
         holder: null,
+        queue: [],
       };
       res.upgrade(conn, key, protocol, extensions, context);
     },
