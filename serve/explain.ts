@@ -48,40 +48,62 @@ function stateOf(slot: ModelSlot): ExplainState {
   return st;
 }
 
+/** Jobs posted to the thread at once: one running and the next ready behind it. */
+const POSTED = 2;
+
+/** An explain waiting for the thread, or on it. */
+interface Job {
+  slot: ModelSlot;
+  st: ExplainState;
+  x: Float32Array;
+  rows: number;
+  /** Whether the client has left (its job is then dropped before it reaches the thread). */
+  gone: (() => boolean) | undefined;
+  resolve: (a: ExplainAnswer) => void;
+  reject: (e: Error) => void;
+}
+
 /**
- * The explain thread of this process: jobs in order, answers by id. Started on first use; if it
- * dies, the jobs it had fail (INTERNAL) and the next one starts a new thread, which is sent each
- * model again.
+ * The explain thread of this process. Jobs wait here, in order, and go to the thread two at a time:
+ * a job whose client has left by then is dropped, and past {@link maxQueuedRows} rows waiting a new
+ * job is refused (503 SERVER_BUSY), so explain traffic cannot queue unbounded work. Started on
+ * first use; if the thread dies, the jobs on it fail (INTERNAL) and the next one starts a new
+ * thread, which is sent each model again.
  */
 class ExplainPool {
+  /** Rows that may wait for the thread (set from ARBOR_SERVE_MAX_EXPLAIN_ROWS by the server). */
+  maxQueuedRows = 32 * 100;
   #worker: Worker | null = null;
   #generation = 0;
   #nextId = 1;
-  readonly #pending = new Map<number, { resolve: (a: ExplainAnswer) => void; reject: (e: Error) => void }>();
+  readonly #queue: Job[] = [];
+  #queuedRows = 0;
+  readonly #posted = new Map<number, Job>();
 
   /** The SHAP matrix of `rows` rows of `x` (rows × rowSize), computed on the explain thread. */
   async shap(
     slot: ModelSlot,
     x: Float32Array,
     rows: number,
+    gone?: () => boolean,
   ): Promise<{ shap: Float64Array; rowSize: number }> {
     const st = stateOf(slot);
-    const worker = this.#start();
-    const id = this.#nextId++;
-    const job: ExplainJob = {
-      id,
-      key: st.key,
-      model: st.generation === this.#generation ? null : slot.modelBytes,
-      x,
-      rows,
-    };
-    st.generation = this.#generation;
+    if (this.#queue.length > 0 && this.#queuedRows + rows > this.maxQueuedRows)
+      throw arborError(
+        "SERVER_BUSY",
+        `explain: ${this.#queuedRows} rows wait for the explain thread (at most ${this.maxQueuedRows}: 32 x ARBOR_SERVE_MAX_EXPLAIN_ROWS); retry shortly`,
+      );
     const answer = await new Promise<ExplainAnswer>((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
-      worker.postMessage(job);
+      this.#queue.push({ slot, st, x, rows, gone, resolve, reject });
+      this.#queuedRows += rows;
+      this.#pump();
     });
     if ("shap" in answer) return answer;
-    if (!answer.unexplainable) throw arborError("INTERNAL", `explain thread: ${answer.error}`);
+    if (!answer.unexplainable) {
+      // The thread may not have kept the model: send it again with the next job.
+      st.generation = 0;
+      throw arborError("INTERNAL", `explain thread: ${answer.error}`);
+    }
     st.refused ??= arborError("EXPLAIN_UNAVAILABLE", `explain: ${answer.error}`);
     throw st.refused;
   }
@@ -92,6 +114,30 @@ class ExplainPool {
     if (st !== null && this.#worker !== null) this.#worker.postMessage({ forget: st.key });
   }
 
+  /** Post waiting jobs while fewer than POSTED are on the thread. */
+  #pump(): void {
+    while (this.#posted.size < POSTED && this.#queue.length > 0) {
+      const job = this.#queue.shift()!;
+      this.#queuedRows -= job.rows;
+      if (job.gone?.() === true) {
+        job.reject(arborError("CLIENT_GONE", "explain: the client left before its explain ran"));
+        continue;
+      }
+      const worker = this.#start();
+      const id = this.#nextId++;
+      const message: ExplainJob = {
+        id,
+        key: job.st.key,
+        model: job.st.generation === this.#generation ? null : job.slot.modelBytes,
+        x: job.x,
+        rows: job.rows,
+      };
+      job.st.generation = this.#generation;
+      this.#posted.set(id, job);
+      worker.postMessage(message);
+    }
+  }
+
   #start(): Worker {
     if (this.#worker !== null) return this.#worker;
     // Bun runs the TypeScript entry; Node.js needs the .mjs one, which loads it through tsx.
@@ -100,10 +146,11 @@ class ExplainPool {
     // The server's sockets keep the process alive; the thread must not keep it from exiting.
     worker.unref();
     worker.on("message", (a: ExplainAnswer) => {
-      const p = this.#pending.get(a.id);
-      if (p === undefined) return;
-      this.#pending.delete(a.id);
-      p.resolve(a);
+      const job = this.#posted.get(a.id);
+      if (job === undefined) return;
+      this.#posted.delete(a.id);
+      job.resolve(a);
+      this.#pump();
     });
     worker.on("error", (e) => this.#lost(worker, e.message));
     worker.on("exit", (code) => this.#lost(worker, `exited with code ${code}`));
@@ -116,8 +163,10 @@ class ExplainPool {
     if (this.#worker !== worker) return;
     this.#worker = null;
     const err = arborError("INTERNAL", `explain thread: ${why}`);
-    for (const p of this.#pending.values()) p.reject(err);
-    this.#pending.clear();
+    for (const job of this.#posted.values()) job.reject(err);
+    this.#posted.clear();
+    // Jobs still waiting go to a new thread.
+    this.#pump();
   }
 }
 
@@ -128,6 +177,19 @@ export function forgetExplainer(slot: ModelSlot): void {
   pool.forget(slot);
 }
 
+/** How many explain requests' rows may wait for the explain thread: 32 of the largest. */
+export function configureExplain(maxExplainRows: number): void {
+  pool.maxQueuedRows = 32 * maxExplainRows;
+}
+
+/**
+ * A shutdown: the messages it runs were accepted before it (parked stream messages, all at once),
+ * and no new work comes in, so none is refused for the bound.
+ */
+export function unboundExplain(): void {
+  pool.maxQueuedRows = Number.POSITIVE_INFINITY;
+}
+
 /** Per-row explanations: prediction, base value(s), contributions keyed by feature (top_k by |value|). */
 export async function explainRows(
   slot: ModelSlot,
@@ -135,8 +197,9 @@ export async function explainRows(
   rows: number,
   topK: number | null,
   predictions: (number | ClassPrediction)[],
+  gone?: () => boolean,
 ): Promise<Record<string, unknown>[]> {
-  const { shap, rowSize } = await pool.shap(slot, data, rows);
+  const { shap, rowSize } = await pool.shap(slot, data, rows, gone);
   const st = stateOf(slot);
   const f = slot.plan.width;
   const k = rowSize / (f + 1);
@@ -220,8 +283,9 @@ export async function shapMatrix(
   slot: ModelSlot,
   data: Float32Array,
   rows: number,
+  gone?: () => boolean,
 ): Promise<{ shape: number[]; data: number[] }> {
-  const { shap: all, rowSize: size } = await pool.shap(slot, data, rows);
+  const { shap: all, rowSize: size } = await pool.shap(slot, data, rows, gone);
   const st = stateOf(slot);
   const f = slot.plan.width;
   const k = size / (f + 1);

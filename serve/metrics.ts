@@ -1,5 +1,5 @@
 /** The serve tier's Prometheus metrics, on one registry per process (shared/metrics.ts). */
-import { AggregatorRegistry } from "prom-client";
+import { AggregatorRegistry, Gauge as PromGauge } from "prom-client";
 import {
   BATCH_BUCKETS,
   Counter,
@@ -238,6 +238,8 @@ export interface ServeMetrics {
   slowReadersClosed: Counter<never>;
   wsConnections: Gauge<never>;
   wsParked: Gauge<never>;
+  /** Read at scrape time: the stream route sets `count` (messages taken in and not answered yet). */
+  wsInFlight: { count: () => number };
   wsMessages: Counter<"op" | "status">;
 }
 
@@ -259,6 +261,15 @@ export function createServeMetrics(labels: Record<string, string> = {}): ServeMe
   stats.bind(requests);
   // After the counter: a scrape runs its collect hook (which retires old series) first.
   registry.registerMetric(latency as never);
+  const wsInFlight = { count: () => 0 };
+  new PromGauge({
+    name: "arbor_serve_ws_in_flight_messages",
+    help: "WebSocket messages taken in and not answered yet (scored, on the explain thread, or their replies held in order); parked ones not included",
+    registers: [registry],
+    collect() {
+      this.set(wsInFlight.count());
+    },
+  });
   return {
     registry,
     exposition: () => registry.metrics(),
@@ -303,6 +314,7 @@ export function createServeMetrics(labels: Record<string, string> = {}): ServeMe
       "arbor_serve_ws_parked_messages",
       "WebSocket messages held back by send-buffer backpressure",
     ),
+    wsInFlight,
     wsMessages: counter(registry, "arbor_serve_ws_messages_total", "WebSocket messages by op and status", [
       "op",
       "status",

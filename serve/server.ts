@@ -14,6 +14,7 @@ import { arborError } from "../shared/errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { ServeConfig } from "./config.ts";
 import { type BuildInfo, ServeCore } from "./core/service.ts";
+import { configureExplain, unboundExplain } from "./explain.ts";
 import { clusterExposition, createServeMetrics } from "./metrics.ts";
 import { ModelCache } from "./model-cache/cache.ts";
 import { LabelFollower } from "./model-cache/follower.ts";
@@ -79,6 +80,7 @@ export async function startServer(
   const cache = new ModelCache(store, config, logger, metrics);
   const follower = new LabelFollower(cache, logger);
   const core = new ServeCore(cache, config, metrics, logger, buildInfo());
+  configureExplain(config.maxExplainRows);
   // Follow labels before listening: the first refresh loads every labelled version, so /readyz is
   // true as soon as the port is open (a failed load still lets us start; readiness says so).
   await follower.start(config.store, config.pollIntervalMs, config.watch);
@@ -118,6 +120,7 @@ export async function startServer(
         "shutting down: finishing in-flight requests",
       );
       // Stream messages held back by backpressure were accepted: answer them too.
+      unboundExplain();
       stream.runParked();
       if (state.inFlight > 0) {
         await new Promise<void>((resolve) => {

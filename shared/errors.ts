@@ -99,6 +99,7 @@ export const ERRORS = {
     status: 503,
     hint: "the server holds too many requests for its clients at once; retry shortly (see Retry-After)",
   },
+  CLIENT_GONE: { status: 499, hint: "the client closed its connection before the reply" },
   TOO_MANY_IN_FLIGHT: { status: 503, hint: "wait for replies before sending more messages on this socket" },
   MODEL_LOAD_FAILED: { status: 503, hint: "the version could not be loaded; see GET /v1/models/{name}" },
   EXPLAIN_UNAVAILABLE: { status: 501, hint: "this server cannot explain this model" },

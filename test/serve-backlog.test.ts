@@ -232,6 +232,42 @@ describe("serve: HTTP clients that do not read", () => {
   }, 60_000);
 });
 
+test("a reply computed during a shutdown reaches a client that reads it late, whole", async () => {
+  const own = await serve({});
+  try {
+    const socket = net.connect(own.port, "127.0.0.1");
+    await new Promise<void>((resolve, reject) => {
+      socket.once("connect", resolve);
+      socket.once("error", reject);
+    });
+    socket.on("error", () => {});
+    socket.pause();
+    const chunks: Buffer[] = [];
+    socket.on("data", (d: Buffer) => chunks.push(d));
+    // The request is in flight when SIGTERM comes (its headers and most of its body are in); its
+    // body ends, and its ~20 MB reply is written, during the shutdown.
+    socket.write(BIG_REQUEST.subarray(0, BIG_REQUEST.length - 1000));
+    await Bun.sleep(300);
+    own.proc.kill("SIGTERM");
+    await Bun.sleep(200);
+    socket.write(BIG_REQUEST.subarray(BIG_REQUEST.length - 1000));
+    await Bun.sleep(1000);
+    socket.resume();
+    const code = await own.proc.exited;
+    await Bun.sleep(100);
+    const all = Buffer.concat(chunks);
+    const head = all.indexOf("\r\n\r\n");
+    expect(all.subarray(0, 12).toString()).toBe("HTTP/1.1 200");
+    const length = Number(/content-length: (\d+)/i.exec(all.subarray(0, head).toString())?.[1]);
+    expect(length).toBeGreaterThan(15_000_000);
+    expect(all.length - head - 4).toBe(length);
+    expect(code).toBe(0);
+    socket.destroy();
+  } finally {
+    await own.stop();
+  }
+}, 60_000);
+
 describe("serve: stream clients that do not read", () => {
   /** A stream predict of ROWS rows in msgpack (a ~10 MB msgpack reply). */
   const bigMessage = (id: number) => pack({ id, model: "m", op: "predict", instances: instances(ROWS) });

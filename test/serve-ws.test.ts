@@ -168,14 +168,18 @@ test("SIGTERM: messages parked by backpressure are answered before the connectio
     ARBOR_SERVE_WS_MAX_BACKPRESSURE_BYTES: "65536",
     ARBOR_SERVE_MAX_EXPLAIN_ROWS: "1000",
   });
-  /** Messages parked now, and messages answered so far. */
+  /** Messages parked now, in flight now (their replies may be held in order), and answered so far. */
   const taken = async () => {
     const text = await (await fetch(`${own.url}/metrics`)).text();
-    const parked = /^arbor_serve_ws_parked_messages\{[^}]*\} (\S+)$/m.exec(text);
+    const gauge = (name: string) =>
+      Number(new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, "m").exec(text)?.[1] ?? 0);
     let answered = 0;
     for (const m of text.matchAll(/^arbor_serve_ws_messages_total\{[^}]*\} (\S+)$/gm))
       answered += Number(m[1]);
-    return { parked: parked ? Number(parked[1]) : 0, answered };
+    return {
+      parked: gauge("arbor_serve_ws_parked_messages"),
+      answered: answered + gauge("arbor_serve_ws_in_flight_messages"),
+    };
   };
   const c = await rawClient(own.port);
   await c.until(() => c.status() !== "");

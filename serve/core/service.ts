@@ -35,6 +35,8 @@ export interface CoreRequest {
   inferenceHeaderLength: number | null;
   /** Send the reply: {@link ServeCore.handle} calls it exactly once per request. */
   respond(reply: CoreReply): void;
+  /** The client has left (a transport that can tell sets it). */
+  readonly aborted?: boolean;
 }
 
 /** A reply: status, a value to encode (or raw text), and metric labels. */
@@ -81,6 +83,8 @@ export interface ScoreSink {
    * thread): replies of later requests can come first. A stream uses it to keep its order.
    */
   deferred?(): void;
+  /** Whether the client has left: work not started for it can be dropped. */
+  gone?(): boolean;
 }
 
 /** What an explain needs besides the scores: its own copy of the rows, and `top_k`. */
@@ -124,8 +128,10 @@ class ScoreJob implements BatchWaiter {
     // batch's buffers, which the next run reuses), the reply comes when the thread answers, and
     // the slot stays held until then.
     const predictions = formatPredictions(slot.signature, slice);
-    this.#sink.deferred?.();
-    explainRows(slot, x.data, x.rows, x.topK, predictions).then(
+    const sink = this.#sink;
+    sink.deferred?.();
+    const gone = sink.gone === undefined ? undefined : () => sink.gone!();
+    explainRows(slot, x.data, x.rows, x.topK, predictions, gone).then(
       (explanations) => {
         this.#settle();
         try {
@@ -188,6 +194,10 @@ class PendingReply implements CoreReply, ScoreSink {
   failed(e: unknown): void {
     this.#core.failReply(this.#req, this, e);
     this.send();
+  }
+
+  gone(): boolean {
+    return this.#req.aborted === true;
   }
 }
 

@@ -337,7 +337,9 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
     const ex = out.ex!;
     const body = out.body;
     // A body refused past maxDiscard: the connection goes, and the rest of the body is never read.
-    const close = state.shuttingDown || ex.closeAfter;
+    // (Not on a shutdown: a reply uWS buffered there would be cut when the process exits, so it goes
+    // the tryEnd way, which the shutdown waits for; the process's exit closes the connection.)
+    const close = ex.closeAfter;
     res
       .writeStatus(statusLine(out.status))
       .writeHeader(CONTENT_TYPE, bytes(out.ctype))

@@ -48,6 +48,8 @@ interface Conn {
    * the explain thread (the first is that explain): replies keep the order their messages came in.
    */
   queue: Ordered[];
+  /** Bytes of the encoded replies held in `queue`. */
+  queuedBytes: number;
 }
 
 /** A message in its connection's {@link Conn.queue}. */
@@ -124,14 +126,38 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
   const requestBytes = state.requestBytes;
   const replies = state.replies;
   const maxParkedBytes = PARKED_PAYLOADS_PER_CONNECTION * cfg.wsMaxPayloadBytes;
+  core.metrics.wsInFlight.count = () => {
+    let n = 0;
+    for (const ws of sockets) n += ws.getUserData().running;
+    return n;
+  };
 
-  /** Note a connection's send buffer in the reply budget when it changed. */
+  /** Replies a connection's client has not read: its send buffer, and the replies held in its queue. */
+  const unread = (ws: WebSocket<Conn>, conn: Conn): number => ws.getBufferedAmount() + conn.queuedBytes;
+
+  /** Note a connection's unread replies in the reply budget when they changed. */
   const noteBuffered = (ws: WebSocket<Conn>, conn: Conn): void => {
-    const buffered = ws.getBufferedAmount();
-    if (buffered !== conn.noted) {
-      conn.noted = buffered;
-      if (conn.holder !== null) replies.note(conn.holder, buffered);
+    // A closed uWS socket must not be touched (its close callback noted 0).
+    if (!conn.open) return;
+    const bytes = unread(ws, conn);
+    if (bytes !== conn.noted) {
+      conn.noted = bytes;
+      if (conn.holder !== null) replies.note(conn.holder, bytes);
     }
+  };
+
+  /**
+   * Send the replies at the front of a connection's queue that no longer wait for their own, while
+   * its send buffer is under the backpressure bound; `drain` goes on from there (via the pump).
+   */
+  const flushQueue = (ws: WebSocket<Conn>, conn: Conn): void => {
+    const queue = conn.queue;
+    while (
+      queue.length > 0 &&
+      !queue[0].waiting &&
+      (!conn.open || ws.getBufferedAmount() < cfg.wsMaxBackpressureBytes)
+    )
+      queue.shift()!.sendHeld();
   };
 
   /** Parked messages leave the connection: give their bytes back. */
@@ -192,6 +218,7 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
     waiting = false;
     /** The encoded reply, while it waits in the connection's queue. */
     #held: string | Uint8Array | null = null;
+    #heldBytes = 0;
     #heldStatus = 0;
 
     constructor(ws: WebSocket<Conn>, binary: boolean) {
@@ -207,8 +234,8 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
         this.#hold(value, status);
         if (this.waiting) this.waiting = false;
         else queue.push(this);
-        // Send every reply from the front that is no longer waiting for its own.
-        while (queue.length > 0 && !queue[0].waiting) queue.shift()!.sendHeld();
+        flushQueue(this.ws, this.conn);
+        noteBuffered(this.ws, this.conn);
         return;
       }
       try {
@@ -224,9 +251,14 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
       this.conn.queue.push(this);
     }
 
+    gone(): boolean {
+      return !this.conn.open;
+    }
+
     sendHeld(): void {
       const payload = this.#held!;
       this.#held = null;
+      this.conn.queuedBytes -= this.#heldBytes;
       try {
         sendPayload(this.ws, payload, this.binary);
       } finally {
@@ -262,6 +294,9 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
         this.#held = encodeBody({ id: this.id, ...err.toJSON(), status: err.status }, format);
         this.#heldStatus = err.status;
       }
+      const held = this.#held;
+      this.#heldBytes = typeof held === "string" ? Buffer.byteLength(held) : held.length;
+      this.conn.queuedBytes += this.#heldBytes;
     }
 
     /** Send `value`; the status the client got. */
@@ -313,11 +348,15 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
 
   const pump = (ws: WebSocket<Conn>): void => {
     const conn = ws.getUserData();
+    if (conn.queue.length > 0) {
+      flushQueue(ws, conn);
+      noteBuffered(ws, conn);
+    }
     while (
       conn.open &&
       conn.parked.length > 0 &&
       conn.running < RUNNING_PER_CONNECTION &&
-      ws.getBufferedAmount() < cfg.wsMaxBackpressureBytes
+      unread(ws, conn) < cfg.wsMaxBackpressureBytes
     ) {
       const p = conn.parked.shift()!;
       unpark(conn, [p]);
@@ -390,6 +429,7 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
         noted: 0,
         holder: null,
         queue: [],
+        queuedBytes: 0,
       };
       res.upgrade(conn, key, protocol, extensions, context);
     },
@@ -397,7 +437,7 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
       const conn = ws.getUserData();
       conn.holder = {
         requestId: conn.requestId,
-        unsent: () => (conn.open ? ws.getBufferedAmount() : 0),
+        unsent: () => (conn.open ? unread(ws, conn) : 0),
         drop: () => {
           if (conn.open) ws.close();
         },
@@ -426,7 +466,7 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
         !state.shuttingDown &&
         (conn.parked.length > 0 ||
           conn.running >= RUNNING_PER_CONNECTION ||
-          ws.getBufferedAmount() >= cfg.wsMaxBackpressureBytes);
+          unread(ws, conn) >= cfg.wsMaxBackpressureBytes);
       const size = message.byteLength;
       let refusal: ArborError | null = null;
       if (conn.running + conn.parked.length >= cfg.wsMaxInFlight)
@@ -445,6 +485,7 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
           `stream: the server holds ${requestBytes.limit} bytes of requests (ARBOR_SERVE_BODY_BUDGET_BYTES); retry shortly`,
         );
       if (refusal !== null) {
+        // The send buffer only: replies held behind an explain are not the client's to read yet.
         if (ws.getBufferedAmount() >= cfg.wsMaxBackpressureBytes * REFUSE_CLOSE_FACTOR) {
           logger.warn(
             { request_id: conn.requestId, code: refusal.code, buffered: ws.getBufferedAmount() },
@@ -477,6 +518,8 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
       unpark(conn, conn.parked);
       core.metrics.wsParked.set(parked);
       conn.parked.length = 0;
+      // Replies held for a client that left: counted out now (those still waiting, when they come).
+      flushQueue(ws, conn);
       conn.noted = 0;
       if (conn.holder !== null) replies.note(conn.holder, 0);
       sockets.delete(ws);
