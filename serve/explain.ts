@@ -100,6 +100,8 @@ class ExplainPool {
     });
     if ("shap" in answer) return answer;
     if (!answer.unexplainable) {
+      // A job posted right behind the one that found the model unexplainable.
+      if (st.refused !== null) throw st.refused;
       // The thread may not have kept the model: send it again with the next job.
       st.generation = 0;
       throw arborError("INTERNAL", `explain thread: ${answer.error}`);

@@ -2,7 +2,7 @@
  * What a process holds on its clients' behalf, all connections together, so that slow or hostile
  * clients cannot fill its memory: request bytes it has taken in but not yet handled (HTTP bodies
  * while they arrive, stream messages parked by backpressure), and reply bytes its clients have not
- * read yet (HTTP replies being written, stream replies in the send buffer).
+ * read yet (HTTP replies being written, stream replies in the send buffer or held in order).
  */
 import type { Counter, Gauge } from "prom-client";
 import type { Logger } from "../../shared/logger.ts";
@@ -35,13 +35,12 @@ export class RequestBytes {
     this.#held -= size;
     this.#gauge.set(this.#held);
   }
-
-  get held(): number {
-    return this.#held;
-  }
 }
 
-/** A connection with replies its client has not read: an HTTP reply being written, a stream's send buffer. */
+/**
+ * A connection with replies its client has not read: an HTTP reply being written, a stream's send
+ * buffer and the replies it holds in order behind an explain.
+ */
 export interface ReplyHolder {
   /** For the log line when it is closed. */
   readonly requestId: string;
@@ -86,11 +85,6 @@ export class ReplyBacklog {
     }
     if (this.#total > this.limit) this.#shed();
     this.#gauge.set(this.#total);
-  }
-
-  /** Bytes unsent, all holders together. */
-  get total(): number {
-    return this.#total;
   }
 
   /**

@@ -2,11 +2,15 @@
  * `WS /v1/stream`: pipelined predict/explain messages `{id, model, version?|label?, op, instances}`
  * as JSON text or msgpack binary frames; each reply carries the id and uses the frame type of its
  * request. Many messages may be in flight per connection (up to RUNNING_PER_CONNECTION scored at
- * once, so concurrent requests share micro-batches). Backpressure: uWS cannot stop reading a
- * WebSocket in this build (no ws.pause), so once the send buffer passes `wsMaxBackpressureBytes`
- * new messages are parked unprocessed and resumed on `drain`; past `wsMaxInFlight` parked plus
- * running messages each further message is refused with its own 503 TOO_MANY_IN_FLIGHT reply
- * (carrying its id), and the connection stays open. Only a client that neither reads nor stops
+ * once, so concurrent requests share micro-batches). Replies keep their messages' order: behind an
+ * explain still on the explain thread, later replies are held, encoded, in the connection's queue.
+ * Backpressure: uWS cannot stop reading a WebSocket in this build (no ws.pause), so once the unread
+ * replies (send buffer and queue) pass `wsMaxBackpressureBytes` new messages are parked unprocessed
+ * and resumed on `drain`, at most PARKED_PAYLOADS_PER_CONNECTION payloads' worth per connection and
+ * ARBOR_SERVE_BODY_BUDGET_BYTES per process; unread replies count in ARBOR_SERVE_REPLY_BUDGET_BYTES
+ * (serve/transport/budget.ts). Past `wsMaxInFlight` parked plus running messages, or past those
+ * byte bounds, each further message is refused with its own 503 (TOO_MANY_IN_FLIGHT, SERVER_BUSY)
+ * reply carrying its id, and the connection stays open. Only a client that neither reads nor stops
  * sending, so that even those small refusals pile up past REFUSE_CLOSE_FACTOR times the bound, is
  * closed (1008). uWS's own hard limit (which would drop or close) is set far above that and is only
  * a last resort. Errors are per message, never per connection.
@@ -39,7 +43,7 @@ interface Conn {
   parkedBytes: number;
   /** A {@link attachStream} pump is scheduled for this connection. */
   pumpScheduled: boolean;
-  /** The send buffer's size as last noted in the reply budget. */
+  /** Its unread replies (send buffer and queue) as last noted in the reply budget. */
   noted: number;
   /** The connection in the process's reply budget (set once it is open). */
   holder: ReplyHolder | null;
