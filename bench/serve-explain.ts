@@ -5,10 +5,11 @@
  * 500-tree depth-6 binary model on 28 features; wrk single-row JSON predicts for --seconds, first
  * alone (the baseline), then while one client posts --rows-row explains one after another with
  * --gap-ms between them. Prints predicts' requests/s, p50, p99 and max for both runs (the second as
- * a ratio of the first) and the explains' count and mean latency. Needs `wrk` (`apt-get install -y
- * wrk`). Writes bench/results/serve-explain.json.
+ * a ratio of the first) and the explains' count and mean latency, and the server's RSS before the
+ * first explain and at the end (the explain thread and the model's SHAP tables). Needs `wrk`
+ * (`apt-get install -y wrk`). Writes bench/results/serve-explain.json.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -143,12 +144,17 @@ const line = (label: string, r: Run, base?: Run) =>
       (r.explainMeanMs === null ? "" : `  explains ${r.explains}, mean ${r.explainMeanMs.toFixed(0)} ms`),
   );
 
+/** The server's resident memory, MB. */
+const rssMb = (): number =>
+  Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${server.proc.pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
+
 try {
+  await run(false);
+  const rssBefore = rssMb();
   // Warm-up: the first explain starts the explain thread and builds the model's tables.
   const first = await explainOnce();
   console.log(`first explain (thread start, tables): ${first.toFixed(0)} ms`);
   for (let i = 0; i < 3; i++) await explainOnce();
-  await run(false);
   console.log(
     `wrk -t1 -c${CONNS} ${SECONDS} s single-row JSON predicts, 500 trees depth 6; explains of ${ROWS} rows, ${GAP_MS} ms apart`,
   );
@@ -156,10 +162,14 @@ try {
   line("predicts alone", alone);
   const mixed = await run(true);
   line("predicts while one client explains", mixed, alone);
+  const rssAfter = rssMb();
+  console.log(
+    `server RSS: ${rssBefore.toFixed(0)} MB after predicts only, ${rssAfter.toFixed(0)} MB at the end`,
+  );
   mkdirSync(path.join(import.meta.dir, "results"), { recursive: true });
   writeFileSync(
     path.join(import.meta.dir, "results", "serve-explain.json"),
-    `${JSON.stringify({ when: new Date().toISOString(), seconds: SECONDS, connections: CONNS, rows: ROWS, gapMs: GAP_MS, first_explain_ms: first, alone, mixed }, null, 2)}\n`,
+    `${JSON.stringify({ when: new Date().toISOString(), seconds: SECONDS, connections: CONNS, rows: ROWS, gapMs: GAP_MS, first_explain_ms: first, alone, mixed, rss_mb: { before_explains: rssBefore, end: rssAfter } }, null, 2)}\n`,
   );
 } finally {
   const code = await server.stop();
