@@ -571,7 +571,7 @@ export class ServeCore {
       const slot = await this.acquire(ref);
       try {
         reply.version = String(slot.version);
-        const out = await v2Infer(this, slot, body, binary);
+        const out = await v2Infer(this, slot, body, binary, () => req.aborted === true);
         if (out.blobs.length > 0) reply.binary = { header: JSON.stringify(out.value), blobs: out.blobs };
         else reply.body = out.value;
       } finally {

@@ -458,6 +458,8 @@ export async function v2Infer(
   slot: ModelSlot,
   body: unknown,
   binary: Uint8Array | null = null,
+  /** Whether the client has left (its SHAP job is then dropped before it runs). */
+  gone?: () => boolean,
 ): Promise<{ value: Record<string, unknown>; blobs: Uint8Array[] }> {
   const m = readInputs(slot, body, core.config.maxRows, binary);
   const b = body as Record<string, unknown>;
@@ -500,7 +502,7 @@ export async function v2Infer(
     checkExplainRows(m.rows, core.config.maxExplainRows, "infer");
     // Before the scores: their slice is in the batch's buffers, which the next run reuses, so
     // nothing may be awaited between scoreAll and reading it.
-    shap = await shapMatrix(slot, m.data, m.rows);
+    shap = await shapMatrix(slot, m.data, m.rows, gone);
   }
   const s = await slot.scoreAll(m.data, m.rows);
   const outputs: Record<string, unknown>[] = [];
