@@ -168,56 +168,61 @@ test("SIGTERM: messages parked by backpressure are answered before the connectio
     ARBOR_SERVE_WS_MAX_BACKPRESSURE_BYTES: "65536",
     ARBOR_SERVE_MAX_EXPLAIN_ROWS: "1000",
   });
-  /** Messages parked now, in flight now (their replies may be held in order), and answered so far. */
-  const taken = async () => {
-    const text = await (await fetch(`${own.url}/metrics`)).text();
-    const gauge = (name: string) =>
-      Number(new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, "m").exec(text)?.[1] ?? 0);
-    let answered = 0;
-    for (const m of text.matchAll(/^arbor_serve_ws_messages_total\{[^}]*\} (\S+)$/gm))
-      answered += Number(m[1]);
-    return {
-      parked: gauge("arbor_serve_ws_parked_messages"),
-      answered: answered + gauge("arbor_serve_ws_in_flight_messages"),
+  try {
+    /** Messages parked now, in flight now (their replies may be held in order), and answered so far. */
+    const taken = async () => {
+      const text = await (await fetch(`${own.url}/metrics`)).text();
+      const gauge = (name: string) =>
+        Number(new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, "m").exec(text)?.[1] ?? 0);
+      let answered = 0;
+      for (const m of text.matchAll(/^arbor_serve_ws_messages_total\{[^}]*\} (\S+)$/gm))
+        answered += Number(m[1]);
+      return {
+        parked: gauge("arbor_serve_ws_parked_messages"),
+        answered: answered + gauge("arbor_serve_ws_in_flight_messages"),
+      };
     };
-  };
-  const c = await rawClient(own.port);
-  await c.until(() => c.status() !== "");
-  c.socket.pause();
-  const row = [0.1, 0.2, 0.3, 0.4];
-  const n = 120;
-  for (let i = 0; i < n; i++) {
-    c.send(
-      JSON.stringify({
-        id: i,
-        model: "w",
-        op: "explain",
-        instances: Array.from({ length: 1000 }, () => row),
-      }),
+    const c = await rawClient(own.port);
+    await c.until(() => c.status() !== "");
+    c.socket.pause();
+    const row = [0.1, 0.2, 0.3, 0.4];
+    const n = 120;
+    for (let i = 0; i < n; i++) {
+      c.send(
+        JSON.stringify({
+          id: i,
+          model: "w",
+          op: "explain",
+          instances: Array.from({ length: 1000 }, () => row),
+        }),
+      );
+    }
+    // Wait until the server has taken in every message (a message still on its way when the
+    // shutdown begins is refused with SHUTTING_DOWN, by design), most of them parked.
+    const end = Date.now() + 30_000;
+    let t = await taken();
+    while (t.parked + t.answered < n && Date.now() < end) {
+      await Bun.sleep(50);
+      t = await taken();
+    }
+    expect(t.parked + t.answered).toBe(n);
+    expect(t.parked).toBeGreaterThan(0);
+    own.proc.kill("SIGTERM");
+    // The server waits for the unread replies (up to its shutdown timeout) before it closes.
+    await Bun.sleep(300);
+    c.socket.resume();
+    await c.until(() => c.frames.some((f) => f.opcode === 8), 30_000);
+    const replies = c.frames.filter((f) => f.opcode === 1).map((f) => JSON.parse(f.payload.toString()));
+    expect(replies.map((r) => r.id).sort((a: number, b: number) => a - b)).toEqual(
+      Array.from({ length: n }, (_, i) => i),
     );
+    expect(replies.every((r) => Array.isArray(r.explanations))).toBe(true);
+    const close = c.frames.find((f) => f.opcode === 8)!;
+    expect(close.payload.readUInt16BE(0)).toBe(1001);
+    expect(await own.proc.exited).toBe(0);
+    c.socket.destroy();
+  } finally {
+    // A failed expectation must not leave the server running.
+    if (own.proc.exitCode === null) own.proc.kill("SIGKILL");
   }
-  // Wait until the server has taken in every message (a message still on its way when the
-  // shutdown begins is refused with SHUTTING_DOWN, by design), most of them parked.
-  const end = Date.now() + 30_000;
-  let t = await taken();
-  while (t.parked + t.answered < n && Date.now() < end) {
-    await Bun.sleep(50);
-    t = await taken();
-  }
-  expect(t.parked + t.answered).toBe(n);
-  expect(t.parked).toBeGreaterThan(0);
-  own.proc.kill("SIGTERM");
-  // The server waits for the unread replies (up to its shutdown timeout) before it closes.
-  await Bun.sleep(300);
-  c.socket.resume();
-  await c.until(() => c.frames.some((f) => f.opcode === 8), 30_000);
-  const replies = c.frames.filter((f) => f.opcode === 1).map((f) => JSON.parse(f.payload.toString()));
-  expect(replies.map((r) => r.id).sort((a: number, b: number) => a - b)).toEqual(
-    Array.from({ length: n }, (_, i) => i),
-  );
-  expect(replies.every((r) => Array.isArray(r.explanations))).toBe(true);
-  const close = c.frames.find((f) => f.opcode === 8)!;
-  expect(close.payload.readUInt16BE(0)).toBe(1001);
-  expect(await own.proc.exited).toBe(0);
-  c.socket.destroy();
 }, 60_000);
