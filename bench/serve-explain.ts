@@ -15,7 +15,7 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { openArtifactStore } from "../registry/store/open.ts";
-import { pointLabel, publishFixture, startServe } from "../test/serve-fixtures.ts";
+import { BENCH_MODEL, publishProduction, startServe } from "../test/serve-fixtures.ts";
 import { luaString } from "./wrk-tools.ts";
 
 const { values } = parseArgs({
@@ -47,20 +47,11 @@ if (Bun.which("wrk") === null) {
   process.exit(2);
 }
 
-const F = 28;
+const F = BENCH_MODEL.numFeatures;
 const dir = mkdtempSync(path.join(tmpdir(), "arbor-bench-explain-"));
 const uri = pathToFileURL(dir).href;
 const store = await openArtifactStore(uri);
-const model = await publishFixture(store, {
-  name: "flights",
-  version: 1,
-  task: "binary",
-  numFeatures: F,
-  numTrees: 500,
-  depth: 6,
-  seed: 42,
-});
-await pointLabel(store, "flights", "production", 1, model.manifestSha256);
+await publishProduction(store, BENCH_MODEL);
 const server = await startServe(["--store", uri, "--workers", "1"], {
   ARBOR_LOG_LEVEL: "warn",
   ARBOR_SERVE_MAX_EXPLAIN_ROWS: String(Math.max(100, ROWS)),

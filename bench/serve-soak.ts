@@ -47,8 +47,10 @@ import {
   type FixtureModel,
   pointLabel,
   publishFixture,
+  publishProduction,
   type ServeProcess,
   startServe,
+  WIDE_MODEL,
   wsRawClient,
 } from "../test/serve-fixtures.ts";
 import { luaString, machineTicks } from "./wrk-tools.ts";
@@ -132,16 +134,7 @@ const MODEL: FixtureModel = {
  * reply of BIG_ROWS rows is ~10 MB, more than the ~4 MB a non-reading client's kernel buffers take);
  * few small trees, so that most of a big predict's cost is its reply.
  */
-const BIG_MODEL: FixtureModel = {
-  name: "soak-wide",
-  version: 1,
-  task: "multiclass",
-  numClasses: 20,
-  numFeatures: 4,
-  numTrees: 2,
-  depth: 3,
-  seed: 5,
-};
+const BIG_MODEL: FixtureModel = { ...WIDE_MODEL, name: "soak-wide" };
 /** Phase 4: rows of a big predict (its ARBOR_SERVE_MAX_ROWS). */
 const BIG_ROWS = 25_000;
 /**
@@ -219,10 +212,7 @@ async function phaseStore(
   const uri = pathToFileURL(folder).href;
   const store = await openArtifactStore(uri);
   stores.add(store);
-  for (const m of models) {
-    const f = await publishFixture(store, m);
-    await pointLabel(store, m.name, "production", m.version, f.manifestSha256);
-  }
+  for (const m of models) await publishProduction(store, m);
   return { store, uri };
 }
 

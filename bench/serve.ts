@@ -22,7 +22,7 @@ import pl from "nodejs-polars";
 import { Tensor } from "onnxruntime-node";
 import { openArtifactStore } from "../registry/store/open.ts";
 import { OrtSession, SERVE_SESSION_OPTIONS } from "../serve/model-cache/ort-session.ts";
-import { pointLabel, publishFixture, startServe } from "../test/serve-fixtures.ts";
+import { BENCH_MODEL, pointLabel, publishProduction, startServe } from "../test/serve-fixtures.ts";
 import { flightsSample } from "../train/data/flights-sample.ts";
 import { luaString, machineTicks } from "./wrk-tools.ts";
 
@@ -74,7 +74,7 @@ const REFERENCE = values.reference === true;
 const REFERENCE_SERVER = path.resolve(import.meta.dir, "..", "..", "shared", "tools", "reference-server.py");
 const XGB_REFERENCE = path.resolve(import.meta.dir, "..", "..", "shared", "tools", "xgb-reference.py");
 const ROOT = new URL("..", import.meta.url).pathname;
-const F = 28;
+const F = BENCH_MODEL.numFeatures;
 
 interface Load {
   /** Server CPU (user+system) per request in µs: robust to other load on a shared machine. */
@@ -288,17 +288,8 @@ async function startHello(): Promise<{ port: number; pids: number[]; stop(): Pro
 
 const dir = mkdtempSync(path.join(tmpdir(), "arbor-bench-serve-"));
 const store = await openArtifactStore(pathToFileURL(dir).href);
-const flights = await publishFixture(store, {
-  name: "flights",
-  version: 1,
-  task: "binary",
-  numFeatures: F,
-  numTrees: 500,
-  depth: 6,
-  seed: 42,
-});
-await pointLabel(store, "flights", "production", 1, flights.manifestSha256);
-const trivial = await publishFixture(store, {
+const flights = await publishProduction(store, BENCH_MODEL);
+const trivial = await publishProduction(store, {
   name: "trivial",
   version: 1,
   task: "regression",
@@ -307,7 +298,6 @@ const trivial = await publishFixture(store, {
   depth: 1,
   seed: 43,
 });
-await pointLabel(store, "trivial", "production", 1, trivial.manifestSha256);
 
 const rowsX = new Float32Array(1000 * F);
 for (let i = 0; i < rowsX.length; i++) rowsX[i] = Math.fround(Math.sin(i) * 2);

@@ -16,11 +16,16 @@ import { pathToFileURL } from "node:url";
 import { pack, unpack } from "msgpackr";
 import type { ArtifactStore } from "../registry/store/artifact-store.ts";
 import { openArtifactStore } from "../registry/store/open.ts";
-import { pointLabel, publishFixture, type ServeProcess, startServe, wsRawClient } from "./serve-fixtures.ts";
+import {
+  publishProduction,
+  type ServeProcess,
+  startServe,
+  WIDE_MODEL,
+  wsRawClient,
+} from "./serve-fixtures.ts";
 
 /** Rows per big request: its JSON reply (20 classes) is ~20 MB, far more than a socket's buffers take. */
 const ROWS = 50_000;
-const CLASSES = 20;
 
 let dir: string;
 let store: ArtifactStore;
@@ -30,17 +35,7 @@ beforeAll(async () => {
   dir = mkdtempSync(path.join(tmpdir(), "arbor-serve-backlog-"));
   uri = pathToFileURL(dir).href;
   store = await openArtifactStore(uri);
-  const f = await publishFixture(store, {
-    name: "m",
-    version: 1,
-    task: "multiclass",
-    numClasses: CLASSES,
-    numFeatures: 4,
-    numTrees: 2,
-    depth: 3,
-    seed: 5,
-  });
-  await pointLabel(store, "m", "production", 1, f.manifestSha256);
+  await publishProduction(store, { ...WIDE_MODEL, name: "m" });
 });
 
 afterAll(async () => {

@@ -14,9 +14,16 @@ import { pathToFileURL } from "node:url";
 import { pack, unpack } from "msgpackr";
 import type { ArtifactStore } from "../registry/store/artifact-store.ts";
 import { openArtifactStore } from "../registry/store/open.ts";
-import { pointLabel, publishFixture, type ServeProcess, startServe, wsRawClient } from "./serve-fixtures.ts";
+import {
+  BENCH_MODEL,
+  publishProduction,
+  type ServeProcess,
+  startServe,
+  WIDE_MODEL,
+  wsRawClient,
+} from "./serve-fixtures.ts";
 
-const F = 28;
+const F = BENCH_MODEL.numFeatures;
 /** Rows of the long explain: 500 trees of depth 6 take ~1 ms a row, so it runs for seconds. */
 const ROWS = 3000;
 
@@ -27,28 +34,9 @@ let server: ServeProcess;
 beforeAll(async () => {
   dir = mkdtempSync(path.join(tmpdir(), "arbor-serve-explain-"));
   store = await openArtifactStore(pathToFileURL(dir).href);
-  const f = await publishFixture(store, {
-    name: "big",
-    version: 1,
-    task: "binary",
-    numFeatures: F,
-    numTrees: 500,
-    depth: 6,
-    seed: 42,
-  });
-  await pointLabel(store, "big", "production", 1, f.manifestSha256);
-  // Big replies: a 20-class model, so a 50,000-row predict's msgpack reply is ~10 MB.
-  const w = await publishFixture(store, {
-    name: "wide",
-    version: 1,
-    task: "multiclass",
-    numClasses: 20,
-    numFeatures: 4,
-    numTrees: 2,
-    depth: 3,
-    seed: 5,
-  });
-  await pointLabel(store, "wide", "production", 1, w.manifestSha256);
+  await publishProduction(store, { ...BENCH_MODEL, name: "big" });
+  // Big replies: a 50,000-row predict's msgpack reply is ~10 MB.
+  await publishProduction(store, WIDE_MODEL);
   server = await startServe(["--store", pathToFileURL(dir).href], {
     ARBOR_SERVE_MAX_EXPLAIN_ROWS: String(ROWS),
     ARBOR_SERVE_MAX_ROWS: "50000",

@@ -103,6 +103,42 @@ export async function publishFixture(
   return { manifestSha256: sha(manifestText), signature, onnx };
 }
 
+/** Publish `m` and point its `production` label at it. */
+export async function publishProduction(
+  store: ArtifactStore,
+  m: FixtureModel,
+): Promise<{ manifestSha256: string; signature: Signature; onnx: Uint8Array }> {
+  const f = await publishFixture(store, m);
+  await pointLabel(store, m.name, "production", m.version, f.manifestSha256);
+  return f;
+}
+
+/** The benchmarks' model: 500 random trees of depth 6 on 28 features, binary. */
+export const BENCH_MODEL: FixtureModel = {
+  name: "flights",
+  version: 1,
+  task: "binary",
+  numFeatures: 28,
+  numTrees: 500,
+  depth: 6,
+  seed: 42,
+};
+
+/**
+ * A model whose predictions have big replies: 20 classes (~0.2 KB of msgpack, ~0.4 KB of JSON a
+ * row) on 4 features with 2 small trees, so that a big predict costs its reply more than its trees.
+ */
+export const WIDE_MODEL: FixtureModel = {
+  name: "wide",
+  version: 1,
+  task: "multiclass",
+  numClasses: 20,
+  numFeatures: 4,
+  numTrees: 2,
+  depth: 3,
+  seed: 5,
+};
+
 /** Point `label` at `version` (atomic put of the pointer file). */
 export async function pointLabel(
   store: ArtifactStore,
