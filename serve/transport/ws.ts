@@ -220,7 +220,7 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
     id: string | number | null = null;
     op: "predict" | "explain" | "invalid" = "invalid";
     waiting = false;
-    /** The encoded reply, while it waits in the connection's queue. */
+    /** The encoded reply, until it is sent (while it waits in the connection's queue, if it does). */
     #held: string | Uint8Array | null = null;
     #heldBytes = 0;
     #heldStatus = 0;
@@ -234,20 +234,21 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
     /** Send `value` and count the message out (or queue it behind a reply still to come). */
     done(value: Record<string, unknown> | PredictReply, status: number): void {
       const queue = this.conn.queue;
-      if (this.waiting || queue.length > 0) {
-        this.#hold(value, status);
-        if (this.waiting) this.waiting = false;
-        else queue.push(this);
-        flushQueue(this.ws, this.conn);
-        noteBuffered(this.ws, this.conn);
+      const queued = this.waiting || queue.length > 0;
+      // A client that left gets nothing (its closed uWS socket must not be touched): count it out.
+      if (!queued && !this.conn.open) {
+        this.#out(status);
         return;
       }
-      try {
-        // A closed uWS socket must not be touched: its client left while the message ran.
-        if (this.conn.open) status = this.#send(value, status);
-      } finally {
-        this.#out(status);
+      this.#hold(value, status, queued);
+      if (!queued) {
+        this.sendHeld();
+        return;
       }
+      if (this.waiting) this.waiting = false;
+      else queue.push(this);
+      flushQueue(this.ws, this.conn);
+      noteBuffered(this.ws, this.conn);
     }
 
     deferred(): void {
@@ -280,16 +281,18 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
     }
 
     /**
-     * Encode the reply to send later: a copy of its bytes (a predict reply's may sit in a buffer
-     * the next reply reuses, and its scores in the batch's), and the status the client will get.
+     * Encode the reply, and the status the client will get. A reply `queued` to be sent later keeps
+     * a copy of its bytes (a predict reply's may sit in a buffer the next reply reuses, and its
+     * scores in the batch's), counted in the connection's queued bytes.
      */
-    #hold(value: Record<string, unknown> | PredictReply, status: number): void {
+    #hold(value: Record<string, unknown> | PredictReply, status: number, queued: boolean): void {
       const format = this.binary ? "msgpack" : "json";
       try {
         const payload = encodeBody(value, format);
-        this.#held = typeof payload === "string" ? payload : payload.slice();
+        this.#held = queued && typeof payload !== "string" ? payload.slice() : payload;
         this.#heldStatus = status;
       } catch (e) {
+        // Only a bug gets here: a reply that cannot be encoded still answers its id.
         logger.error(
           { request_id: this.conn.requestId, id: this.id, err: (e as Error).message },
           "reply could not be encoded",
@@ -298,26 +301,10 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
         this.#held = encodeBody({ id: this.id, ...err.toJSON(), status: err.status }, format);
         this.#heldStatus = err.status;
       }
+      if (!queued) return;
       const held = this.#held;
       this.#heldBytes = typeof held === "string" ? Buffer.byteLength(held) : held.length;
       this.conn.queuedBytes += this.#heldBytes;
-    }
-
-    /** Send `value`; the status the client got. */
-    #send(value: Record<string, unknown> | PredictReply, status: number): number {
-      try {
-        send(this.ws, value, this.binary);
-        return status;
-      } catch (e) {
-        // Only a bug gets here: a reply that cannot be encoded still answers its id.
-        logger.error(
-          { request_id: this.conn.requestId, id: this.id, err: (e as Error).message },
-          "reply could not be encoded",
-        );
-        const err = arborError("INTERNAL", "internal error");
-        send(this.ws, { id: this.id, ...err.toJSON(), status: err.status }, this.binary);
-        return err.status;
-      }
     }
 
     answer(value: PredictReply | Record<string, unknown>): void {
