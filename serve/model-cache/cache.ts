@@ -106,9 +106,9 @@ export class ModelCache {
   }
 
   /**
-   * A version's session is gone: its explainer leaves the explain thread, and its request series go too (after one more scrape; see
-   * RequestStats.forget). Later, since its last requests release it before their replies are
-   * written and counted.
+   * A version's session is gone: its explainer leaves the explain thread, and its request series
+   * go too (after one more scrape; see RequestStats.forget) — later, since its last requests
+   * release it before their replies are written and counted.
    */
   readonly #onReleased = (slot: ModelSlot): void => {
     forgetExplainer(slot);
