@@ -51,6 +51,7 @@ import {
   type ServeProcess,
   startServe,
   WIDE_MODEL,
+  wsFrame,
   wsRawClient,
 } from "../test/serve-fixtures.ts";
 import { luaString, machineTicks } from "./wrk-tools.ts";
@@ -796,25 +797,6 @@ async function slowBodies(): Promise<Record<string, unknown>> {
 const BIG_PATH = `/v1/models/${BIG_MODEL.name}:predict`;
 const bigInstances = Array.from({ length: BIG_ROWS }, (_, i) => [i % 7, (i % 13) * 0.5, -(i % 5), 1]);
 const bigBody = pack({ instances: bigInstances }) as Uint8Array;
-
-/**
- * A client's WebSocket frame (binary, or text for JSON). RFC 6455 wants it masked: the mask is
- * zero, so the payload goes as it is (no copy to XOR, and one frame can be written many times).
- */
-function wsFrame(payload: Uint8Array, text: boolean): Buffer {
-  const n = payload.length;
-  const head = Buffer.alloc(n < 126 ? 2 : n < 65536 ? 4 : 10);
-  head[0] = text ? 0x81 : 0x82;
-  if (n < 126) head[1] = 0x80 | n;
-  else if (n < 65536) {
-    head[1] = 0x80 | 126;
-    head.writeUInt16BE(n, 2);
-  } else {
-    head[1] = 0x80 | 127;
-    head.writeBigUInt64BE(BigInt(n), 2);
-  }
-  return Buffer.concat([head, Buffer.alloc(4), payload]);
-}
 
 /**
  * The TCP state of this machine's IPv4 connections to `port`, by their local port (/proc/net/tcp:

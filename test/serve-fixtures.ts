@@ -267,6 +267,29 @@ export async function startServe(
   };
 }
 
+const SOME_MASK = Uint8Array.from([1, 2, 3, 4]);
+
+/**
+ * A client's WebSocket frame (RFC 6455, one frame, masked): text or binary. The default mask of
+ * zeros leaves the payload as it is, so a big frame can be built once and written many times.
+ */
+export function wsFrame(payload: Uint8Array, text: boolean, mask: Uint8Array = new Uint8Array(4)): Buffer {
+  const n = payload.length;
+  const head = Buffer.alloc(n < 126 ? 2 : n < 65536 ? 4 : 10);
+  head[0] = text ? 0x81 : 0x82;
+  if (n < 126) head[1] = 0x80 | n;
+  else if (n < 65536) {
+    head[1] = 0x80 | 126;
+    head.writeUInt16BE(n, 2);
+  } else {
+    head[1] = 0x80 | 127;
+    head.writeBigUInt64BE(BigInt(n), 2);
+  }
+  const body = Buffer.from(payload);
+  for (let i = 0; i < n; i++) body[i] ^= mask[i & 3];
+  return Buffer.concat([head, mask, body]);
+}
+
 /**
  * A minimal RFC 6455 client over node:net (so that it can stop reading: `socket.pause()`): masked
  * frames out (text for a string, binary for bytes), unmasked frames in, collected in `frames`.
@@ -318,21 +341,8 @@ export async function wsRawClient(port: number) {
     }
   });
   const send = (message: string | Uint8Array) => {
-    const payload = typeof message === "string" ? Buffer.from(message) : Buffer.from(message);
-    const first = typeof message === "string" ? 0x81 : 0x82;
-    const mask = Buffer.from([1, 2, 3, 4]);
-    let head: Buffer;
-    if (payload.length < 126) head = Buffer.from([first, 0x80 | payload.length]);
-    else if (payload.length < 65536)
-      head = Buffer.from([first, 0x80 | 126, payload.length >> 8, payload.length & 0xff]);
-    else {
-      head = Buffer.alloc(10);
-      head[0] = first;
-      head[1] = 0x80 | 127;
-      head.writeBigUInt64BE(BigInt(payload.length), 2);
-    }
-    for (let i = 0; i < payload.length; i++) payload[i] ^= mask[i & 3];
-    socket.write(Buffer.concat([head, mask, payload]));
+    const text = typeof message === "string";
+    socket.write(wsFrame(text ? Buffer.from(message) : message, text, SOME_MASK));
   };
   const until = async (cond: () => boolean, ms = 15_000) => {
     const end = Date.now() + ms;
