@@ -230,6 +230,10 @@ export interface ServeMetrics {
   latency: LatencyHistogram;
   batchRows: Histogram<never>;
   loads: Counter<"model" | "result">;
+  /** Rounds of label pointer checks, by whether the store answered every one. */
+  labelRefreshes: Counter<"result">;
+  /** Unix time (s) of the last round of label pointer checks the store answered in full. */
+  labelRefreshLastOk: Gauge<never>;
   evictions: Counter<"model">;
   cacheBytes: Gauge<never>;
   cacheEntries: Gauge<never>;
@@ -287,6 +291,17 @@ export function createServeMetrics(labels: Record<string, string> = {}): ServeMe
       "model",
       "result",
     ]),
+    labelRefreshes: counter(
+      registry,
+      "arbor_serve_label_refreshes_total",
+      "rounds of label pointer checks (one per poll, or file event) by result: ok, or failed when the store could not be read for some",
+      ["result"],
+    ),
+    labelRefreshLastOk: gauge(
+      registry,
+      "arbor_serve_label_refresh_last_ok_timestamp_seconds",
+      "Unix time of the last round of label pointer checks in which the store answered every one (0: none yet); labels may be stale while it falls behind",
+    ),
     evictions: counter(registry, "arbor_serve_model_evictions_total", "versions evicted from the LRU cache", [
       "model",
     ]),

@@ -50,6 +50,14 @@ export interface GcsServer extends AsyncDisposable {
   objectNames(bucket: string): string[];
   /** How many requests were served, by `METHOD kind` (e.g. `POST upload:multipart`). */
   readonly requests: Map<string, number>;
+  /**
+   * An outage: from now on every request (or those whose `METHOD kind`, as counted in `requests`,
+   * `only` matches) is answered with `status` (GCS's error body, reason `backendError`) and
+   * counted in `refused`, until `fail(null)`.
+   */
+  fail(status: number | null, only?: RegExp): void;
+  /** Requests answered by {@link fail}'s status. */
+  readonly refused: number;
   close(): Promise<void>;
 }
 
@@ -203,6 +211,9 @@ export async function startGcsServer(
   for (const b of options.buckets ?? []) buckets.set(b, new Map());
   const sessions = new Map<string, ResumableSession>();
   const requests = new Map<string, number>();
+  let failing: number | null = null;
+  let failingOnly: RegExp | undefined;
+  let refused = 0;
   // Generations grow strictly, like GCS's microsecond timestamps.
   let lastGeneration = BigInt(Date.now()) * 1000n;
   let url = "";
@@ -498,6 +509,14 @@ export async function startGcsServer(
             .map((s, i) => (i === 1 ? "*" : s))
             .join("/");
     requests.set(`${req.method} ${kind}`, (requests.get(`${req.method} ${kind}`) ?? 0) + 1);
+    if (failing !== null && (failingOnly?.test(`${req.method} ${kind}`) ?? true)) {
+      refused++;
+      req.resume();
+      const message = "We encountered an internal error. Please try again.";
+      return send(res, failing, {
+        error: { code: failing, message, errors: [{ domain: "global", reason: "backendError", message }] },
+      });
+    }
     const work = (async () => {
       if (upload) return handleUpload(req, res, decodeURIComponent(upload[1]), q);
       const segs = json.split("/");
@@ -541,6 +560,13 @@ export async function startGcsServer(
     url,
     port,
     requests,
+    fail: (status, only) => {
+      failing = status;
+      failingOnly = only;
+    },
+    get refused() {
+      return refused;
+    },
     objectNames: (bucket) => [...bucketOf(bucket).keys()].sort(),
     close,
     [Symbol.asyncDispose]: close,

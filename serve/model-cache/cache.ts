@@ -53,6 +53,12 @@ interface PendingLoad {
 const RETRY_FAILED_MS = 30_000;
 /** How long "this version is not in the store" is believed without asking the store again. */
 const MISSING_TTL_MS = 2_000;
+/**
+ * How long a failure is believed: a bundle that failed to load fails the same way again, while a
+ * store that could not be reached (its client has already retried) is asked again soon.
+ */
+const retryAfterMs = (code: string): number =>
+  code === "STORE_UNAVAILABLE" ? MISSING_TTL_MS : RETRY_FAILED_MS;
 const MAX_FAILURES = 1000;
 /** How long after a version's release its request series are retired. */
 const FORGET_AFTER_MS = 1_000;
@@ -78,6 +84,8 @@ export class ModelCache {
   readonly #waiters: (() => void)[] = [];
   #scanned = false;
   #closed = false;
+  /** Date.now() of the first of the latest run of label refreshes that met store errors. */
+  #storeFailingSince: number | null = null;
 
   constructor(store: ArtifactStore, config: ServeConfig, logger: Logger, metrics: ServeMetrics) {
     this.#store = store;
@@ -278,9 +286,9 @@ export class ModelCache {
     // A version that just failed to load fails the same way again: answer from the record for
     // RETRY_FAILED_MS instead of reading and hashing the whole bundle once per request.
     const failed = this.#failures.get(key);
-    if (failed !== undefined && Date.now() - failed.atMs < RETRY_FAILED_MS) {
+    if (failed !== undefined && Date.now() - failed.atMs < retryAfterMs(failed.code)) {
       throw arborError(
-        "MODEL_LOAD_FAILED",
+        failed.code === "STORE_UNAVAILABLE" ? "STORE_UNAVAILABLE" : "MODEL_LOAD_FAILED",
         `resolve model: '${name}' v${version} failed to load at ${failed.at}: ${failed.message}`,
       );
     }
@@ -309,11 +317,9 @@ export class ModelCache {
         throw clientError(missing.code, missing.message);
       }
       throw arborError(
-        "MODEL_LOAD_FAILED",
+        isArborError(e, "STORE_UNAVAILABLE") ? "STORE_UNAVAILABLE" : "MODEL_LOAD_FAILED",
         `resolve model: '${name}' v${version} failed to load: ${(e as Error).message}`,
-        {
-          cause: e,
-        },
+        { cause: e },
       );
     }
     return loaded; // with this request's reference
@@ -349,13 +355,41 @@ export class ModelCache {
    * costlier than a stat per pointer on gs://, so the follower asks for it less often).
    */
   async refresh(discover = true): Promise<void> {
+    let answered = false;
+    try {
+      answered = await this.#checkLabels(discover);
+    } finally {
+      this.#refreshed(answered);
+    }
+  }
+
+  /** Count a round of label checks; say when the store answers again after errors. */
+  #refreshed(answered: boolean): void {
+    this.#metrics.labelRefreshes.inc({ result: answered ? "ok" : "failed" });
+    const now = Date.now();
+    if (!answered) {
+      this.#storeFailingSince ??= now;
+      return;
+    }
+    this.#metrics.labelRefreshLastOk.set(now / 1000);
+    if (this.#storeFailingSince !== null) {
+      this.#logger.info(
+        { store: this.#store.uri, failing_ms: now - this.#storeFailingSince },
+        "the store answers label checks again",
+      );
+      this.#storeFailingSince = null;
+    }
+  }
+
+  /** {@link refresh}; false when the store could not be read for some label. */
+  async #checkLabels(discover: boolean): Promise<boolean> {
     // Known models stay in the list even when a listing no longer shows them: their pointers were
     // deleted, and only a stat of each pointer takes their labels out of service.
     const names =
       discover || this.#labels.size === 0
         ? [...new Set([...(await this.#modelNames()), ...this.#labels.keys()])]
         : [...this.#labels.keys()];
-    const work: Promise<void>[] = [];
+    const work: Promise<boolean>[] = [];
     for (const name of names) {
       let labels = this.#labels.get(name);
       if (labels === undefined) {
@@ -379,7 +413,7 @@ export class ModelCache {
         work.push(this.#refreshLabel(name, st));
       }
     }
-    await Promise.all(work);
+    const answered = (await Promise.all(work)).every(Boolean);
     if (!this.#scanned) {
       // Say so when the first scan finds nothing to serve: most often a wrong --store or --models.
       const unserved = names.filter(
@@ -395,9 +429,11 @@ export class ModelCache {
       }
     }
     this.#scanned = true;
+    return answered;
   }
 
-  async #refreshLabel(name: string, st: LabelState): Promise<void> {
+  /** Check one label's pointer and load what it names if it moved; false when the store failed. */
+  async #refreshLabel(name: string, st: LabelState): Promise<boolean> {
     const key = labelKey(name, st.label);
     const info = await this.#store.stat(key).catch((e: unknown) => {
       this.#logger.warn(
@@ -406,7 +442,7 @@ export class ModelCache {
       );
       return undefined;
     });
-    if (info === undefined) return; // store unreachable: keep serving what we have
+    if (info === undefined) return false; // store unreachable: keep serving what we have
     if (info === null) {
       // The pointer is gone (a definite "not found", not an unreachable store): the label is
       // unpublished, so stop serving it (404 LABEL_NOT_FOUND) rather than answer with a stale
@@ -425,10 +461,11 @@ export class ModelCache {
           "label pointer deleted from the store; label no longer served",
         );
       }
-      return;
+      return true;
     }
-    const failedRecently = st.state === "failed" && Date.now() - st.lastAttemptAt < RETRY_FAILED_MS;
-    if (info.generation === st.pointerGeneration && (st.state !== "failed" || failedRecently)) return;
+    const failedRecently =
+      st.state === "failed" && Date.now() - st.lastAttemptAt < retryAfterMs(st.error?.code ?? "");
+    if (info.generation === st.pointerGeneration && (st.state !== "failed" || failedRecently)) return true;
     st.lastAttemptAt = Date.now();
     let version: number | null = null;
     try {
@@ -442,7 +479,7 @@ export class ModelCache {
         st.pointerGeneration = obj.generation;
         st.state = "ready";
         st.error = null;
-        return;
+        return true;
       }
       if (st.slot === null) st.state = "loading";
       const slot = await this.#load(name, version);
@@ -470,6 +507,7 @@ export class ModelCache {
         { model: name, label: st.label, version, previous: old?.version ?? null },
         "label now served by version",
       );
+      return true;
     } catch (e) {
       const err = isArborError(e) ? e : arborError("MODEL_LOAD_FAILED", String(e), { cause: e });
       // #load counts failed loads, but not a version missing from the store (the client's 404 on
@@ -491,6 +529,7 @@ export class ModelCache {
         },
         "label update failed; keeping the previous version",
       );
+      return err.code !== "STORE_UNAVAILABLE";
     }
   }
 
