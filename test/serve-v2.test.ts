@@ -12,7 +12,7 @@ import { pathToFileURL } from "node:url";
 import { InferenceSession, Tensor } from "onnxruntime-node";
 import type { ArtifactStore } from "../registry/store/artifact-store.ts";
 import { openArtifactStore } from "../registry/store/open.ts";
-import { publishLabelled, type ServeProcess, startServe } from "./serve-fixtures.ts";
+import { publishFixture, publishLabelled, type ServeProcess, startServe } from "./serve-fixtures.ts";
 
 let dir: string;
 let store: ArtifactStore;
@@ -39,6 +39,16 @@ beforeAll(async () => {
   await fixture("flights", "binary", 11, [0, 0, 4]);
   await fixture("house", "regression", 21, []);
   await fixture("iris", "multiclass", 31, [0, 3]);
+  // A version in the store that no label names: never loaded unless asked for.
+  await publishFixture(store, {
+    name: "house",
+    version: 2,
+    task: "regression",
+    numFeatures: 6,
+    numTrees: 3,
+    depth: 2,
+    seed: 22,
+  });
   server = await startServe(["--store", pathToFileURL(dir).href]);
 });
 
@@ -447,20 +457,47 @@ describe("V2 infer: missing data, outputs, metadata, routes", () => {
     expect(r.value.error).toContain("'label'");
   });
 
-  test("metadata declares treeshap_output's shape per task, as infer returns it", async () => {
-    const shapShape = async (model: string) => {
+  test("an output asking for Triton's classification extension is refused (400), not answered as a plain tensor", async () => {
+    const r = await post(FLIGHTS, {
+      inputs: [{ name: "input", datatype: "FP32", shape: [1, 6], data: ROW }],
+      outputs: [{ name: "probabilities", parameters: { classification: 2 } }],
+    });
+    expectError(r, 400, "BAD_REQUEST");
+    expect(r.value.error).toContain("classification");
+  });
+
+  test("an input named __proto__ is an unknown feature like any other (422 UNKNOWN_FEATURE)", async () => {
+    const r = await post(HOUSE, {
+      inputs: [...houseInputs("FP32", [1]), { name: "__proto__", datatype: "FP32", shape: [1], data: [1] }],
+    });
+    expectError(r, 422, "UNKNOWN_FEATURE");
+    expect(r.value.error).toContain("'__proto__'");
+  });
+
+  test("metadata declares the outputs' shapes per task, as infer returns them", async () => {
+    const shape = async (model: string, output: string) => {
       const meta = (await (await fetch(`${server.url}/v2/models/${model}`)).json()) as Json;
-      return meta.outputs.find((o: { name: string }) => o.name === "treeshap_output").shape;
+      return meta.outputs.find((o: { name: string }) => o.name === output).shape;
     };
+    const shapShape = (model: string) => shape(model, "treeshap_output");
     expect(await shapShape("house")).toEqual([-1, 7]);
     expect(await shapShape("flights")).toEqual([-1, 7]);
     expect(await shapShape("iris")).toEqual([-1, 3, 7]);
+    expect(await shape("flights", "probabilities")).toEqual([-1, 2]);
+    expect(await shape("iris", "probabilities")).toEqual([-1, 3]);
     const r = await post("/v2/models/iris/infer", {
       inputs: [{ name: "input", datatype: "FP32", shape: [2, 6], data: [...ROW, ...ROW] }],
       outputs: [{ name: "treeshap_output" }],
     });
     expect(r.status).toBe(200);
     expect(r.value.outputs[0].shape).toEqual([2, 3, 7]);
+  });
+
+  test("metadata lists the versions that may be requested: those in the store, loaded or not", async () => {
+    const meta = (await (await fetch(`${server.url}/v2/models/house`)).json()) as Json;
+    expect(meta.versions).toEqual(["1", "2"]);
+    const v1 = (await (await fetch(`${server.url}/v1/models/house`)).json()) as Json;
+    expect(v1.versions.map((v: { version: number }) => v.version)).toEqual([1]); // v2 not loaded
   });
 
   test("GET /v2/models/ (no model name) is 404 ROUTE_NOT_FOUND", async () => {

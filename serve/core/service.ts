@@ -583,7 +583,7 @@ export class ServeCore {
     const slot = await this.acquire(ref);
     try {
       reply.version = String(slot.version);
-      reply.body = action === "ready" ? { name: ref.name, ready: true } : v2ModelMetadata(this, slot);
+      reply.body = action === "ready" ? { name: ref.name, ready: true } : await v2ModelMetadata(this, slot);
     } finally {
       slot.release();
     }

@@ -65,7 +65,7 @@ const utf8Encoder = new TextEncoder();
 const utf8Decoder = new TextDecoder("utf-8", { fatal: true });
 
 /** `GET /v2/models/{name}[/versions/{v}]`. */
-export function v2ModelMetadata(core: ServeCore, slot: ModelSlot): Record<string, unknown> {
+export async function v2ModelMetadata(core: ServeCore, slot: ModelSlot): Promise<Record<string, unknown>> {
   const f = slot.plan.width;
   const k = slot.signature.baseScore.length;
   const outputs: Record<string, unknown>[] = [{ name: "margin", datatype: "FP32", shape: [-1, k] }];
@@ -73,7 +73,7 @@ export function v2ModelMetadata(core: ServeCore, slot: ModelSlot): Record<string
     outputs.push({ name: "prediction", datatype: "FP32", shape: [-1, 1] });
   else {
     outputs.push(
-      { name: "probabilities", datatype: "FP32", shape: [-1, -1] },
+      { name: "probabilities", datatype: "FP32", shape: [-1, slot.signature.classes?.length ?? -1] },
       { name: "label", datatype: "BYTES", shape: [-1] },
     );
   }
@@ -81,7 +81,8 @@ export function v2ModelMetadata(core: ServeCore, slot: ModelSlot): Record<string
   outputs.push({ name: "treeshap_output", datatype: "FP32", shape: k === 1 ? [-1, f + 1] : [-1, k, f + 1] });
   return {
     name: slot.name,
-    versions: core.cache.loadedVersions(slot.name).map((s) => String(s.version)),
+    // "The model versions that may be explicitly requested": in the store, loaded or not.
+    versions: (await core.cache.availableVersions(slot.name)).map(String),
     platform: "onnx_onnxv1",
     inputs: [{ name: "input", datatype: "FP32", shape: [-1, f] }],
     outputs,
@@ -410,7 +411,8 @@ function readInputs(slot: ModelSlot, body: unknown, maxRows: number, binary: Uin
   if (inputs.length === 1 && first !== null && typeof first === "object" && first["name"] === "input") {
     m = readTensor(plan, first, maxRows, cursor);
   } else {
-    const columns: Record<string, unknown[]> = {};
+    // No prototype: an input named `__proto__` is a feature name like any other.
+    const columns: Record<string, unknown[]> = Object.create(null);
     for (const inp of inputs) {
       if (inp === null || typeof inp !== "object")
         throw clientError("BAD_REQUEST", "infer: each input must be an object");
@@ -492,8 +494,16 @@ export async function v2Infer(
         throw clientError("BAD_REQUEST", `infer: output '${name}' is requested twice`);
       wanted.push(name);
       const op = (o as Record<string, unknown>)["parameters"];
-      const flag =
-        op !== null && typeof op === "object" ? (op as Record<string, unknown>)["binary_data"] : undefined;
+      const opts = op !== null && typeof op === "object" ? (op as Record<string, unknown>) : {};
+      if (opts["classification"] !== undefined) {
+        // Triton's classification extension (top-k "score:index:label" strings) is not served:
+        // answering the plain tensor instead would hand the client a datatype it did not ask for.
+        throw clientError(
+          "BAD_REQUEST",
+          `infer: output '${name}': the classification extension is not supported; request 'probabilities' and 'label' instead`,
+        );
+      }
+      const flag = opts["binary_data"];
       if (flag === true || (flag === undefined && allBinary)) binaryOut.add(name);
     }
   } else if (allBinary) for (const n of wanted) binaryOut.add(n);

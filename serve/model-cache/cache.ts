@@ -84,6 +84,8 @@ export class ModelCache {
   readonly #waiters: (() => void)[] = [];
   #scanned = false;
   #closed = false;
+  /** Versions with a manifest in the store, by model: when listed, and what. */
+  readonly #listed = new Map<string, { atMs: number; versions: number[] }>();
   /** Date.now() of the first of the latest run of label refreshes that met store errors. */
   #storeFailingSince: number | null = null;
 
@@ -563,6 +565,33 @@ export class ModelCache {
     for (const slot of this.#lru.values()) if (slot.name === name) seen.add(slot);
     for (const slot of this.#pins.keys()) if (slot.name === name) seen.add(slot);
     return [...seen].sort((a, b) => a.version - b.version);
+  }
+
+  /**
+   * The versions of a model that may be requested: those with a manifest in the store (listed at
+   * most once per MISSING_TTL_MS; only the loaded ones while the store cannot be read) and those
+   * loaded, ascending.
+   */
+  async availableVersions(name: string): Promise<number[]> {
+    let listed = this.#listed.get(name);
+    if (listed === undefined || Date.now() - listed.atMs >= MISSING_TTL_MS) {
+      try {
+        const objects = await this.#store.listMatching(`models/${name}/v*/manifest.json`);
+        const versions: number[] = [];
+        for (const o of objects) {
+          const v = /^v([1-9]\d*)$/.exec(o.key.split("/")[2]);
+          if (v !== null) versions.push(Number(v[1]));
+        }
+        if (this.#listed.size >= MAX_FAILURES) this.#listed.delete(this.#listed.keys().next().value!);
+        listed = { atMs: Date.now(), versions };
+        this.#listed.set(name, listed);
+      } catch (e) {
+        this.#logger.warn({ model: name, err: (e as Error).message }, "listing the model's versions failed");
+      }
+    }
+    const all = new Set(listed?.versions);
+    for (const slot of this.loadedVersions(name)) all.add(slot.version);
+    return [...all].sort((a, b) => a - b);
   }
 
   /** Requests holding `slot` now: its references less the LRU's and the labels'. */
