@@ -470,36 +470,38 @@ describe("serve: WebSocket explain and routing fields", () => {
     ws.close();
   });
 
-  test("predict and explain messages on one stream, by label or version, are answered in the order they came", async () => {
+  test("messages on one stream are answered in the order they came: predicts and explains, any model, version or label, and errors", async () => {
     const ws = new WebSocket(`ws://127.0.0.1:${server.port}/v1/stream`);
     await new Promise((resolve, reject) => {
       ws.onopen = resolve;
       ws.onerror = reject;
     });
-    const rs = rows(models["flights@2"].signature, 1, 44);
-    const n = 60;
+    const flights = rows(models["flights@2"].signature, 1, 44);
+    const house = rows(models["house@1"].signature, 1, 45);
+    const iris = rows(models["iris@1"].signature, 1, 46);
+    const n = 90;
     const ids: number[] = [];
     const done = new Promise<void>((resolve) => {
       ws.onmessage = (ev) => {
         const v = JSON.parse(ev.data as string);
-        expect(v.error).toBeUndefined();
+        expect(v.error === undefined).toBe(v.id % 9 !== 8);
         ids.push(v.id);
         if (ids.length === n) resolve();
       };
     });
-    // Predictions and explanations share a micro-batch queue (each scores its rows with ORT);
-    // messages naming the version the default label points at join the same one.
+    // Each model version has its own micro-batches, which run one after the other; an explain's
+    // reply comes from the explain thread; an error is known at once.
     for (let i = 0; i < n; i++) {
-      const ref = i % 4 === 2 ? { version: 1 } : {};
-      ws.send(
-        JSON.stringify({
-          id: i,
-          model: "flights",
-          ...ref,
-          op: i % 3 === 1 ? "explain" : "predict",
-          instances: rs,
-        }),
-      );
+      const kind = i % 9;
+      const msg =
+        kind === 8
+          ? { model: "nope", instances: flights }
+          : kind % 4 === 0
+            ? { model: "house", instances: house }
+            : kind % 4 === 1
+              ? { model: "iris", label: "production", instances: iris }
+              : { model: "flights", ...(kind === 2 ? { version: 1 } : {}), instances: flights };
+      ws.send(JSON.stringify({ id: i, op: i % 5 === 3 ? "explain" : "predict", ...msg }));
     }
     await done;
     expect(ids).toEqual(Array.from({ length: n }, (_, i) => i));

@@ -79,8 +79,9 @@ export interface ScoreSink {
   answer(value: PredictReply | Record<string, unknown>, version: number): void;
   failed(e: unknown): void;
   /**
-   * Its rows are scored and the reply will come later (an explain, whose TreeSHAP runs on another
-   * thread): replies of later requests can come first. A stream uses it to keep its order.
+   * The reply will come later: its rows wait in a micro-batch, then (an explain) its TreeSHAP runs
+   * on another thread; replies of later requests could come first. A stream uses it to keep its
+   * order. Called once or twice.
    */
   deferred?(): void;
   /** Whether the client has left: work not started for it can be dropped. */
@@ -338,6 +339,7 @@ export class ServeCore {
       sink.failed(e);
       return;
     }
+    sink.deferred?.();
     slot.commitTo(target, rows, new ScoreJob(slot, sink, explain, this.logger));
   }
 

@@ -2,8 +2,10 @@
  * `WS /v1/stream`: pipelined predict/explain messages `{id, model, version?|label?, op, instances}`
  * as JSON text or msgpack binary frames; each reply carries the id and uses the frame type of its
  * request. Many messages may be in flight per connection (up to RUNNING_PER_CONNECTION scored at
- * once, so concurrent requests share micro-batches). Replies keep their messages' order: behind an
- * explain still on the explain thread, later replies are held, encoded, in the connection's queue.
+ * once, so concurrent requests share micro-batches). Replies keep their messages' order: behind a
+ * message whose batch has not run yet or whose explain is still on the explain thread, later
+ * replies are held, encoded, in the connection's queue (a message waiting for its version to load
+ * takes its place in that order when the load ends).
  * Backpressure: uWS cannot stop reading a WebSocket in this build (no ws.pause), so once the unread
  * replies (send buffer and queue) pass `wsMaxBackpressureBytes` new messages are parked unprocessed
  * and resumed on `drain`, at most PARKED_PAYLOADS_PER_CONNECTION payloads' worth per connection and
@@ -48,8 +50,9 @@ interface Conn {
   /** The connection in the process's reply budget (set once it is open). */
   holder: ReplyHolder | null;
   /**
-   * Messages whose replies wait, in message order, behind an explain whose TreeSHAP is still on
-   * the explain thread (the first is that explain): replies keep the order their messages came in.
+   * Messages whose replies are still to come (in a micro-batch, or an explain on the explain
+   * thread) and the replies held behind them, in message order: replies keep the order their
+   * messages came in.
    */
   queue: Ordered[];
   /** Bytes of the encoded replies held in `queue`. */
@@ -58,7 +61,7 @@ interface Conn {
 
 /** A message in its connection's {@link Conn.queue}. */
 interface Ordered {
-  /** Its reply is still to come (an explain on the explain thread). */
+  /** Its reply is still to come (its batch has not run, or its explain is on the explain thread). */
   readonly waiting: boolean;
   /** Send the reply it holds, and count the message out. */
   sendHeld(): void;
@@ -231,27 +234,32 @@ export function attachStream(app: TemplatedApp, core: ServeCore, state: Transpor
       this.binary = binary;
     }
 
-    /** Send `value` and count the message out (or queue it behind a reply still to come). */
+    /** Send `value` and count the message out (or hold it behind a reply still to come). */
     done(value: Record<string, unknown> | PredictReply, status: number): void {
       const queue = this.conn.queue;
-      const queued = this.waiting || queue.length > 0;
-      // A client that left gets nothing (its closed uWS socket must not be touched): count it out.
-      if (!queued && !this.conn.open) {
-        this.#out(status);
+      if (queue.length === 0 || queue[0] === this) {
+        // Nothing before it: out now, then the replies behind it that were waiting for it.
+        if (queue.length > 0) queue.shift();
+        this.waiting = false;
+        // A client that left gets nothing (its closed uWS socket must not be touched): count it out.
+        if (this.conn.open) {
+          this.#hold(value, status, false);
+          this.sendHeld();
+        } else this.#out(status);
+        if (queue.length > 0) {
+          flushQueue(this.ws, this.conn);
+          noteBuffered(this.ws, this.conn);
+        }
         return;
       }
-      this.#hold(value, status, queued);
-      if (!queued) {
-        this.sendHeld();
-        return;
-      }
+      this.#hold(value, status, true);
       if (this.waiting) this.waiting = false;
       else queue.push(this);
-      flushQueue(this.ws, this.conn);
       noteBuffered(this.ws, this.conn);
     }
 
     deferred(): void {
+      if (this.waiting) return; // already in line (its batch's, then its explain's wait)
       this.waiting = true;
       this.conn.queue.push(this);
     }
