@@ -22,6 +22,7 @@ export const SERVE_ENV_NAMES = {
   gcsProject: "ARBOR_GCS_PROJECT",
   pollIntervalMs: "ARBOR_SERVE_POLL_MS",
   watch: "ARBOR_SERVE_WATCH",
+  strictReadiness: "ARBOR_SERVE_STRICT_READINESS",
   cacheMaxModels: "ARBOR_SERVE_CACHE_MAX_MODELS",
   cacheMaxBytes: "ARBOR_SERVE_CACHE_MAX_BYTES",
   loadConcurrency: "ARBOR_SERVE_LOAD_CONCURRENCY",
@@ -51,6 +52,8 @@ export const SERVE_DEFAULTS = {
   logLevel: "info",
   pollIntervalMs: 2000,
   watch: true,
+  /** /readyz waits for every label found to have a version (false: for every label's first load to end). */
+  strictReadiness: true,
   cacheMaxModels: 16,
   cacheMaxBytes: 512 * 1024 * 1024,
   loadConcurrency: 2,
@@ -60,7 +63,7 @@ export const SERVE_DEFAULTS = {
   /** Bytes of replies held for clients that have not read them, all connections of a process together. */
   replyBudgetBytes: 256 * 1024 * 1024,
   maxRows: 10_000,
-  /** TreeSHAP runs on the event loop (~1-2 ms per row for 500 trees of depth 6): keep one request short. */
+  /** TreeSHAP costs ~1 ms per row for 500 trees of depth 6 (on the explain thread): keep one request short. */
   maxExplainRows: 100,
   batching: true,
   batchMaxRows: 256,
@@ -93,6 +96,7 @@ const serveConfigSchema = z
     gcsProject: z.string().optional(),
     pollIntervalMs: posInt.max(TIMER_MAX_MS),
     watch: z.boolean(),
+    strictReadiness: z.boolean(),
     cacheMaxModels: posInt,
     cacheMaxBytes: posInt,
     loadConcurrency: posInt,

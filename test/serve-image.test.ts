@@ -66,7 +66,8 @@ test("Dockerfile.serve: its image's files and production dependencies run the se
   expect(spec.copies).toContain("serve");
   expect(spec.removed).toContain("node_modules/bun");
   expect(spec.cmd).toEqual(["node", "--import", "tsx", "serve/main.ts"]);
-  expect(spec.healthcheck[2]).toContain("/readyz");
+  // Liveness: a model that fails to load must not get the container restarted.
+  expect(spec.healthcheck[2]).toContain("/healthz");
 
   const tmp = mkdtempSync(path.join(tmpdir(), "arbor-image-"));
   try {
@@ -127,6 +128,7 @@ test("Dockerfile.serve: its image's files and production dependencies run the se
     expect(explained.status).toBe(200);
     expect(((await explained.json()) as { explanations: unknown[] }).explanations.length).toBe(1);
 
+    expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
     const health = Bun.spawnSync(spec.healthcheck, {
       env: { PATH: process.env.PATH ?? "", ARBOR_SERVE_PORT: String(port) },
     });

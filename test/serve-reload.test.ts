@@ -254,6 +254,73 @@ describe("serve: graceful shutdown", () => {
 });
 
 describe("serve: label pointer deleted", () => {
+  test("a malformed label pointer fails the label with STORE_INTEGRITY naming the file; the served version stays; a label with none answers 503 MODEL_LOAD_FAILED and holds /readyz unless ARBOR_SERVE_STRICT_READINESS=false", async () => {
+    const f = await publishFixture(store, {
+      name: "ptr",
+      version: 1,
+      task: "regression",
+      numFeatures: 6,
+      numTrees: 5,
+      depth: 3,
+      seed: 8,
+    });
+    await pointLabel(store, "ptr", "production", 1, f.manifestSha256);
+    const server = await startServe(["--store", pathToFileURL(dir).href, "--poll-ms", "100"]);
+    const key = labelKey("ptr", "production");
+    const label = async () =>
+      ((await (await fetch(`${server.url}/v1/models/ptr`)).json()) as Json).labels.production;
+    try {
+      expect((await predict(server.url, "/v1/models/ptr:predict")).status).toBe(200);
+      for (const [body, says] of [
+        ["{oops", "is not JSON"],
+        [
+          JSON.stringify({ model: "ptr", label: "production", version: 1, sha256: "abc", updated_at: "" }),
+          "sha256:",
+        ],
+      ]) {
+        await store.put(key, body);
+        await until("the label to fail", async () => (await label()).error?.message.includes(says) === true);
+        const l = await label();
+        expect(l.state).toBe("failed");
+        expect(l.error.code).toBe("STORE_INTEGRITY");
+        expect(l.error.message).toContain(key);
+        expect(l.error.message).not.toContain("\n");
+        const served = await predict(server.url, "/v1/models/ptr:predict");
+        expect({ status: served.status, version: served.body.version }).toEqual({ status: 200, version: 1 });
+      }
+      expect(server.logs()).toContain("label update failed; keeping the previous version");
+    } finally {
+      expect(await server.stop()).toBe(0);
+    }
+    // Started with the bad pointer: nothing to serve for the label.
+    const fresh = await startServe(["--store", pathToFileURL(dir).href, "--poll-ms", "100"]);
+    try {
+      const r = await predict(fresh.url, "/v1/models/ptr:predict");
+      expect({ status: r.status, code: r.body.error.code }).toEqual({
+        status: 503,
+        code: "MODEL_LOAD_FAILED",
+      });
+      expect(r.body.error.message).toContain(key);
+      expect(fresh.logs()).toContain("label update failed; the label has no version to serve");
+      expect((await fetch(`${fresh.url}/readyz`)).status).toBe(503); // every label, by default
+    } finally {
+      expect(await fresh.stop()).toBe(0);
+    }
+    // Without strict readiness the replica is ready once the label's first load has ended.
+    const lenient = await startServe(["--store", pathToFileURL(dir).href], {
+      ARBOR_SERVE_STRICT_READINESS: "false",
+    });
+    try {
+      expect((await fetch(`${lenient.url}/readyz`)).status).toBe(200);
+      expect((await fetch(`${lenient.url}/v2/health/ready`)).status).toBe(200);
+      expect((await predict(lenient.url, "/v1/models/ptr:predict")).status).toBe(503);
+      expect((await predict(lenient.url)).status).toBe(200);
+    } finally {
+      expect(await lenient.stop()).toBe(0);
+      await store.delete(key);
+    }
+  });
+
   test("the label stops being served (404 LABEL_NOT_FOUND); explicit versions still answer; re-pointing restores it", async () => {
     const f = await publishFixture(store, {
       name: "gone",

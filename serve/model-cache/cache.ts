@@ -11,7 +11,7 @@
  */
 import { LRUCache } from "lru-cache";
 import type { ArtifactStore } from "../../registry/store/artifact-store.ts";
-import { labelPointerSchema } from "../../shared/bundle.ts";
+import { type LabelPointer, labelPointerSchema } from "../../shared/bundle.ts";
 import { arborError, isArborError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { labelKey } from "../../shared/paths.ts";
@@ -62,6 +62,25 @@ const retryAfterMs = (code: string): number =>
 const MAX_FAILURES = 1000;
 /** How long after a version's release its request series are retired. */
 const FORGET_AFTER_MS = 1_000;
+
+/** A label pointer's contents; STORE_INTEGRITY naming the file and what is wrong with it otherwise. */
+function readLabelPointer(key: string, data: Uint8Array): LabelPointer {
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder().decode(data));
+  } catch (e) {
+    throw arborError("STORE_INTEGRITY", `label pointer ${key} is not JSON: ${(e as Error).message}`);
+  }
+  const parsed = labelPointerSchema.safeParse(json);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`);
+    throw arborError(
+      "STORE_INTEGRITY",
+      `label pointer ${key} is not a label pointer: ${problems.join("; ")}`,
+    );
+  }
+  return parsed.data;
+}
 
 /** Cache of loaded versions plus the label pointers the server follows. */
 export class ModelCache {
@@ -270,7 +289,7 @@ export class ModelCache {
     }
     if (st.slot === null) {
       throw arborError(
-        "MODEL_NOT_READY",
+        st.state === "failed" ? "MODEL_LOAD_FAILED" : "MODEL_NOT_READY",
         `resolve model: '${name}' label '${label}' is ${st.state}${st.error ? `: ${st.error.message}` : ""}`,
       );
     }
@@ -472,7 +491,7 @@ export class ModelCache {
     let version: number | null = null;
     try {
       const obj = await this.#store.read(key);
-      const pointer = labelPointerSchema.parse(JSON.parse(new TextDecoder().decode(obj.data)));
+      const pointer = readLabelPointer(key, obj.data);
       version = pointer.version;
       st.pointerVersion = version;
       if (st.slot !== null && st.slot.version === version && st.slot.manifestSha256 === pointer.sha256) {
@@ -529,17 +548,26 @@ export class ModelCache {
           err: err.message,
           serving: st.slot?.version ?? null,
         },
-        "label update failed; keeping the previous version",
+        st.slot === null
+          ? "label update failed; the label has no version to serve"
+          : "label update failed; keeping the previous version",
       );
       return err.code !== "STORE_UNAVAILABLE";
     }
   }
 
-  /** True once every label found in the store is served by a loaded version. */
+  /**
+   * True once every label found in the store is served by a loaded version; without strict
+   * readiness (ARBOR_SERVE_STRICT_READINESS=false), once every label's first load has ended, so
+   * that one bad bundle does not take every replica out of its load balancer.
+   */
   ready(): boolean {
     if (!this.#scanned) return false;
     for (const labels of this.#labels.values()) {
-      for (const st of labels.values()) if (st.state !== "absent" && st.slot === null) return false;
+      for (const st of labels.values()) {
+        if (st.slot !== null || st.state === "absent") continue;
+        if (this.#config.strictReadiness || st.state === "loading") return false;
+      }
     }
     return true;
   }
