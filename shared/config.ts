@@ -56,6 +56,9 @@ export function normalizeStoreUri(value: string, cwd: string): string {
   return pathToFileURL(path.resolve(cwd, value)).href.replace(/\/+$/, "");
 }
 
+/** Settings whose values are never echoed in errors. */
+const SECRET_KEYS = new Set(["databaseUrl", "apiTokens"]);
+
 /**
  * Validate a raw object against a zod schema and report every problem in one error that names the
  * fields (by environment variable when one maps to the field).
@@ -69,8 +72,15 @@ export function parseConfigObject<S extends z.ZodType>(
   if (result.success) return result.data;
   const problems = result.error.issues.map((issue) => {
     const key = issue.path.join(".");
-    const env = envNames[String(issue.path[0])];
-    return `${env ? `${env} (${key})` : key}: ${issue.message}`;
+    const top = String(issue.path[0]);
+    const env = envNames[top];
+    // The value given, unless it may hold a secret.
+    const given = SECRET_KEYS.has(top) ? undefined : (raw as Record<string, unknown> | null)?.[top];
+    const got =
+      typeof given === "string" || typeof given === "number"
+        ? ` (got ${JSON.stringify(given).slice(0, 60)})`
+        : "";
+    return `${env ? `${env} (${key})` : key}: ${issue.message}${got}`;
   });
   throw arborError("INVALID_CONFIG", `invalid configuration: ${problems.join("; ")}`, {
     details: { problems },
@@ -124,5 +134,10 @@ export function loadArborConfig(
     apiTokens: tokens,
     user: overrides.user ?? pick("user") ?? env["USER"] ?? osUser() ?? "unknown",
   };
-  return Object.freeze(parseConfigObject(configSchema, raw, ENV_NAMES));
+  // Name where a bad value came from: the flag when one gave it, else the environment variable.
+  const names: Record<string, string> = { ...ENV_NAMES };
+  for (const [key, value] of Object.entries(overrides)) {
+    if (value !== undefined) names[key] = `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  }
+  return Object.freeze(parseConfigObject(configSchema, raw, names));
 }

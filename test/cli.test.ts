@@ -63,7 +63,19 @@ describe("cli", () => {
     const s3 = await cli(["config", "--store", "s3://bucket/x"]);
     expect(s3.code).toBe(2);
     expect(s3.stderr).toContain("INVALID_CONFIG");
-    expect(s3.stderr).toContain("ARBOR_STORE");
+    // The message names where the value came from, and the value.
+    expect(s3.stderr).toContain("--store (store)");
+    expect(s3.stderr).toContain('"s3://bucket/x"');
+    const s3env = await cli(["config"], { ARBOR_STORE: "s3://bucket/y" });
+    expect(s3env.code).toBe(2);
+    expect(s3env.stderr).toContain("ARBOR_STORE (store)");
+    // The serve tier's settings are shown and checked too.
+    const serve = JSON.parse((await cli(["config", "--json"], { ARBOR_SERVE_PORT: "9090" })).stdout).serve;
+    expect({ port: serve.port, labels: serve.labels }).toEqual({ port: 9090, labels: ["production"] });
+    const badServe = await cli(["config"], { ARBOR_SERVE_WORKERS: "abc" });
+    expect(badServe.code).toBe(2);
+    expect(badServe.stderr).toContain("ARBOR_SERVE_WORKERS (workers)");
+    expect(badServe.stderr).toContain('"abc"');
     expect(JSON.parse((await cli(["config", "--json", "--store", "rel/dir"])).stdout).store).toBe(
       "file:///tmp/rel/dir",
     );

@@ -227,6 +227,30 @@ describe("label follower in-process", () => {
     cache.close();
   });
 
+  test("a model folder whose name no request can use is not followed (one warning); an arbor home given as the store gets a hint", async () => {
+    const { dir, uri } = tmpStore();
+    const inner = path.join(dir, "store");
+    const store = await openArtifactStore(pathToFileURL(inner).href);
+    await pointLabel(store, "ok", "production", 1, await publish(store, "ok", 1));
+    const bad = path.join(inner, "models", "my reg", "labels");
+    await fsp.mkdir(bad, { recursive: true });
+    cpSync(path.join(inner, "models", "ok", "labels", "production.json"), path.join(bad, "production.json"));
+    const { cache, lines } = inProcess(pathToFileURL(inner).href, store);
+    await cache.refresh(true);
+    await cache.refresh(true);
+    expect(cache.modelNames()).toEqual(["ok"]);
+    expect(cache.ready()).toBe(true);
+    const warned = lines.filter((l) => String(l["msg"]).includes("a name no request can use"));
+    expect(warned.map((l) => l["model"])).toEqual(["my reg"]);
+    cache.close();
+
+    const home = inProcess(uri, await openArtifactStore(uri));
+    await home.cache.refresh(true);
+    const nothing = home.lines.find((l) => String(l["msg"]).startsWith("no followed label points"));
+    expect(nothing?.["hint"]).toContain(pathToFileURL(inner).href);
+    home.cache.close();
+  });
+
   test("the watch limit reached: watching is given up with a log line, and polling still follows", async () => {
     const { uri } = tmpStore();
     const store = await openArtifactStore(uri);

@@ -9,13 +9,16 @@
  * last goes. A load hands every caller waiting on it a reference taken the moment it ends, before
  * the slot enters the LRU, so no eviction can release a session between its load and its callers.
  */
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { LRUCache } from "lru-cache";
 import type { ArtifactStore } from "../../registry/store/artifact-store.ts";
 import { type LabelPointer, labelPointerSchema } from "../../shared/bundle.ts";
 import { arborError, isArborError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { labelKey } from "../../shared/paths.ts";
-import type { ServeConfig } from "../config.ts";
+import { NAME_PATTERN, type ServeConfig } from "../config.ts";
 import { clientError } from "../core/client-error.ts";
 import { forgetExplainer } from "../explain.ts";
 import type { ServeMetrics } from "../metrics.ts";
@@ -82,6 +85,15 @@ function readLabelPointer(key: string, data: Uint8Array): LabelPointer {
   return parsed.data;
 }
 
+/** An arbor home folder given as the store (its store is the `store/` folder in it): say so. */
+function homeHint(uri: string): { hint?: string } {
+  if (!uri.startsWith("file://")) return {};
+  const inner = path.join(fileURLToPath(uri), "store");
+  return existsSync(path.join(inner, "models"))
+    ? { hint: `this looks like an arbor home folder: its store is ${pathToFileURL(inner).href}` }
+    : {};
+}
+
 /** Cache of loaded versions plus the label pointers the server follows. */
 export class ModelCache {
   readonly #store: ArtifactStore;
@@ -105,6 +117,8 @@ export class ModelCache {
   #closed = false;
   /** Versions with a manifest in the store, by model: when listed, and what. */
   readonly #listed = new Map<string, { atMs: number; versions: number[] }>();
+  /** Model folders with label pointers whose names are not model names (warned about once). */
+  readonly #badNames = new Set<string>();
   /** Date.now() of the first of the latest run of label refreshes that met store errors. */
   #storeFailingSince: number | null = null;
 
@@ -365,8 +379,18 @@ export class ModelCache {
   async #modelNames(): Promise<string[]> {
     if (this.#config.models.length > 0) return [...this.#config.models];
     const names = new Set<string>();
-    for (const obj of await this.#store.listMatching("models/*/labels/*.json"))
-      names.add(obj.key.split("/")[1]);
+    for (const obj of await this.#store.listMatching("models/*/labels/*.json")) {
+      const name = obj.key.split("/")[1];
+      if (NAME_PATTERN.test(name)) names.add(name);
+      else if (!this.#badNames.has(name) && this.#badNames.size < MAX_FAILURES) {
+        // No request could name it (the routes take the same names): say so once, not serve it.
+        this.#badNames.add(name);
+        this.#logger.warn(
+          { model: name.slice(0, 200) },
+          "a model folder in the store has a name no request can use; not served",
+        );
+      }
+    }
     return [...names].sort();
   }
 
@@ -442,7 +466,12 @@ export class ModelCache {
       );
       if (names.length === 0 || unserved.length === names.length) {
         this.#logger.warn(
-          { store: this.#store.uri, labels: this.#config.labels, models: names },
+          {
+            store: this.#store.uri,
+            labels: this.#config.labels,
+            models: names,
+            ...homeHint(this.#store.uri),
+          },
           "no followed label points at a version in this store: nothing is served until one does",
         );
       } else if (unserved.length > 0) {

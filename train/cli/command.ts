@@ -47,6 +47,8 @@ export interface CommandResult {
 /** Everything a command may use. */
 export interface CommandContext {
   config: ArborConfig;
+  /** The environment the command runs in (where `config` came from). */
+  env: Readonly<Record<string, string | undefined>>;
   /** Whether the log level was asked for (`--log-level` or ARBOR_LOG_LEVEL), not the CLI's quiet default. */
   logLevelGiven: boolean;
   logger: Logger;

@@ -30,7 +30,7 @@ export const GLOBAL_FLAGS: readonly FlagSpec[] = [
     name: "store",
     type: "string",
     placeholder: "URI",
-    description: "artifact store, file:// or gs:// (ARBOR_STORE)",
+    description: "artifact store: a path, file:// or gs:// URI (ARBOR_STORE)",
   },
   {
     name: "database-url",
@@ -286,6 +286,7 @@ export async function runCli(
     const args = validateArgs(command, parsed);
     const ctx: CommandContext = {
       config,
+      env: io.env,
       logLevelGiven: parsed["logLevel"] !== undefined || Boolean(io.env["ARBOR_LOG_LEVEL"]),
       logger,
       json: wantsJson,

@@ -1,6 +1,7 @@
 /** `arbor version` and `arbor config`: what is installed and what configuration is in force. */
 import { z } from "zod";
 import pkg from "../../package.json" with { type: "json" };
+import { loadServeConfig } from "../../serve/config.ts";
 import { defineCommand } from "../cli/command.ts";
 
 /** `arbor version`. */
@@ -39,9 +40,12 @@ export const configCommand = defineCommand({
       apiTokens: c.apiTokens.length,
       user: c.user,
     };
-    const text = Object.entries(shown)
-      .map(([k, v]) => `${k.padEnd(12)} ${String(v)}`)
-      .join("\n");
-    return { json: shown, text };
+    // What `arbor serve` would run with (ARBOR_SERVE_*; checked the same way, so bad values show here).
+    const { store: _, ...serve } = loadServeConfig(ctx.env, { store: c.store });
+    const text = [
+      ...Object.entries(shown).map(([k, v]) => `${k.padEnd(12)} ${String(v)}`),
+      ...Object.entries(serve).map(([k, v]) => `serve.${k.padEnd(24)} ${String(v)}`),
+    ].join("\n");
+    return { json: { ...shown, serve }, text };
   },
 });
