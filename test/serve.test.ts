@@ -588,6 +588,14 @@ describe("serve: bad input", () => {
       "UNSUPPORTED_MEDIA_TYPE",
       { "content-type": "text/plain" },
     ],
+    [
+      "a compressed body (Content-Encoding)",
+      "/v1/models/flights:predict",
+      JSON.stringify(good),
+      415,
+      "UNSUPPORTED_MEDIA_TYPE",
+      { "content-encoding": "gzip" },
+    ],
   ];
   for (const [name, route, body, status, code, headers] of cases) {
     test(`${name} → ${status} ${code}`, async () => {

@@ -145,6 +145,7 @@ const X_REQUEST_ID = bytes("x-request-id");
 const ACCEPT = bytes("accept");
 const CONTENT_LENGTH = bytes("content-length");
 const INFERENCE_HEADER_LENGTH = bytes("inference-header-content-length");
+const CONTENT_ENCODING = bytes("content-encoding");
 
 /** Bodies over the limit are read through (and dropped) up to at least this many bytes. */
 const MIN_DISCARD_BYTES = 1024 * 1024;
@@ -174,7 +175,7 @@ class Exchange implements CoreRequest {
    * The body is refused — over the limit (413), or over the process's budget of bodies being read
    * (503): read on to its end without keeping it, then answer.
    */
-  refused: "PAYLOAD_TOO_LARGE" | "SERVER_BUSY" | null = null;
+  refused: "PAYLOAD_TOO_LARGE" | "SERVER_BUSY" | "UNSUPPORTED_MEDIA_TYPE" | null = null;
   readonly method: string;
   readonly path: string;
   readonly contentType: string;
@@ -445,7 +446,7 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
   const fail = (
     res: HttpResponse,
     ex: Exchange,
-    code: "PAYLOAD_TOO_LARGE" | "SERVER_BUSY" | "SHUTTING_DOWN",
+    code: "PAYLOAD_TOO_LARGE" | "SERVER_BUSY" | "UNSUPPORTED_MEDIA_TYPE" | "SHUTTING_DOWN",
     message: string,
   ): void => {
     const err = arborError(code, message);
@@ -539,6 +540,10 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
       dispatch(res, ex, null);
       return;
     }
+    // A compressed body (e.g. tritonclient's request_compression_algorithm) would fail as
+    // malformed JSON or msgpack: say what is wrong instead, once it is read.
+    const encoding = req.getHeader(CONTENT_ENCODING);
+    if (encoding !== "" && encoding.toLowerCase() !== "identity") ex.refused = "UNSUPPORTED_MEDIA_TYPE";
     if (lengthHeader !== "" && Number(lengthHeader) > maxBody) {
       // Refuse at once when the client would send more than we read through; otherwise read the
       // body to its end first (see onData).
@@ -564,6 +569,13 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
         if (ex.total > maxDiscard) ex.closeAfter = true;
         if (isLast || ex.closeAfter) {
           if (ex.refused === "PAYLOAD_TOO_LARGE") fail(res, ex, ex.refused, tooLarge("the body exceeds"));
+          else if (ex.refused === "UNSUPPORTED_MEDIA_TYPE")
+            fail(
+              res,
+              ex,
+              ex.refused,
+              "read body: compressed bodies (Content-Encoding) are not supported; send it uncompressed",
+            );
           else
             fail(
               res,
