@@ -314,7 +314,7 @@ describe("serve: label pointer deleted", () => {
       expect((await fetch(`${lenient.url}/readyz`)).status).toBe(200);
       expect((await fetch(`${lenient.url}/v2/health/ready`)).status).toBe(200);
       expect((await predict(lenient.url, "/v1/models/ptr:predict")).status).toBe(503);
-      expect((await predict(lenient.url)).status).toBe(200);
+      expect((await predict(lenient.url, "/v1/models/ptr/versions/1:predict")).status).toBe(200);
     } finally {
       expect(await lenient.stop()).toBe(0);
       await store.delete(key);

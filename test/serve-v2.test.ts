@@ -448,6 +448,17 @@ describe("V2 infer: missing data, outputs, metadata, routes", () => {
     expect(pf.value.error).toContain("'f3'");
   });
 
+  test("zero rows are refused the same way in both input forms (422 BAD_SHAPE)", async () => {
+    const tensor = await post(FLIGHTS, {
+      inputs: [{ name: "input", datatype: "FP32", shape: [0, 6], data: [] }],
+    });
+    const columns = await post(HOUSE, { inputs: houseInputs("FP32", []) });
+    for (const r of [tensor, columns]) {
+      expectError(r, 422, "BAD_SHAPE");
+      expect(r.value.error).toContain("N >= 1");
+    }
+  });
+
   test("an output requested twice is refused (400 BAD_REQUEST)", async () => {
     const r = await post(FLIGHTS, {
       inputs: [{ name: "input", datatype: "FP32", shape: [1, 6], data: ROW }],

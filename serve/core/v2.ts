@@ -358,7 +358,7 @@ function readTensor(
     !Number.isInteger(shape[0]) ||
     shape[0] < 1
   ) {
-    throw clientError("BAD_SHAPE", `infer: input 'input' must have shape [N, ${width}]`);
+    throw clientError("BAD_SHAPE", `infer: input 'input' must have shape [N, ${width}] with N >= 1`);
   }
   const n = shape[0] as number;
   if (n > maxRows) throw clientError("TOO_MANY_ROWS", `infer: ${n} rows, the limit is ${maxRows}`);
@@ -431,11 +431,11 @@ function readInputs(slot: ModelSlot, body: unknown, maxRows: number, binary: Uin
       if (
         !Array.isArray(shape) ||
         !Number.isInteger(shape[0]) ||
-        shape[0] < 0 ||
+        shape[0] < 1 ||
         shape.length > 2 ||
         (shape.length === 2 && shape[1] !== 1)
       ) {
-        throw clientError("BAD_SHAPE", `infer: input '${name}' must have shape [N] or [N, 1]`);
+        throw clientError("BAD_SHAPE", `infer: input '${name}' must have shape [N] or [N, 1] with N >= 1`);
       }
       if (Object.hasOwn(columns, raw))
         throw clientError("BAD_REQUEST", `infer: input '${name}' is given twice`);
