@@ -9,6 +9,7 @@
 import cluster from "node:cluster";
 import net from "node:net";
 import { parseArgs } from "node:util";
+import { argsErrorMessage } from "../shared/args.ts";
 import { arborError, toArborError } from "../shared/errors.ts";
 import { createLogger } from "../shared/logger.ts";
 import { loadServeConfig, type ServeConfig, type ServeConfigOverrides } from "./config.ts";
@@ -20,7 +21,7 @@ function overridesFromArgv(argv: string[]): ServeConfigOverrides {
   try {
     parsed = parseFlags(argv);
   } catch (e) {
-    throw arborError("INVALID_ARGUMENT", `serve: ${(e as Error).message.split("\n")[0]}`);
+    throw arborError("INVALID_ARGUMENT", `serve: ${argsErrorMessage(e, Object.keys(FLAGS))}`);
   }
   const { values } = parsed;
   // Decimal integers only: Number() would read "" as 0, "0x50" as 80 and "1e3" as 1000.
@@ -46,22 +47,20 @@ function overridesFromArgv(argv: string[]): ServeConfigOverrides {
   };
 }
 
+const FLAGS = {
+  host: { type: "string" },
+  port: { type: "string" },
+  store: { type: "string" },
+  labels: { type: "string" },
+  models: { type: "string" },
+  workers: { type: "string" },
+  "log-level": { type: "string" },
+  "poll-ms": { type: "string" },
+  "no-batching": { type: "boolean" },
+} as const;
+
 function parseFlags(argv: string[]) {
-  return parseArgs({
-    args: argv,
-    options: {
-      host: { type: "string" },
-      port: { type: "string" },
-      store: { type: "string" },
-      labels: { type: "string" },
-      models: { type: "string" },
-      workers: { type: "string" },
-      "log-level": { type: "string" },
-      "poll-ms": { type: "string" },
-      "no-batching": { type: "boolean" },
-    },
-    strict: true,
-  });
+  return parseArgs({ args: argv, options: FLAGS, strict: true });
 }
 
 function fatal(e: unknown): never {

@@ -46,6 +46,16 @@ describe("cli", () => {
     expect(JSON.parse(stdout).error.code).toBe("INVALID_ARGUMENT");
   });
 
+  test("a mistyped flag names the closest one; a value starting with '-' says how to give it", async () => {
+    const typo = await cli(["serve", "--prot", "8080"]);
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toContain("unknown flag --prot; did you mean --port?");
+    expect((await cli(["serve", "--xyzzy"])).stderr).not.toContain("did you mean");
+    const dash = await cli(["serve", "--workers", "-1"]);
+    expect(dash.code).toBe(2);
+    expect(dash.stderr).toContain("write --workers=VALUE");
+  });
+
   test("config: flags override the environment; bad values are named", async () => {
     const ok = await cli(["config", "--json", "--store", "gs://b/p"], { ARBOR_STORE: "/x" });
     expect(JSON.parse(ok.stdout).store).toBe("gs://b/p");

@@ -219,6 +219,7 @@ test("serve refuses bad settings before listening: exit code and a stable code, 
     };
     const store = ["--store", dir, "--host", "127.0.0.1"];
     expect(serve([...store, "--bogus", "1"])).toMatchObject({ exitCode: 2, code: "INVALID_ARGUMENT" });
+    expect(serve([...store, "--wokers", "1"]).stderr).toContain("did you mean --workers?");
     expect(serve([...store, "--port", ""])).toMatchObject({ exitCode: 2, code: "INVALID_CONFIG" });
     expect(serve([...store, "--port", "0x50"])).toMatchObject({ exitCode: 2, code: "INVALID_CONFIG" });
     expect(serve([...store, "--labels", ","])).toMatchObject({ exitCode: 2, code: "INVALID_CONFIG" });

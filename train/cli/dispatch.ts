@@ -4,6 +4,7 @@
  */
 import { parseArgs } from "node:util";
 import type { z } from "zod";
+import { argsErrorMessage } from "../../shared/args.ts";
 import { type ArborConfig, loadArborConfig } from "../../shared/config.ts";
 import { ArborError, arborError, toArborError } from "../../shared/errors.ts";
 import { createLogger, type Logger } from "../../shared/logger.ts";
@@ -177,7 +178,10 @@ export function parseCommandArgs(command: Command<unknown>, argv: readonly strin
   try {
     parsed = parseArgs({ args: [...argv], options, allowPositionals: true, strict: true });
   } catch (e) {
-    const msg = e instanceof Error ? e.message.split("\n")[0] : String(e);
+    const msg = argsErrorMessage(
+      e,
+      all.map((f) => f.name),
+    );
     throw arborError("INVALID_ARGUMENT", `arbor ${command.name}: ${msg}`, { cause: e });
   }
   const out: ParsedArgs = { _: parsed.positionals };
