@@ -77,7 +77,7 @@ export function parseConfigObject<S extends z.ZodType>(
     // The value given, unless it may hold a secret.
     const given = SECRET_KEYS.has(top) ? undefined : (raw as Record<string, unknown> | null)?.[top];
     const got =
-      typeof given === "string" || typeof given === "number"
+      typeof given === "string" || (typeof given === "number" && Number.isFinite(given))
         ? ` (got ${JSON.stringify(given).slice(0, 60)})`
         : "";
     return `${env ? `${env} (${key})` : key}: ${issue.message}${got}`;

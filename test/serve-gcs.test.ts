@@ -3,7 +3,7 @@
  * @google-cloud/storage client into test/gcs-server.ts; the node server polls pointer generations
  * and hot-swaps when the label moves.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
 import type { ArtifactStore } from "../registry/store/artifact-store.ts";
 import { openArtifactStore } from "../registry/store/open.ts";
 import { type GcsServer, startGcsServer } from "./gcs-server.ts";
@@ -18,6 +18,9 @@ beforeAll(async () => {
   gcs = await startGcsServer({ buckets: ["arbor-serve-test"] });
   store = await openArtifactStore(URI, { gcsEndpoint: gcs.url });
 });
+
+// A test that fails in the middle of an outage must not leave the store failing for the next.
+afterEach(() => gcs?.fail(null));
 
 afterAll(async () => {
   if (server) expect(await server.stop()).toBe(0);
@@ -117,6 +120,13 @@ test("a store outage: the served version keeps answering, loads answer 503 STORE
   expect(sample(during, REFRESHES, 'result="failed"')).toBeGreaterThan(0);
   expect(served).toBeGreaterThan(10);
   expect((await fetch(`${srv.url}/readyz`)).status).toBe(200);
+  // V2 metadata lists the store's versions, but does not wait out the store client's retries
+  // (~15 s here): it answers with what it knows.
+  const metaStart = Date.now();
+  const meta = await fetch(`${srv.url}/v2/models/g`);
+  expect(meta.status).toBe(200);
+  expect(((await meta.json()) as { versions: string[] }).versions).toContain("2");
+  expect(Date.now() - metaStart).toBeLessThan(5_000);
   const lastOkDuring = sample(during, LAST_OK);
   const refused = await explicit;
   expect(refused.status).toBe(503);
@@ -135,8 +145,10 @@ test("a store outage: the served version keeps answering, loads answer 503 STORE
     v = r.body.version!;
   }
   expect(v).toBe(4);
+  // The store's failure is believed for 2 s, not the 30 s of a failed bundle.
+  const recovered = Date.now();
   let again = await post("/v1/models/g/versions/3:predict");
-  while (again.status !== 200 && Date.now() < end) {
+  while (again.status !== 200 && Date.now() < recovered + 10_000) {
     expect(again.body.error?.code).toBe("STORE_UNAVAILABLE");
     await Bun.sleep(200);
     again = await post("/v1/models/g/versions/3:predict");
@@ -174,4 +186,41 @@ test("a store outage: the served version keeps answering, loads answer 503 STORE
   }
   expect(v).toBe(3);
   expect(Date.now() - back).toBeLessThan(10_000);
+}, 120_000);
+
+test("a store outage at start-up: the label waits for the store (503 STORE_UNAVAILABLE), so even a non-strict replica is not ready until it is served", async () => {
+  const f = await publishFixture(store, {
+    name: "h",
+    version: 1,
+    task: "regression",
+    numFeatures: 3,
+    numTrees: 5,
+    depth: 3,
+    seed: 400,
+  });
+  await pointLabel(store, "h", "production", 1, f.manifestSha256);
+  // Listings and stats work, downloads fail: the pointer is found and cannot be read.
+  gcs.fail(503, /^GET media$/);
+  let srv: ServeProcess | undefined;
+  try {
+    srv = await startServe(["--store", URI, "--poll-ms", "100", "--models", "h"], {
+      STORAGE_EMULATOR_HOST: gcs.url,
+      ARBOR_SERVE_STRICT_READINESS: "false",
+    });
+    expect((await fetch(`${srv.url}/readyz`)).status).toBe(503);
+    const r = await fetch(`${srv.url}/v1/models/h:predict`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ instances: [[0.1, 0.2, 0.3]] }),
+    });
+    expect(r.status).toBe(503);
+    expect(((await r.json()) as { error: { code: string } }).error.code).toBe("STORE_UNAVAILABLE");
+    gcs.fail(null);
+    const end = Date.now() + 30_000;
+    while ((await fetch(`${srv.url}/readyz`)).status !== 200 && Date.now() < end) await Bun.sleep(100);
+    expect((await fetch(`${srv.url}/readyz`)).status).toBe(200);
+  } finally {
+    gcs.fail(null);
+    if (srv) expect(await srv.stop()).toBe(0);
+  }
 }, 120_000);

@@ -63,6 +63,8 @@ const MISSING_TTL_MS = 2_000;
 const retryAfterMs = (code: string): number =>
   code === "STORE_UNAVAILABLE" ? MISSING_TTL_MS : RETRY_FAILED_MS;
 const MAX_FAILURES = 1000;
+/** How long a metadata request waits for a model's first version listing. */
+const LIST_WAIT_MS = 1_000;
 /** How long after a version's release its request series are retired. */
 const FORGET_AFTER_MS = 1_000;
 
@@ -116,7 +118,10 @@ export class ModelCache {
   #scanned = false;
   #closed = false;
   /** Versions with a manifest in the store, by model: when listed, and what. */
-  readonly #listed = new Map<string, { atMs: number; versions: number[] }>();
+  readonly #listed = new Map<
+    string,
+    { atMs: number; versions: number[] | null; listing: Promise<void> | null }
+  >();
   /** Model folders with label pointers whose names are not model names (warned about once). */
   readonly #badNames = new Set<string>();
   /** Date.now() of the first of the latest run of label refreshes that met store errors. */
@@ -303,7 +308,11 @@ export class ModelCache {
     }
     if (st.slot === null) {
       throw arborError(
-        st.state === "failed" ? "MODEL_LOAD_FAILED" : "MODEL_NOT_READY",
+        st.state !== "failed"
+          ? "MODEL_NOT_READY"
+          : st.error?.code === "STORE_UNAVAILABLE"
+            ? "STORE_UNAVAILABLE"
+            : "MODEL_LOAD_FAILED",
         `resolve model: '${name}' label '${label}' is ${st.state}${st.error ? `: ${st.error.message}` : ""}`,
       );
     }
@@ -513,8 +522,11 @@ export class ModelCache {
       }
       return true;
     }
+    // A failed bundle is tried again after RETRY_FAILED_MS; a store that failed, at every poll.
     const failedRecently =
-      st.state === "failed" && Date.now() - st.lastAttemptAt < retryAfterMs(st.error?.code ?? "");
+      st.state === "failed" &&
+      st.error?.code !== "STORE_UNAVAILABLE" &&
+      Date.now() - st.lastAttemptAt < RETRY_FAILED_MS;
     if (info.generation === st.pointerGeneration && (st.state !== "failed" || failedRecently)) return true;
     st.lastAttemptAt = Date.now();
     let version: number | null = null;
@@ -595,7 +607,9 @@ export class ModelCache {
     for (const labels of this.#labels.values()) {
       for (const st of labels.values()) {
         if (st.slot !== null || st.state === "absent") continue;
-        if (this.#config.strictReadiness || st.state === "loading") return false;
+        // A first load the store could not serve is still to come, not over.
+        if (this.#config.strictReadiness || st.state === "loading" || st.error?.code === "STORE_UNAVAILABLE")
+          return false;
       }
     }
     return true;
@@ -625,28 +639,53 @@ export class ModelCache {
   }
 
   /**
-   * The versions of a model that may be requested: those with a manifest in the store (listed at
-   * most once per MISSING_TTL_MS; only the loaded ones while the store cannot be read) and those
-   * loaded, ascending.
+   * The versions of a model that may be requested, ascending: those loaded, and those with a
+   * manifest in the store. The store is listed at most once per MISSING_TTL_MS and one listing at
+   * a time; a request waits for the first listing at most LIST_WAIT_MS (a store that does not
+   * answer would hold it through its client's retries), then answers from the last listing.
    */
   async availableVersions(name: string): Promise<number[]> {
     let listed = this.#listed.get(name);
-    if (listed === undefined || Date.now() - listed.atMs >= MISSING_TTL_MS) {
-      try {
-        const objects = await this.#store.listMatching(`models/${name}/v*/manifest.json`);
-        const versions: number[] = [];
-        for (const o of objects) {
-          const v = /^v([1-9]\d*)$/.exec(o.key.split("/")[2]);
-          if (v !== null) versions.push(Number(v[1]));
-        }
-        if (this.#listed.size >= MAX_FAILURES) this.#listed.delete(this.#listed.keys().next().value!);
-        listed = { atMs: Date.now(), versions };
-        this.#listed.set(name, listed);
-      } catch (e) {
-        this.#logger.warn({ model: name, err: (e as Error).message }, "listing the model's versions failed");
-      }
+    if (listed === undefined) {
+      if (this.#listed.size >= MAX_FAILURES) this.#listed.delete(this.#listed.keys().next().value!);
+      listed = { atMs: 0, versions: null, listing: null };
+      this.#listed.set(name, listed);
     }
-    const all = new Set(listed?.versions);
+    if (listed.listing === null && Date.now() - listed.atMs >= MISSING_TTL_MS) {
+      const entry = listed;
+      entry.listing = this.#store
+        .listMatching(`models/${name}/v*/manifest.json`)
+        .then(
+          (objects) => {
+            const versions: number[] = [];
+            for (const o of objects) {
+              const v = /^v([1-9]\d*)$/.exec(o.key.split("/")[2]);
+              if (v !== null) versions.push(Number(v[1]));
+            }
+            entry.versions = versions;
+          },
+          (e: unknown) =>
+            this.#logger.warn(
+              { model: name, err: (e as Error).message },
+              "listing the model's versions failed",
+            ),
+        )
+        .finally(() => {
+          entry.atMs = Date.now();
+          entry.listing = null;
+        });
+    }
+    if (listed.versions === null && listed.listing !== null) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        listed.listing,
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, LIST_WAIT_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
+    const all = new Set(listed.versions);
     for (const slot of this.loadedVersions(name)) all.add(slot.version);
     return [...all].sort((a, b) => a - b);
   }
