@@ -28,20 +28,23 @@ afterAll(async () => {
   await gcs?.close();
 });
 
+/** Publish a small 3-feature regression model's version; returns its manifest's sha256. */
+async function publish(name: string, version: number, seed: number): Promise<string> {
+  const f = await publishFixture(store, {
+    name,
+    version,
+    task: "regression",
+    numFeatures: 3,
+    numTrees: 5,
+    depth: 3,
+    seed,
+  });
+  return f.manifestSha256;
+}
+
 test("gs:// store: serves the labelled version and follows the pointer's generation", async () => {
   const shas: string[] = [];
-  for (const v of [1, 2]) {
-    const f = await publishFixture(store, {
-      name: "g",
-      version: v,
-      task: "regression",
-      numFeatures: 3,
-      numTrees: 5,
-      depth: 3,
-      seed: 300 + v,
-    });
-    shas.push(f.manifestSha256);
-  }
+  for (const v of [1, 2]) shas.push(await publish("g", v, 300 + v));
   await pointLabel(store, "g", "production", 1, shas[0]);
   server = await startServe(["--store", URI, "--poll-ms", "100"], { STORAGE_EMULATOR_HOST: gcs.url });
   const predict = async () => {
@@ -74,18 +77,7 @@ function sample(text: string, name: string, label = ""): number {
 test("a store outage: the served version keeps answering, loads answer 503 STORE_UNAVAILABLE, the refresh metrics show it, and the store's return is followed at once", async () => {
   const srv = server!;
   const shas = new Map<number, string>();
-  for (const v of [3, 4]) {
-    const f = await publishFixture(store, {
-      name: "g",
-      version: v,
-      task: "regression",
-      numFeatures: 3,
-      numTrees: 5,
-      depth: 3,
-      seed: 300 + v,
-    });
-    shas.set(v, f.manifestSha256);
-  }
+  for (const v of [3, 4]) shas.set(v, await publish("g", v, 300 + v));
   const post = async (path: string) => {
     const res = await fetch(`${srv.url}${path}`, {
       method: "POST",
@@ -189,16 +181,7 @@ test("a store outage: the served version keeps answering, loads answer 503 STORE
 }, 120_000);
 
 test("a store outage at start-up: the label waits for the store (503 STORE_UNAVAILABLE), so even a non-strict replica is not ready until it is served", async () => {
-  const f = await publishFixture(store, {
-    name: "h",
-    version: 1,
-    task: "regression",
-    numFeatures: 3,
-    numTrees: 5,
-    depth: 3,
-    seed: 400,
-  });
-  await pointLabel(store, "h", "production", 1, f.manifestSha256);
+  await pointLabel(store, "h", "production", 1, await publish("h", 1, 400));
   // Listings and stats work, downloads fail: the pointer is found and cannot be read.
   gcs.fail(503, /^GET media$/);
   let srv: ServeProcess | undefined;

@@ -253,18 +253,24 @@ describe("serve: graceful shutdown", () => {
   });
 });
 
+/** A small model's version 1, labelled production (the label pointer tests). */
+async function publishSmall(name: string, seed: number) {
+  const f = await publishFixture(store, {
+    name,
+    version: 1,
+    task: "regression",
+    numFeatures: 6,
+    numTrees: 5,
+    depth: 3,
+    seed,
+  });
+  await pointLabel(store, name, "production", 1, f.manifestSha256);
+  return f;
+}
+
 describe("serve: label pointer deleted", () => {
   test("a malformed label pointer fails the label with STORE_INTEGRITY naming the file; the served version stays; a label with none answers 503 MODEL_LOAD_FAILED and holds /readyz unless ARBOR_SERVE_STRICT_READINESS=false", async () => {
-    const f = await publishFixture(store, {
-      name: "ptr",
-      version: 1,
-      task: "regression",
-      numFeatures: 6,
-      numTrees: 5,
-      depth: 3,
-      seed: 8,
-    });
-    await pointLabel(store, "ptr", "production", 1, f.manifestSha256);
+    await publishSmall("ptr", 8);
     const server = await startServe(["--store", pathToFileURL(dir).href, "--poll-ms", "100"]);
     const key = labelKey("ptr", "production");
     const label = async () =>
@@ -322,16 +328,7 @@ describe("serve: label pointer deleted", () => {
   });
 
   test("the label stops being served (404 LABEL_NOT_FOUND); explicit versions still answer; re-pointing restores it", async () => {
-    const f = await publishFixture(store, {
-      name: "gone",
-      version: 1,
-      task: "regression",
-      numFeatures: 6,
-      numTrees: 5,
-      depth: 3,
-      seed: 7,
-    });
-    await pointLabel(store, "gone", "production", 1, f.manifestSha256);
+    const f = await publishSmall("gone", 7);
     const server = await startServe(["--store", pathToFileURL(dir).href, "--poll-ms", "100"]);
     try {
       expect((await predict(server.url, "/v1/models/gone:predict")).status).toBe(200);
