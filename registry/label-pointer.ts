@@ -3,7 +3,7 @@
  * what serve replicas follow; the registry writes it inside the database transaction that moves
  * the label, and puts the previous pointer back if that transaction does not commit.
  */
-import { type LabelPointer, labelPointerSchema } from "../shared/bundle.ts";
+import { decodeLabelPointer, type LabelPointer } from "../shared/bundle.ts";
 import { isArborError } from "../shared/errors.ts";
 import type { ArtifactStore, Generation, VersionedObject } from "./store/artifact-store.ts";
 
@@ -28,8 +28,7 @@ export async function readPointerObject(store: ArtifactStore, key: string): Prom
 /** Parse pointer bytes; null when they are not a valid pointer. */
 export function parsePointer(data: Uint8Array): LabelPointer | null {
   try {
-    const parsed = labelPointerSchema.safeParse(JSON.parse(new TextDecoder().decode(data)));
-    return parsed.success ? parsed.data : null;
+    return decodeLabelPointer(data, "");
   } catch {
     return null;
   }

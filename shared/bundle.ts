@@ -3,6 +3,7 @@
  * label pointer files. Written by train/, checked by registry/, read by serve/.
  */
 import { z } from "zod";
+import { arborError } from "./errors.ts";
 
 /** Files of a bundle, in manifest order. */
 export const BUNDLE_FILES = {
@@ -112,6 +113,28 @@ export const labelPointerSchema = z.object({
   updated_at: z.string(),
 });
 export type LabelPointer = z.infer<typeof labelPointerSchema>;
+
+/**
+ * A label pointer's bytes, checked; STORE_INTEGRITY naming `where` (the pointer's key) and what is
+ * wrong with it otherwise.
+ */
+export function decodeLabelPointer(data: Uint8Array, where: string): LabelPointer {
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder().decode(data));
+  } catch (e) {
+    throw arborError("STORE_INTEGRITY", `label pointer ${where} is not JSON: ${(e as Error).message}`);
+  }
+  const parsed = labelPointerSchema.safeParse(json);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`);
+    throw arborError(
+      "STORE_INTEGRITY",
+      `label pointer ${where} is not a label pointer: ${problems.join("; ")}`,
+    );
+  }
+  return parsed.data;
+}
 
 /** Names of models, labels and splits: safe in paths, URLs and SQL. */
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;

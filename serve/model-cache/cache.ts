@@ -14,7 +14,7 @@ import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { LRUCache } from "lru-cache";
 import type { ArtifactStore } from "../../registry/store/artifact-store.ts";
-import { type LabelPointer, labelPointerSchema } from "../../shared/bundle.ts";
+import { decodeLabelPointer } from "../../shared/bundle.ts";
 import { arborError, isArborError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { labelKey } from "../../shared/paths.ts";
@@ -67,25 +67,6 @@ const MAX_FAILURES = 1000;
 const LIST_WAIT_MS = 1_000;
 /** How long after a version's release its request series are retired. */
 const FORGET_AFTER_MS = 1_000;
-
-/** A label pointer's contents; STORE_INTEGRITY naming the file and what is wrong with it otherwise. */
-function readLabelPointer(key: string, data: Uint8Array): LabelPointer {
-  let json: unknown;
-  try {
-    json = JSON.parse(new TextDecoder().decode(data));
-  } catch (e) {
-    throw arborError("STORE_INTEGRITY", `label pointer ${key} is not JSON: ${(e as Error).message}`);
-  }
-  const parsed = labelPointerSchema.safeParse(json);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`);
-    throw arborError(
-      "STORE_INTEGRITY",
-      `label pointer ${key} is not a label pointer: ${problems.join("; ")}`,
-    );
-  }
-  return parsed.data;
-}
 
 /** An arbor home folder given as the store (its store is the `store/` folder in it): say so. */
 function homeHint(uri: string): { hint?: string } {
@@ -532,7 +513,7 @@ export class ModelCache {
     let version: number | null = null;
     try {
       const obj = await this.#store.read(key);
-      const pointer = readLabelPointer(key, obj.data);
+      const pointer = decodeLabelPointer(obj.data, key);
       version = pointer.version;
       st.pointerVersion = version;
       if (st.slot !== null && st.slot.version === version && st.slot.manifestSha256 === pointer.sha256) {
