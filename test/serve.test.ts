@@ -513,6 +513,15 @@ describe("serve: bad input", () => {
   const good = { instances: [{ f0: 1, f1: 2, f2: "c1", f3: 0, f4: 0, f5: 0 }] };
   const cases: [string, string, unknown, number, string, Record<string, string>?][] = [
     ["malformed JSON", "/v1/models/flights:predict", "{oops", 400, "MALFORMED_BODY"],
+    // The body is refused before the model is looked up (JSON rows are read with the model's features).
+    ["malformed JSON, unknown model", "/v1/models/nope:predict", '{"instances":[[1,', 400, "MALFORMED_BODY"],
+    [
+      "malformed JSON, version not loaded",
+      "/v1/models/flights/versions/99:predict",
+      '{"instances":[[1,',
+      400,
+      "MALFORMED_BODY",
+    ],
     [
       "NaN literal",
       "/v1/models/flights:predict",

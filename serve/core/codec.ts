@@ -4,7 +4,7 @@
  * shape; records/structures extensions are off so any msgpack client can talk to us.
  */
 import { Packr, Unpackr } from "msgpackr";
-import { isArborError } from "../../shared/errors.ts";
+import { arborError, isArborError } from "../../shared/errors.ts";
 import { clientError, withoutStacks } from "./client-error.ts";
 import { PredictReply } from "./predictions.ts";
 
@@ -109,10 +109,52 @@ export function utf8Text(bytes: Uint8Array): string | null {
 }
 
 /**
+ * A JSON body's bytes, from which predict rows are read without JSON.parse (json-rows.ts). The
+ * transport may only lend them while its callback runs (uWS neuters them when it returns): it then
+ * calls {@link release} when its callback returns, and code that reads the body later calls
+ * {@link keep} before that, so that the body keeps its text. Bytes never released stay readable.
+ */
+export class JsonBody {
+  #bytes: Uint8Array | null;
+  #kept: string | Uint8Array | null = null;
+  #wanted = false;
+
+  constructor(bytes: Uint8Array) {
+    this.#bytes = bytes;
+  }
+
+  /** The bytes while the transport lends them, null after. */
+  get bytes(): Uint8Array | null {
+    return this.#bytes;
+  }
+
+  /** The body is read after the transport's callback returns: keep it then. */
+  keep(): void {
+    this.#wanted = true;
+  }
+
+  /** The transport's callback returns: let go of its bytes (keeping their text if wanted). */
+  release(): void {
+    const bytes = this.#bytes;
+    if (bytes === null) return;
+    this.#bytes = null;
+    if (this.#wanted) this.#kept = utf8Text(bytes) ?? bytes.slice();
+  }
+
+  /** The decoded value; MALFORMED_BODY when it is not JSON. */
+  parse(): unknown {
+    const body = this.#bytes ?? this.#kept;
+    if (body === null) throw arborError("INTERNAL", "a request body was read after the transport let it go");
+    return decodeBody(body, "json");
+  }
+}
+
+/**
  * Decode a JSON or msgpack body; MALFORMED_BODY when it is not one. A string is a body already
  * decoded from non-empty UTF-8 bytes by {@link utf8Text} (JSON only).
  */
-export function decodeBody(body: Uint8Array | string, format: Format): unknown {
+export function decodeBody(body: Uint8Array | string | JsonBody, format: Format): unknown {
+  if (body instanceof JsonBody) return body.parse();
   if (typeof body === "string") {
     if (format === "msgpack") return decodeBody(new TextEncoder().encode(body), format);
     // As withoutStacks, without a closure per request.

@@ -3,6 +3,10 @@
  * version loads (STYLE.md: decide at load time, not per request).
  */
 import type { Signature } from "../../shared/bundle.ts";
+import { ByteTable } from "./byte-table.ts";
+
+/** The largest finite float32: feature values beyond it are refused (NON_FINITE_VALUE). */
+export const FLOAT32_MAX = 3.4028234663852886e38;
 
 /** Per-version lookup tables for turning rows into the ONNX input matrix. */
 export class FeaturePlan {
@@ -16,6 +20,9 @@ export class FeaturePlan {
   readonly categorical: Uint8Array;
   /** Category string → code, per categorical feature (null for numeric ones). */
   readonly codes: readonly (ReadonlyMap<string, number> | null)[];
+  /** {@link names} and each categorical feature's categories by their UTF-8 bytes (json-rows.ts). */
+  readonly nameBytes: ByteTable;
+  readonly categoryBytes: readonly (ByteTable | null)[];
 
   constructor(signature: Signature) {
     const f = signature.features.length;
@@ -38,5 +45,9 @@ export class FeaturePlan {
     this.index = index;
     this.categorical = categorical;
     this.codes = codes;
+    this.nameBytes = new ByteTable(this.names);
+    this.categoryBytes = signature.features.map((s) =>
+      s.type === "categorical" ? new ByteTable(s.categories ?? []) : null,
+    );
   }
 }

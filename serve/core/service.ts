@@ -13,7 +13,7 @@ import type { BatchTarget, BatchWaiter, RunOutputs } from "../model-cache/batche
 import type { ModelCache } from "../model-cache/cache.ts";
 import type { ModelSlot } from "../model-cache/slot.ts";
 import { clientError } from "./client-error.ts";
-import { decodeBody, type Format, requestFormat } from "./codec.ts";
+import { decodeBody, type Format, JsonBody, requestFormat } from "./codec.ts";
 import { describeModel, listModels } from "./describe.ts";
 import { formatPredictions, PredictReply } from "./predictions.ts";
 import { checkExplainRows, fillRowsFromBody, rowsFromBody } from "./rows.ts";
@@ -26,10 +26,10 @@ export interface CoreRequest {
   path: string;
   contentType: string;
   /**
-   * The body bytes, or the text of a non-empty JSON body that the transport decoded from UTF-8
-   * already ({@link utf8Text}: no copy of bytes it does not own), or null without a body.
+   * The body bytes; a non-empty JSON body in bytes the transport lends ({@link JsonBody}); its text
+   * (callers that decoded it already); or null without a body.
    */
-  body: Uint8Array | string | null;
+  body: Uint8Array | string | JsonBody | null;
   requestId: string;
   /** `Inference-Header-Content-Length` (KServe V2 binary tensor extension), or null. */
   inferenceHeaderLength: number | null;
@@ -300,13 +300,14 @@ export class ServeCore {
     try {
       got = this.acquire(ref);
     } catch (e) {
-      sink.failed(e);
+      sink.failed(malformedFirst(body, e));
       return;
     }
     if (got instanceof Promise) {
+      if (body instanceof JsonBody) body.keep();
       got.then(
         (slot) => this.#scoreOn(verb, slot, body, sink),
-        (e: unknown) => sink.failed(e),
+        (e: unknown) => sink.failed(malformedFirst(body, e)),
       );
     } else this.#scoreOn(verb, got, body, sink);
   }
@@ -323,6 +324,7 @@ export class ServeCore {
         rows = m.rows;
       } else {
         // Explain keeps its own copy of the rows: TreeSHAP reads them after the run.
+        if (body instanceof JsonBody) body = body.parse();
         const m = rowsFromBody(slot.plan, body, this.config.maxRows);
         checkExplainRows(m.rows, this.config.maxExplainRows, "explain");
         const topK = (body as Record<string, unknown>)["top_k"];
@@ -499,7 +501,8 @@ export class ServeCore {
     reply.route = verb === "predict" ? "/v1/models/:name:predict" : "/v1/models/:name:explain";
     reply.model = ref.name;
     if (req.method !== "post") throw methodNotAllowed(req, POST);
-    const body = this.decode(req);
+    // A JSON body's rows are read once the model is known, from its bytes (json-rows.ts).
+    const body = req.body instanceof JsonBody ? req.body : this.decode(req);
     this.scoreTo(verb, ref, body, reply); // the reply sends itself
     return DEFERRED;
   }
@@ -559,8 +562,7 @@ export class ServeCore {
         // transport hands over NaN for a header that is not decimal digits; here: a safe integer
         // within the body.
         if (
-          req.body === null ||
-          typeof req.body === "string" ||
+          !(req.body instanceof Uint8Array) ||
           !Number.isSafeInteger(hl) ||
           hl < 1 ||
           hl > req.body.length
@@ -589,6 +591,21 @@ export class ServeCore {
     } finally {
       slot.release();
     }
+  }
+}
+
+/**
+ * The error of a request that names a model it cannot have: a JSON body not parsed yet (its rows
+ * are read with the model's features, json-rows.ts) is checked first, so that a malformed body is
+ * refused as such whatever the model, as when every body was parsed before the model was looked up.
+ */
+function malformedFirst(body: unknown, e: unknown): unknown {
+  if (!(body instanceof JsonBody)) return e;
+  try {
+    body.parse();
+    return e;
+  } catch (bad) {
+    return bad;
   }
 }
 

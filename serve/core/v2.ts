@@ -13,9 +13,9 @@
 import { shapMatrix } from "../explain.ts";
 import type { ModelSlot } from "../model-cache/slot.ts";
 import { clientError } from "./client-error.ts";
-import type { FeaturePlan } from "./plan.ts";
+import { type FeaturePlan, FLOAT32_MAX } from "./plan.ts";
 import { argmax, classLabels } from "./predictions.ts";
-import { checkExplainRows, FLOAT32_MAX, type RowMatrix, rowsFromColumns } from "./rows.ts";
+import { checkExplainRows, type RowMatrix, rowsFromColumns } from "./rows.ts";
 import type { ServeCore } from "./service.ts";
 
 /** What the elements of a datatype may be: float (number or null), int, bool, or bytes (strings). */

@@ -7,7 +7,7 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from "uWebSockets.js";
 import { arborError } from "../../shared/errors.ts";
 import { newRequestId, requestIdFrom } from "../../shared/logger.ts";
-import { CONTENT_TYPES, encodeBody, type Format, formatOf, responseFormat, utf8Text } from "../core/codec.ts";
+import { CONTENT_TYPES, encodeBody, type Format, formatOf, JsonBody, responseFormat } from "../core/codec.ts";
 import { decodePath } from "../core/path.ts";
 import { type CoreReply, type CoreRequest, errorBody, type ServeCore } from "../core/service.ts";
 import type { ReplyBacklog, ReplyHolder, RequestBytes } from "./budget.ts";
@@ -183,7 +183,7 @@ class Exchange implements CoreRequest {
   readonly started: number;
   readonly inferenceHeaderLength: number | null;
   /** The body, once read (null without one). */
-  body: Uint8Array | string | null = null;
+  body: Uint8Array | JsonBody | null = null;
   /** A body arriving in several reads: its reads so far. */
   chunks: Uint8Array[] | null = null;
   /** Bytes of the body read so far. */
@@ -479,7 +479,7 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
     ex.chunks = null;
   };
 
-  const dispatch = (res: HttpResponse, ex: Exchange, body: Uint8Array | string | null): void => {
+  const dispatch = (res: HttpResponse, ex: Exchange, body: Uint8Array | JsonBody | null): void => {
     ex.body = body;
     try {
       core.handle(ex); // answers through ex.respond, now or later
@@ -593,18 +593,18 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
         ex.chunks.push(chunk.slice());
         return;
       }
+      // A JSON body goes as a JsonBody: predict rows are read from its bytes without JSON.parse
+      // (json-rows.ts). Not with the binary tensor extension, whose tensors follow the JSON header.
+      const json = ex.inferenceHeaderLength === null && formatOf(ex.contentType) === "json";
       let body: Uint8Array;
       if (ex.chunks === null) {
-        // A JSON body in one chunk (the common case) is kept as its text: the string is what
-        // JSON.parse needs anyway, and it spares copying the bytes into an off-heap buffer of our
-        // own. Invalid UTF-8 goes the byte way so that the core reports it as before. Not for the
-        // binary tensor extension, whose tensors are bytes after the JSON header.
-        if (chunk.length > 0 && ex.inferenceHeaderLength === null && formatOf(ex.contentType) === "json") {
-          const text = utf8Text(chunk);
-          if (text !== null) {
-            dispatch(res, ex, text);
-            return;
-          }
+        if (json && chunk.length > 0) {
+          // One chunk (the common case): in the bytes uWS lends, copied only if the body is read
+          // after this callback (codec.ts).
+          const lent = new JsonBody(chunk);
+          dispatch(res, ex, lent);
+          lent.release();
+          return;
         }
         body = chunk.slice();
       } else {
@@ -617,7 +617,8 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
         body.set(chunk, at);
         dropChunks(ex);
       }
-      dispatch(res, ex, body);
+      // Bytes of our own: a JsonBody that is never released.
+      dispatch(res, ex, json ? new JsonBody(body) : body);
     });
   });
 }
