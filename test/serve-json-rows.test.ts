@@ -5,6 +5,7 @@
  * not between the general path and itself.
  */
 import { describe, expect, test } from "bun:test";
+import { AMBIGUOUS, ByteTable, MISSING } from "../serve/core/byte-table.ts";
 import { JsonBody } from "../serve/core/codec.ts";
 import { readJsonRows } from "../serve/core/json-rows.ts";
 import { FeaturePlan } from "../serve/core/plan.ts";
@@ -269,6 +270,26 @@ describe("serve JSON fast path", () => {
     ]) {
       same(text);
     }
+  });
+
+  test("byte table: keys by their UTF-8 bytes; a lone surrogate matches nothing; duplicates give up", () => {
+    const keys = ["AA", "", "Ünion", "\uD800x", "�x", "AA", "z"];
+    const table = new ByteTable(keys);
+    const find = (text: string): number => {
+      const b = new TextEncoder().encode(` ${text} `);
+      return table.find(b, 1, b.length - 1);
+    };
+    expect([find(""), find("Ünion"), find("z"), find("A"), find("AAA"), find("Union")]).toEqual([
+      1,
+      2,
+      6,
+      MISSING,
+      MISSING,
+      MISSING,
+    ]);
+    expect(find("AA")).toBe(AMBIGUOUS);
+    // "\uD800x" has no UTF-8 form: the bytes of U+FFFD then x name key 4 only.
+    expect(find("\uFFFDx")).toBe(4);
   });
 
   test("a body read after the transport let it go must have been kept", () => {

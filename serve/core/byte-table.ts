@@ -5,24 +5,30 @@
  */
 export class ByteTable {
   readonly #byHash = new Map<number, number>();
-  readonly #bytes: Uint8Array[] = [];
+  /** Every key's bytes, one after the other (one buffer: tables of 10^5 categories stay small). */
+  readonly #bytes: Uint8Array;
+  /** Key k is `#bytes[#starts[k] .. #starts[k + 1])`. */
+  readonly #starts: Int32Array;
 
   constructor(keys: readonly string[]) {
     const enc = new TextEncoder();
     const dec = new TextDecoder();
-    for (let k = 0; k < keys.length; k++) {
-      const bytes = enc.encode(keys[k]);
+    const encoded = keys.map((key) => {
+      const bytes = enc.encode(key);
       // A key with a lone surrogate has no UTF-8 form: no bytes can name it (its encoding would
       // name U+FFFD instead).
-      if (dec.decode(bytes) !== keys[k]) {
-        this.#bytes.push(NO_BYTES);
-        continue;
-      }
+      return dec.decode(bytes) === key ? bytes : null;
+    });
+    this.#starts = new Int32Array(keys.length + 1);
+    for (let k = 0; k < keys.length; k++) this.#starts[k + 1] = this.#starts[k] + (encoded[k]?.length ?? 0);
+    this.#bytes = new Uint8Array(this.#starts[keys.length]);
+    for (let k = 0; k < keys.length; k++) {
+      const bytes = encoded[k];
+      if (bytes === null) continue;
+      this.#bytes.set(bytes, this.#starts[k]);
       const h = hash(bytes, 0, bytes.length);
-      const seen = this.#byHash.get(h);
       // Two keys with one hash: lookups of that hash give up (AMBIGUOUS), the general path decides.
-      this.#byHash.set(h, seen === undefined ? k : AMBIGUOUS);
-      this.#bytes.push(bytes);
+      this.#byHash.set(h, this.#byHash.has(h) ? AMBIGUOUS : k);
     }
   }
 
@@ -31,14 +37,13 @@ export class ByteTable {
     const k = this.#byHash.get(hash(s, a, b));
     if (k === undefined) return MISSING;
     if (k === AMBIGUOUS) return AMBIGUOUS;
-    const key = this.#bytes[k];
-    if (key.length !== b - a) return MISSING;
-    for (let j = 0; j < key.length; j++) if (key[j] !== s[a + j]) return MISSING;
+    const from = this.#starts[k];
+    if (this.#starts[k + 1] - from !== b - a) return MISSING;
+    const key = this.#bytes;
+    for (let j = 0; j < b - a; j++) if (key[from + j] !== s[a + j]) return MISSING;
     return k;
   }
 }
-
-const NO_BYTES = new Uint8Array(0);
 
 /** {@link ByteTable.find}: no such key. */
 export const MISSING = -1;
