@@ -8,7 +8,7 @@
  * before the 17th digit. Here a number is read into an approximate double with a known error bound;
  * when every double within that bound rounds to the same float32, that float32 is the one
  * JSON.parse followed by a Float32Array store gives. Otherwise (near a float32 rounding boundary,
- * powers of ten beyond ±22) the general path runs instead.
+ * powers of ten beyond ±22, exponents of 5 digits or more) the general path runs instead.
  *
  * The reader gives up (returns -1) on anything it does not take exactly as the general path would:
  * other keys, escapes, non-ASCII text it cannot match byte for byte, a value of the wrong type, an
@@ -253,9 +253,9 @@ const POW10 = Float64Array.from({ length: 23 }, (_, k) => Number(`1e${k}`));
 /** Integers up to this are exact in a double. */
 const EXACT_INTEGER = 2 ** 53;
 /**
- * Relative error bound of an approximate value: a·10^9 + b rounds once (2^-53), the dropped
- * digits past the 18th are < 10^-17 of it, the scaling by an exact power of ten rounds once more,
- * and the correctly rounded double of the decimal is itself within 2^-53: < 4e-16 in all; the
- * bound keeps a 10x margin.
+ * Relative error bound of an approximate value: a·10^k + b rounds at most twice (the product,
+ * the sum: 2^-53 each), the dropped digits past the 18th are < 10^-17 of it, the scaling by an
+ * exact power of ten rounds once more, and the correctly rounded double of the decimal is itself
+ * within 2^-53 of it: < 5e-16 in all; the bound keeps a margin of 8.
  */
 const APPROX_ERROR = 4e-15;
