@@ -11,22 +11,13 @@ import { parseArgs } from "node:util";
 import { decodeBody, JsonBody, utf8Text } from "../serve/core/codec.ts";
 import { FeaturePlan } from "../serve/core/plan.ts";
 import { fillRowsFromBody } from "../serve/core/rows.ts";
-import type { Signature } from "../shared/bundle.ts";
+import { BENCH_MODEL, fixtureSignature } from "../test/serve-fixtures.ts";
 
 const { values } = parseArgs({ options: { rounds: { type: "string", default: "30" } } });
 const ROUNDS = Number(values.rounds);
-const F = 28;
-const signature: Signature = {
-  format: "arbor-bundle/1",
-  task: "binary",
-  target: "y",
-  features: Array.from({ length: F }, (_, i) => ({ name: `f${i}`, type: "numeric" as const })),
-  objective: "binary:logistic",
-  baseScore: [0],
-  numTrees: 1,
-  source: "arbor",
-};
-const plan = new FeaturePlan(signature);
+const F = BENCH_MODEL.numFeatures;
+// The benchmark model's features (f0..f27, numeric), as bench/serve.ts serves it.
+const plan = new FeaturePlan(fixtureSignature(BENCH_MODEL));
 const row = (r: number) => Array.from({ length: F }, (_, i) => Math.fround(Math.sin(r * F + i) * 2));
 const enc = new TextEncoder();
 const bodies: [string, Uint8Array, number][] = [

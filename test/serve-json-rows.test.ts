@@ -12,6 +12,7 @@ import { FeaturePlan } from "../serve/core/plan.ts";
 import { fillRowsFromBody } from "../serve/core/rows.ts";
 import type { Signature } from "../shared/bundle.ts";
 import { isArborError } from "../shared/errors.ts";
+import { rng } from "../shared/onnx/random.ts";
 
 const signature: Signature = {
   format: "arbor-bundle/1",
@@ -31,18 +32,6 @@ const signature: Signature = {
 const plan = new FeaturePlan(signature);
 const NAMES = signature.features.map((f) => f.name);
 const MAX_ROWS = 8;
-
-/** Deterministic random numbers (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Outcome = { rows: number; bits: number[] } | { error: string };
 
