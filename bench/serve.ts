@@ -5,7 +5,8 @@
  * Starts `serve/main.ts` on a temp store holding a 500-tree depth-6 binary model on 28 features
  * ("flights") and a one-tree model ("trivial"), plus a plain uWebSockets.js hello server, then
  * measures with wrk (HTTP) and a Bun WebSocket client (pipelined):
- *   single-row JSON, single-row msgpack, 1000-row msgpack batches, pipelined WebSocket,
+ *   single-row JSON (32 connections, and 512: more than a micro-batch takes), single-row msgpack,
+ *   1000-row msgpack batches, pipelined WebSocket,
  * each beside the hello baseline (ratio) and beside in-process onnxruntime on the same model
  * (latency and CPU beyond ORT's: p50 − the in-process run, CPU − ORT's share per request). Also
  * single-row JSON with micro-batching off. Every server gets 2 s of single-row load before its
@@ -43,6 +44,8 @@ const { values } = parseArgs({
 });
 const SECONDS = Number(values.seconds);
 const CONNS = Number(values.connections);
+/** Connections of the many-clients scenario: more than a micro-batch takes (256 rows). */
+const MANY_CONNS = 512;
 /**
  * --pin: wrk and this process (the WebSocket client, in-process ORT) on core 0, every server
  * (arbor, hello, the Python reference) on the other cores, so load generation and serving do not
@@ -390,6 +393,13 @@ async function scenarioSet(label: string, extraArgs: string[], only?: string[]):
           "single-row JSON",
           () => wrk(url, bodies.json1, "application/json"),
           () => wrk(helloUrl, bodies.json1, "application/json"),
+          1,
+        ],
+        [
+          // Many clients: micro-batches fill up while the requests are read (256 rows by default).
+          `single-row JSON, ${MANY_CONNS} connections`,
+          () => wrk(url, bodies.json1, "application/json", MANY_CONNS),
+          () => wrk(helloUrl, bodies.json1, "application/json", MANY_CONNS),
           1,
         ],
         [

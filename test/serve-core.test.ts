@@ -198,6 +198,32 @@ describe("serve micro-batcher", () => {
     expect(off.runs).toEqual([1, 1]);
   });
 
+  test("a batch that fills up runs in the check phase, not inside the commit (its replies could not be corked there)", async () => {
+    const { runs, b } = batcher(true, 2);
+    const got: string[] = [];
+    const commit = (v: number) => {
+      const t = b.reserve(1);
+      t.data.set([v, 0], t.at * 2);
+      b.commitTo(t, 1, {
+        scored: (outputs, offset) => got.push(`${v}:${outputs.tensors.get("prediction")!.data[offset]}`),
+        failed: (e) => got.push(`${v} failed ${(e as Error).message}`),
+      });
+    };
+    // Five single-row requests read in one poll phase: two full batches and one being filled.
+    for (let v = 1; v <= 5; v++) commit(v);
+    expect(runs).toEqual([]);
+    expect(got).toEqual([]);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    // One check phase ran them all, oldest first; a run's matrix is not overwritten by later rows.
+    expect(runs).toEqual([2, 2, 1]);
+    expect(got).toEqual(["1:10", "2:20", "3:30", "4:40", "5:50"]);
+    // A request too big for any batch is scored alone, at once.
+    const big = b.reserve(3);
+    big.data.set([7, 0, 8, 0, 9, 0]);
+    b.commitTo(big, 3, { scored: () => got.push("big"), failed: () => got.push("big failed") });
+    expect(got.at(-1)).toBe("big");
+  });
+
   test("waiters: answered once each in commit order; a failed run fails its whole batch only", async () => {
     let failNext = false;
     const b = new Batcher({

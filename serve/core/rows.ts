@@ -273,8 +273,6 @@ export function fillRowsFromBody<T extends RowTarget>(
     const bytes = body.bytes;
     const n = bytes === null ? -1 : readJsonRows(plan, bytes, maxRows);
     if (n < 0) return fillRowsFromBody(plan, body.parse(), maxRows, sink);
-    // reserve may run a full micro-batch and send its replies before returning; nothing on that
-    // path reads a JSON body, so the scratch still holds these rows.
     const target = sink.reserve(n);
     target.data.set(jsonRowsScratch().subarray(0, n * plan.width), target.at * plan.width);
     return { rows: n, target };

@@ -104,8 +104,24 @@ export interface BatcherOptions {
 
 /** Rows a batch matrix starts with (it doubles up to maxRows when a batch needs more). */
 const INITIAL_ROWS = 64;
+/** Matrices kept for reuse once their runs have returned. */
+const MAX_SPARES = 4;
 
-/** Coalesces concurrent score calls for one model version. */
+/** A batch closed before its turn (it filled up): run at the next check phase, in order. */
+interface SealedBatch {
+  batch: PendingBatch;
+  matrix: Float32Array;
+  rows: number;
+}
+
+/**
+ * Coalesces concurrent score calls for one model version. Batches run in the event loop's check
+ * phase (setImmediate), never inside the uWS callback that committed rows: a reply written there
+ * to another connection cannot be corked (uWS corks only the socket whose callback is running), so
+ * each of its writes would be a syscall and a packet of its own. That used to happen whenever a
+ * batch filled up while the requests were read: at 256 connections (batches of 256 rows) a worker
+ * fell from ~70k to ~16k single-row predicts/s.
+ */
 export class Batcher {
   readonly #o: BatcherOptions;
   readonly #batching: boolean;
@@ -113,19 +129,26 @@ export class Batcher {
   #queuedRows = 0;
   /** Matrix of the batch being filled (null until a request reserves rows). */
   #matrix: Float32Array | null = null;
-  /** A matrix whose run has returned, reused by the next batch. */
-  #spare: Float32Array | null = null;
+  /** Batches that filled up, waiting for the check phase (oldest first). */
+  readonly #sealed: SealedBatch[] = [];
+  /** Matrices whose runs have returned, reused by the next batches. */
+  readonly #spares: Float32Array[] = [];
   /** When the batch being filled got its first request. */
   #firstAt = 0;
+  /** A {@link #tick} is queued. */
+  #scheduled = false;
   /**
-   * Flush after one event-loop turn, or keep turning the loop (each turn polls the sockets, so more
-   * requests can join) until `maxWaitUs` has passed since the first queued request. Timers have
-   * 1 ms resolution in Node; setImmediate turns give µs-scale waits.
+   * Run the batches that filled up, then the one being filled: after one event-loop turn, or
+   * keep turning the loop (each turn polls the sockets, so more requests can join) until
+   * `maxWaitUs` has passed since its first request. Timers have 1 ms resolution in Node;
+   * setImmediate turns give µs-scale waits.
    */
   readonly #tick = (): void => {
-    if (this.#batch === null) return; // flushed already (it filled up)
+    this.#scheduled = false;
+    this.#runSealed();
+    if (this.#batch === null) return;
     const waited = (performance.now() - this.#firstAt) * 1000;
-    if (waited < this.#o.maxWaitUs && this.#queuedRows < this.#o.maxRows) setImmediate(this.#tick);
+    if (waited < this.#o.maxWaitUs && this.#queuedRows < this.#o.maxRows) this.#schedule();
     else this.#flush();
   };
 
@@ -135,7 +158,7 @@ export class Batcher {
   }
 
   /**
-   * Room for `rows` validated rows: in the batch being filled when they fit (flushing the current
+   * Room for `rows` validated rows: in the batch being filled when they fit (closing the current
    * batch first if they do not fit beside it), else a matrix of their own.
    */
   reserve(rows: number): BatchTarget {
@@ -144,12 +167,11 @@ export class Batcher {
     if (!this.#batching || rows >= o.maxRows) {
       return { data: new Float32Array(rows * width), at: 0, shared: false };
     }
-    if (this.#queuedRows + rows > o.maxRows) this.#flush();
+    if (this.#queuedRows + rows > o.maxRows) this.#seal();
     const need = (this.#queuedRows + rows) * width;
     let m = this.#matrix;
     if (m === null) {
-      m = this.#spare;
-      this.#spare = null;
+      m = this.#spares.pop() ?? null;
       if (m === null || m.length < need) {
         m = new Float32Array(Math.max(need, Math.min(o.maxRows, INITIAL_ROWS) * width));
       }
@@ -164,8 +186,8 @@ export class Batcher {
 
   /**
    * Score the `rows` rows written into `target` (which must come from the latest reserve) and
-   * tell `waiter` when they are scored — before this returns if the batch is run at once (it
-   * filled up, or the rows are scored alone), else when the batch is flushed.
+   * tell `waiter` when they are scored: before this returns if the rows are scored alone (a
+   * matrix of their own), else in the check phase that runs their batch.
    */
   commitTo(target: BatchTarget, rows: number, waiter: BatchWaiter): void {
     if (!target.shared) {
@@ -176,12 +198,12 @@ export class Batcher {
     if (batch === null) {
       batch = this.#batch = { waiters: [], offsets: [] };
       this.#firstAt = performance.now();
-      setImmediate(this.#tick);
+      this.#schedule();
     }
     batch.waiters.push(waiter);
     batch.offsets.push(this.#queuedRows);
     this.#queuedRows += rows;
-    if (this.#queuedRows >= this.#o.maxRows) this.#flush();
+    if (this.#queuedRows >= this.#o.maxRows) this.#seal();
   }
 
   /** {@link commitTo} as a promise of the request's slice. */
@@ -209,6 +231,31 @@ export class Batcher {
     answer(waiter, outputs, 0, rows);
   }
 
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(this.#tick);
+  }
+
+  /** Close the batch being filled; it runs at the next check phase, before any later batch. */
+  #seal(): void {
+    const batch = this.#batch;
+    const matrix = this.#matrix;
+    if (batch === null || matrix === null) return;
+    this.#sealed.push({ batch, matrix, rows: this.#queuedRows });
+    this.#batch = null;
+    this.#queuedRows = 0;
+    this.#matrix = null;
+    this.#schedule();
+  }
+
+  #runSealed(): void {
+    // Answering a batch may commit rows (a stream connection resumed): they join a new batch.
+    for (let s = this.#sealed.shift(); s !== undefined; s = this.#sealed.shift())
+      this.#run(s.batch, s.matrix, s.rows);
+  }
+
+  /** Run the batch being filled now. */
   #flush(): void {
     const batch = this.#batch;
     const matrix = this.#matrix;
@@ -217,6 +264,10 @@ export class Batcher {
     this.#batch = null;
     this.#queuedRows = 0;
     this.#matrix = null;
+    this.#run(batch, matrix, total);
+  }
+
+  #run(batch: PendingBatch, matrix: Float32Array, total: number): void {
     this.#o.onRun?.(total);
     let outputs: RunOutputs | null = null;
     let error: unknown = null;
@@ -225,8 +276,8 @@ export class Batcher {
     } catch (e) {
       error = e;
     }
-    // ORT has read the input: the next batch may write into this matrix.
-    if (this.#spare === null || this.#spare.length < matrix.length) this.#spare = matrix;
+    // ORT has read the input: a later batch may write into this matrix.
+    if (this.#spares.length < MAX_SPARES) this.#spares.push(matrix);
     if (outputs !== null) settle(batch, outputs);
     else for (const w of batch.waiters) w.failed(error);
   }
