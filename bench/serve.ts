@@ -2,6 +2,7 @@
  * Serving benchmark: `npx bun bench/serve.ts [--seconds 5] [--connections 32] [--workers N] [--pin]`
  * (`--workers` defaults to the server's own default, one process per core; `--pin` runs the load
  * generators on core 0 and every server on the other cores, one arbor worker per server core).
+ * `--semi-space-mb N` starts the arbor servers with N MiB V8 semi-spaces (0: V8's own).
  * Starts `serve/main.ts` on a temp store holding a 500-tree depth-6 binary model on 28 features
  * ("flights") and a one-tree model ("trivial"), plus a plain uWebSockets.js hello server, then
  * measures with wrk (HTTP) and a Bun WebSocket client (pipelined):
@@ -22,6 +23,7 @@ import { pack, unpack } from "msgpackr";
 import pl from "nodejs-polars";
 import { Tensor } from "onnxruntime-node";
 import { openArtifactStore } from "../registry/store/open.ts";
+import { semiSpaceFlags } from "../serve/config.ts";
 import { OrtSession, SERVE_SESSION_OPTIONS } from "../serve/model-cache/ort-session.ts";
 import { BENCH_MODEL, pointLabel, publishProduction, startServe } from "../test/serve-fixtures.ts";
 import { flightsSample } from "../train/data/flights-sample.ts";
@@ -40,6 +42,8 @@ const { values } = parseArgs({
     quick: { type: "boolean", default: false },
     reference: { type: "boolean", default: false },
     profile: { type: "string" },
+    /** V8 semi-space of the arbor servers, MiB (default: the server's, 32; 16 is V8's own). */
+    "semi-space-mb": { type: "string" },
   },
 });
 const SECONDS = Number(values.seconds);
@@ -62,10 +66,25 @@ if (PIN) {
   if (r.exitCode !== 0) throw new Error(`taskset failed: ${r.stderr}`);
 }
 const THREADS = Number(values.threads);
-/** --quick: only single-row JSON on the 500-tree model (for before/after checks while developing). */
+/** --quick: only single-row JSON (32 and 512 connections) on the 500-tree model (before/after checks). */
 const QUICK = values.quick === true;
 /** --profile DIR: run the server under `node --cpu-prof` and write its .cpuprofile into DIR. */
 const PROFILE = values.profile;
+/** --semi-space-mb N: start the arbor servers with N MiB semi-spaces instead of the server's default. */
+const SEMI_SPACE_MB = values["semi-space-mb"] === undefined ? undefined : Number(values["semi-space-mb"]);
+
+/** Node.js flags of the arbor servers: --profile's and --semi-space-mb's. */
+function serverNodeArgs(): string[] {
+  return [
+    ...(PROFILE === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${path.resolve(PROFILE)}`]),
+    // 0 = V8's own size; a flag still has to say so, or the server's default applies.
+    ...(SEMI_SPACE_MB === undefined
+      ? []
+      : SEMI_SPACE_MB === 0
+        ? ["--max-semi-space-size=16"]
+        : semiSpaceFlags(SEMI_SPACE_MB)),
+  ];
+}
 /**
  * --reference: also train a real 500-tree depth-6 XGBoost flights model, import it with `arbor import
  * --xgboost`, and load-test it beside the Python reference stack (/work/shared/tools/
@@ -381,7 +400,7 @@ async function scenarioSet(label: string, extraArgs: string[], only?: string[]):
   const server = await startServe(
     ["--store", pathToFileURL(dir).href, "--workers", String(WORKERS), "--log-level", "warn", ...extraArgs],
     {},
-    PROFILE === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${path.resolve(PROFILE)}`],
+    serverNodeArgs(),
     LAUNCH,
   );
   try {
@@ -469,11 +488,12 @@ async function scenarioSet(label: string, extraArgs: string[], only?: string[]):
 }
 
 console.log(
-  `wrk -t${THREADS} -c${CONNS} -d${SECONDS}s; serve workers=${WORKERS}${PIN ? `; pinned: load on core 0, servers on ${LAUNCH[2]}` : ""}; in-process ORT µs/run: ${JSON.stringify(ort)}`,
+  `wrk -t${THREADS} -c${CONNS} -d${SECONDS}s; serve workers=${WORKERS}, semi-space ${SEMI_SPACE_MB ?? "default"} MiB${PIN ? `; pinned: load on core 0, servers on ${LAUNCH[2]}` : ""}; in-process ORT µs/run: ${JSON.stringify(ort)}`,
 );
 // A failed scenario must not leave the hello server (or the temp store) behind.
 try {
-  if (QUICK) await scenarioSet("batching on", [], ["single-row JSON"]);
+  if (QUICK)
+    await scenarioSet("batching on", [], ["single-row JSON", `single-row JSON, ${MANY_CONNS} connections`]);
   else {
     await scenarioSet("batching on", []);
     await scenarioSet("batching off", ["--no-batching"], ["single-row JSON", "single-row msgpack"]);
@@ -486,9 +506,9 @@ try {
 }
 mkdirIfNeeded();
 writeFileSync(
-  // --quick (one scenario, for before/after checks) does not overwrite the full run's figures.
+  // --quick (single-row JSON only, for before/after checks) does not overwrite the full run's figures.
   path.join(ROOT, QUICK ? "bench/results/serve-quick.json" : "bench/results/serve.json"),
-  `${JSON.stringify({ date: new Date().toISOString(), seconds: SECONDS, connections: CONNS, workers: WORKERS, pinned: PIN, wrkThreads: THREADS, ortInProcessUs: ort, results }, null, 2)}\n`,
+  `${JSON.stringify({ date: new Date().toISOString(), seconds: SECONDS, connections: CONNS, workers: WORKERS, semiSpaceMb: SEMI_SPACE_MB ?? null, pinned: PIN, wrkThreads: THREADS, ortInProcessUs: ort, results }, null, 2)}\n`,
 );
 
 /**
@@ -588,7 +608,7 @@ async function referenceComparison(): Promise<void> {
   const server = await startServe(
     ["--store", pathToFileURL(dir).href, "--workers", String(WORKERS), "--log-level", "warn"],
     {},
-    [],
+    serverNodeArgs(),
     LAUNCH,
   );
   try {
