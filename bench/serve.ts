@@ -2,7 +2,8 @@
  * Serving benchmark: `npx bun bench/serve.ts [--seconds 5] [--connections 32] [--workers N] [--pin]`
  * (`--workers` defaults to the server's own default, one process per core; `--pin` runs the load
  * generators on core 0 and every server on the other cores, one arbor worker per server core).
- * `--semi-space-mb N` starts the arbor servers with N MiB V8 semi-spaces (0: V8's own).
+ * `--semi-space-mb N` starts the arbor servers with N MiB V8 semi-spaces. Each scenario also
+ * prints the server's garbage collections during it (count and mean pause, from GET /metrics).
  * Starts `serve/main.ts` on a temp store holding a 500-tree depth-6 binary model on 28 features
  * ("flights") and a one-tree model ("trivial"), plus a plain uWebSockets.js hello server, then
  * measures with wrk (HTTP) and a Bun WebSocket client (pipelined):
@@ -23,7 +24,6 @@ import { pack, unpack } from "msgpackr";
 import pl from "nodejs-polars";
 import { Tensor } from "onnxruntime-node";
 import { openArtifactStore } from "../registry/store/open.ts";
-import { semiSpaceFlags } from "../serve/config.ts";
 import { OrtSession, SERVE_SESSION_OPTIONS } from "../serve/model-cache/ort-session.ts";
 import { BENCH_MODEL, pointLabel, publishProduction, startServe } from "../test/serve-fixtures.ts";
 import { flightsSample } from "../train/data/flights-sample.ts";
@@ -42,7 +42,7 @@ const { values } = parseArgs({
     quick: { type: "boolean", default: false },
     reference: { type: "boolean", default: false },
     profile: { type: "string" },
-    /** V8 semi-space of the arbor servers, MiB (default: the server's, 32; 16 is V8's own). */
+    /** V8 semi-space of the arbor servers, MiB (default: V8's own). */
     "semi-space-mb": { type: "string" },
   },
 });
@@ -70,19 +70,19 @@ const THREADS = Number(values.threads);
 const QUICK = values.quick === true;
 /** --profile DIR: run the server under `node --cpu-prof` and write its .cpuprofile into DIR. */
 const PROFILE = values.profile;
-/** --semi-space-mb N: start the arbor servers with N MiB semi-spaces instead of the server's default. */
+/**
+ * --semi-space-mb N: start the arbor servers with V8 semi-spaces of N MiB (V8's own: 16, starting
+ * at 1 and growing), to see what young-generation collections cost (the gc figures per scenario).
+ */
 const SEMI_SPACE_MB = values["semi-space-mb"] === undefined ? undefined : Number(values["semi-space-mb"]);
 
 /** Node.js flags of the arbor servers: --profile's and --semi-space-mb's. */
 function serverNodeArgs(): string[] {
   return [
     ...(PROFILE === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${path.resolve(PROFILE)}`]),
-    // 0 = V8's own size; a flag still has to say so, or the server's default applies.
     ...(SEMI_SPACE_MB === undefined
       ? []
-      : SEMI_SPACE_MB === 0
-        ? ["--max-semi-space-size=16"]
-        : semiSpaceFlags(SEMI_SPACE_MB)),
+      : [`--min-semi-space-size=${SEMI_SPACE_MB}`, `--max-semi-space-size=${SEMI_SPACE_MB}`]),
   ];
 }
 /**
@@ -171,6 +171,32 @@ async function serverHistogram(base: string, route: string, model: string): Prom
     buckets.set(le, (buckets.get(le) ?? 0) + Number(m[2]));
   }
   return buckets;
+}
+
+/** The servers' garbage collections so far (every worker summed), from GET /metrics. */
+interface GcTotals {
+  minor: number;
+  minorSeconds: number;
+  major: number;
+  majorSeconds: number;
+}
+
+async function gcTotals(base: string): Promise<GcTotals> {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  const t: GcTotals = { minor: 0, minorSeconds: 0, major: 0, majorSeconds: 0 };
+  for (const m of text.matchAll(
+    /^arbor_nodejs_gc_duration_seconds_(count|sum)\{[^}]*kind="(minor|major)"[^}]*\} (\S+)$/gm,
+  )) {
+    const key = `${m[2]}${m[1] === "sum" ? "Seconds" : ""}` as keyof GcTotals;
+    t[key] += Number(m[3]);
+  }
+  return t;
+}
+
+/** The collections between two {@link gcTotals}: how many, and their mean pause in ms. */
+function gcBetween(a: GcTotals, b: GcTotals): string {
+  const part = (n: number, sec: number) => `${n}${n > 0 ? ` (${((sec / n) * 1000).toFixed(2)} ms)` : ""}`;
+  return `gc minor ${part(b.minor - a.minor, b.minorSeconds - a.minorSeconds)}, major ${part(b.major - a.major, b.majorSeconds - a.majorSeconds)}`;
 }
 
 /**
@@ -450,7 +476,9 @@ async function scenarioSet(label: string, extraArgs: string[], only?: string[]):
       ];
       for (const [name, run, runHello, rows] of scenarios) {
         if (only && !only.includes(name)) continue;
+        const gcBefore = await gcTotals(server.url);
         const load = await withCpu([server.proc.pid], run);
+        const gc = gcBetween(gcBefore, await gcTotals(server.url));
         const base = await helloFor(name, () => withCpu(hello.pids, runHello));
         const r = {
           setup: label,
@@ -475,10 +503,11 @@ async function scenarioSet(label: string, extraArgs: string[], only?: string[]):
           // costs ORT about one row of a large run, not a whole single-row run.
           server_cpu_overhead_us:
             load.cpuUs === undefined ? null : Math.round(load.cpuUs - ortPerRequest(model, rows, label)),
+          gc,
         };
         results.push(r);
         console.log(
-          `${label.padEnd(14)} ${model.padEnd(8)} ${name.padEnd(58)} ${String(r.rps).padStart(7)} req/s  p50 ${String(r.p50_us).padStart(6)} µs  p99 ${String(r.p99_us).padStart(6)} µs  p99.9 ${String(r.p999_us).padStart(6)} µs  errors ${r.errors}  steal ${r.steal_pct} %  cpu ${r.server_cpu_us_per_request} µs/req (hello ${r.hello_cpu_us_per_request})  hello ${String(r.hello_rps).padStart(7)} (x${r.ratio_to_hello}, p99 ${r.hello_p99_us} µs)  ORT ${r.ort_inprocess_us} µs  p50 beyond ORT (incl. queueing) ${r.server_overhead_us} µs, cpu beyond ORT ${r.server_cpu_overhead_us} µs`,
+          `${label.padEnd(14)} ${model.padEnd(8)} ${name.padEnd(58)} ${String(r.rps).padStart(7)} req/s  p50 ${String(r.p50_us).padStart(6)} µs  p99 ${String(r.p99_us).padStart(6)} µs  p99.9 ${String(r.p999_us).padStart(6)} µs  errors ${r.errors}  steal ${r.steal_pct} %  cpu ${r.server_cpu_us_per_request} µs/req (hello ${r.hello_cpu_us_per_request})  hello ${String(r.hello_rps).padStart(7)} (x${r.ratio_to_hello}, p99 ${r.hello_p99_us} µs)  ORT ${r.ort_inprocess_us} µs  p50 beyond ORT (incl. queueing) ${r.server_overhead_us} µs, cpu beyond ORT ${r.server_cpu_overhead_us} µs  ${gc}`,
         );
       }
     }
@@ -488,7 +517,7 @@ async function scenarioSet(label: string, extraArgs: string[], only?: string[]):
 }
 
 console.log(
-  `wrk -t${THREADS} -c${CONNS} -d${SECONDS}s; serve workers=${WORKERS}, semi-space ${SEMI_SPACE_MB ?? "default"} MiB${PIN ? `; pinned: load on core 0, servers on ${LAUNCH[2]}` : ""}; in-process ORT µs/run: ${JSON.stringify(ort)}`,
+  `wrk -t${THREADS} -c${CONNS} -d${SECONDS}s; serve workers=${WORKERS}${SEMI_SPACE_MB === undefined ? "" : `, semi-space ${SEMI_SPACE_MB} MiB`}${PIN ? `; pinned: load on core 0, servers on ${LAUNCH[2]}` : ""}; in-process ORT µs/run: ${JSON.stringify(ort)}`,
 );
 // A failed scenario must not leave the hello server (or the temp store) behind.
 try {

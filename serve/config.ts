@@ -39,7 +39,6 @@ export const SERVE_ENV_NAMES = {
   wsMaxConnections: "ARBOR_SERVE_WS_MAX_CONNECTIONS",
   wsMaxInFlight: "ARBOR_SERVE_WS_MAX_IN_FLIGHT",
   shutdownTimeoutMs: "ARBOR_SERVE_SHUTDOWN_TIMEOUT_MS",
-  semiSpaceMb: "ARBOR_SERVE_SEMI_SPACE_MB",
 } as const;
 
 /** All defaults in one place. */
@@ -74,13 +73,6 @@ export const SERVE_DEFAULTS = {
   wsMaxConnections: 10_000,
   wsMaxInFlight: 4096,
   shutdownTimeoutMs: 10_000,
-  /**
-   * V8's young-generation semi-space, MiB (0: V8's own, 16 on 64-bit Node.js 20). Every scavenge
-   * stalls the requests in flight for ~0.5-1 ms whatever the size (it copies the survivors, not the
-   * garbage), so a bigger space means fewer stalls: at 32 MiB a single-row predict load scavenges
-   * half as often as at 16 and never needed a full GC in the benchmark (README, "Young generation").
-   */
-  semiSpaceMb: 32,
 } as const;
 
 /** Model and label names: what the config accepts is what a request may name. */
@@ -90,9 +82,6 @@ const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"
 const posInt = z.number().int().positive();
 /** The longest delay a Node.js timer takes (a longer one fires after 1 ms). */
 const TIMER_MAX_MS = 2 ** 31 - 1;
-
-/** The largest semi-space the setting takes, MiB. */
-const MAX_SEMI_SPACE_MB = 1024;
 
 const serveConfigSchema = z
   .object({
@@ -125,7 +114,6 @@ const serveConfigSchema = z
     wsMaxConnections: posInt,
     wsMaxInFlight: posInt,
     shutdownTimeoutMs: posInt.max(TIMER_MAX_MS),
-    semiSpaceMb: z.number().int().min(0).max(MAX_SEMI_SPACE_MB),
   })
   .refine((c) => c.bodyBudgetBytes >= c.maxBodyBytes, {
     message: "must be at least the largest body a request may send (ARBOR_SERVE_MAX_BODY_BYTES)",
@@ -169,7 +157,6 @@ const FLAG_NAMES: Partial<Record<keyof ServeConfig, string>> = {
   logLevel: "--log-level",
   pollIntervalMs: "--poll-ms",
   batching: "--no-batching",
-  semiSpaceMb: "--semi-space-mb",
 };
 
 /** Load the serve configuration. `workers: 0` (the default) means one process per core. */
@@ -205,33 +192,4 @@ export function loadServeConfig(
     labels: Object.freeze([...parsed.labels]) as string[],
     models: Object.freeze([...parsed.models]) as string[],
   });
-}
-
-/**
- * The Node.js flags that give a process semi-spaces of `mb` MiB (none for 0). V8 sizes its heap
- * when the process starts and Node.js refuses these in NODE_OPTIONS, so they go on the command
- * line: `arbor serve` adds them, and a multi-worker server gives them to its workers.
- */
-export function semiSpaceFlags(mb: number): string[] {
-  return mb === 0 ? [] : [`--min-semi-space-size=${mb}`, `--max-semi-space-size=${mb}`];
-}
-
-/** Whether Node.js flags already size the young generation (theirs are kept as they are). */
-export function setsSemiSpace(execArgv: readonly string[]): boolean {
-  return execArgv.some((a) => /^--(min|max)[-_]semi[-_]space[-_]size(=|$)/.test(a));
-}
-
-/**
- * The semi-space `arbor serve` asks for: `--semi-space-mb`, else a valid ARBOR_SERVE_SEMI_SPACE_MB,
- * else the default. A bad environment value gives the default here; the server then refuses it
- * with the same message as any other bad setting.
- */
-export function launcherSemiSpaceMb(
-  flag: number | undefined,
-  env: Record<string, string | undefined>,
-): number {
-  if (flag !== undefined) return flag;
-  const raw = env[SERVE_ENV_NAMES.semiSpaceMb]?.trim() ?? "";
-  const n = /^[0-9]+$/.test(raw) ? Number(raw) : Number.NaN;
-  return Number.isInteger(n) && n <= MAX_SEMI_SPACE_MB ? n : SERVE_DEFAULTS.semiSpaceMb;
 }

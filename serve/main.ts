@@ -12,13 +12,7 @@ import { parseArgs } from "node:util";
 import { argsErrorMessage } from "../shared/args.ts";
 import { arborError, toArborError } from "../shared/errors.ts";
 import { createLogger } from "../shared/logger.ts";
-import {
-  loadServeConfig,
-  type ServeConfig,
-  type ServeConfigOverrides,
-  semiSpaceFlags,
-  setsSemiSpace,
-} from "./config.ts";
+import { loadServeConfig, type ServeConfig, type ServeConfigOverrides } from "./config.ts";
 import { serveClusterMetrics } from "./metrics.ts";
 import { startServer } from "./server.ts";
 
@@ -50,7 +44,6 @@ function overridesFromArgv(argv: string[]): ServeConfigOverrides {
     logLevel: values["log-level"] as ServeConfig["logLevel"] | undefined,
     pollIntervalMs: num(values["poll-ms"]),
     batching: values["no-batching"] ? false : undefined,
-    semiSpaceMb: num(values["semi-space-mb"]),
   };
 }
 
@@ -64,7 +57,6 @@ const FLAGS = {
   "log-level": { type: "string" },
   "poll-ms": { type: "string" },
   "no-batching": { type: "boolean" },
-  "semi-space-mb": { type: "string" },
 } as const;
 
 function parseFlags(argv: string[]) {
@@ -105,11 +97,6 @@ async function runWorker(config: ServeConfig, index: number, port: number): Prom
   // fall through to the default action and kill the process mid-drain; stop() is idempotent.
   process.on("SIGTERM", () => shutdown("SIGTERM"));
   process.on("SIGINT", () => shutdown("SIGINT"));
-  if (!cluster.isWorker && config.semiSpaceMb !== 0 && !setsSemiSpace(process.execArgv))
-    logger.info(
-      { semiSpaceMb: config.semiSpaceMb },
-      `young generation left at V8's default size: V8 sizes it when node starts, so start the server with node ${semiSpaceFlags(config.semiSpaceMb).join(" ")} (arbor serve does), or with more than one worker`,
-    );
   server = await startServer({ ...config, port }, logger, index);
   if (early !== null) {
     shutdown(early);
@@ -153,10 +140,6 @@ async function runPrimary(config: ServeConfig): Promise<void> {
   // port here first (tiny race with other programs, acceptable for tests and dev), then every
   // worker binds that port.
   const port = config.port === 0 ? await probeListen(config.host, 0) : config.port;
-  // Workers start with the young generation the setting asks for, unless this process was given
-  // its own V8 sizing flags (workers inherit those).
-  if (!setsSemiSpace(process.execArgv))
-    cluster.setupPrimary({ execArgv: [...process.execArgv, ...semiSpaceFlags(config.semiSpaceMb)] });
   const live = new Map<number, ReturnType<typeof cluster.fork>>();
   /** Workers that have started (their metrics are gathered for a scrape). */
   const listening = new Set<ReturnType<typeof cluster.fork>>();

@@ -3,7 +3,7 @@
  * forwarded, and the CLI exits with the server's exit code.
  */
 import { expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -42,23 +42,6 @@ async function listening(proc: {
   }
   reader.releaseLock();
   return { out, port: Number(/"port":(\d+)/.exec(out)![1]) };
-}
-
-/**
- * The V8 young-generation flags of the `n` server processes answering on `port` (their pids from
- * GET /version, their command lines from /proc).
- */
-async function nodeFlagsAt(port: number, n = 1): Promise<string[][]> {
-  const pids = new Set<number>();
-  for (let i = 0; i < 50 && pids.size < n; i++) {
-    const res = await fetch(`http://127.0.0.1:${port}/version`, { headers: { connection: "close" } });
-    pids.add(((await res.json()) as { pid: number }).pid);
-  }
-  return [...pids].map((pid) =>
-    readFileSync(`/proc/${pid}/cmdline`, "utf8")
-      .split("\0")
-      .filter((a) => a.endsWith("-semi-space-size", a.indexOf("="))),
-  );
 }
 
 test("arbor serve: bad flags exit 2 with a code; the default cluster (one process per core) stops on SIGTERM with exit 0", async () => {
@@ -168,37 +151,6 @@ test("cluster: /metrics gathers every worker; a worker that dies is replaced; th
   }
 }, 60_000);
 
-test("the young generation: workers of a cluster get the setting; one process started without the flags says so", async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), "arbor-serve-young-"));
-  const start = (args: string[]) =>
-    Bun.spawn(["node", "--import", "tsx", "serve/main.ts", "--port", "0", "--store", dir, ...args], {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ARBOR_SERVE_HOST: "127.0.0.1" },
-      stdout: "pipe",
-      stderr: "pipe",
-    });
-  try {
-    const cluster = start(["--workers", "2", "--semi-space-mb", "8"]);
-    try {
-      const { port } = await listening(cluster);
-      const flags = ["--min-semi-space-size=8", "--max-semi-space-size=8"];
-      expect(await nodeFlagsAt(port, 2)).toEqual([flags, flags]);
-    } finally {
-      cluster.kill("SIGTERM");
-      expect(await cluster.exited).toBe(0);
-    }
-    const single = start(["--workers", "1"]);
-    await listening(single);
-    single.kill("SIGTERM");
-    expect(await single.exited).toBe(0);
-    expect(await new Response(single.stderr).text()).toContain(
-      "--min-semi-space-size=32 --max-semi-space-size=32",
-    );
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}, 60_000);
-
 test("cluster: SIGTERM while a replacement worker is still starting exits 0", async () => {
   const dir = mkdtempSync(path.join(tmpdir(), "arbor-serve-cluster-"));
   const server = await startServe(["--store", pathToFileURL(dir).href, "--workers", "2"]);
@@ -228,13 +180,10 @@ test("arbor serve takes host, port and labels from ARBOR_SERVE_* when no flag is
         ARBOR_SERVE_HOST: "127.0.0.1",
         ARBOR_SERVE_PORT: "0",
         ARBOR_SERVE_LABELS: "staging,production",
-        ARBOR_SERVE_SEMI_SPACE_MB: "8",
       },
     });
     const { out, port } = await listening(proc);
     expect(out).toContain('"host":"127.0.0.1"');
-    // The launcher started node with the young generation the setting asks for.
-    expect(await nodeFlagsAt(port)).toEqual([["--min-semi-space-size=8", "--max-semi-space-size=8"]]);
     const models = (await (await fetch(`http://127.0.0.1:${port}/v1/models/c`)).json()) as {
       labels: Record<string, unknown>;
     };
@@ -284,14 +233,6 @@ test("serve refuses bad settings before listening: exit code and a stable code, 
       code: "INVALID_CONFIG",
     });
     expect(serve(store, { ARBOR_SERVE_WS_MAX_PAYLOAD_BYTES: "1073741824" })).toMatchObject({
-      exitCode: 2,
-      code: "INVALID_CONFIG",
-    });
-    expect(serve([...store, "--semi-space-mb", "4096"])).toMatchObject({
-      exitCode: 2,
-      code: "INVALID_CONFIG",
-    });
-    expect(serve(store, { ARBOR_SERVE_SEMI_SPACE_MB: "32MB" })).toMatchObject({
       exitCode: 2,
       code: "INVALID_CONFIG",
     });

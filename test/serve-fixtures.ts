@@ -6,7 +6,6 @@
 import { createHash } from "node:crypto";
 import net from "node:net";
 import type { ArtifactStore } from "../registry/store/artifact-store.ts";
-import { SERVE_DEFAULTS, semiSpaceFlags, setsSemiSpace } from "../serve/config.ts";
 import type { LabelPointer, Manifest, Signature, Task } from "../shared/bundle.ts";
 import { encodeEnsembleOnnx } from "../shared/onnx/encode.ts";
 import { randomEnsemble } from "../shared/onnx/random.ts";
@@ -204,8 +203,6 @@ const ROOT = new URL("..", import.meta.url).pathname;
 export function serveCommand(args: string[], nodeArgs: string[] = []): string[] {
   return [
     "node",
-    // As `arbor serve` starts it (serve/config.ts, semiSpaceMb), unless nodeArgs size it.
-    ...(setsSemiSpace(nodeArgs) ? [] : semiSpaceFlags(SERVE_DEFAULTS.semiSpaceMb)),
     ...nodeArgs,
     "--import",
     "tsx",

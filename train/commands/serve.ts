@@ -7,7 +7,6 @@ import { spawn } from "node:child_process";
 import { constants as osConstants } from "node:os";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
-import { launcherSemiSpaceMb, semiSpaceFlags } from "../../serve/config.ts";
 import { defineCommand } from "../cli/command.ts";
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
@@ -52,12 +51,6 @@ export const serveCommand = defineCommand({
       description: "label pointer polling interval in ms (ARBOR_SERVE_POLL_MS)",
     },
     {
-      name: "semi-space-mb",
-      type: "integer",
-      description:
-        "V8 young-generation semi-space in MiB, 0 = V8's default (ARBOR_SERVE_SEMI_SPACE_MB; default 32)",
-    },
-    {
       name: "no-batching",
       type: "boolean",
       description: "score every request on its own (ARBOR_SERVE_BATCHING=false)",
@@ -72,7 +65,6 @@ export const serveCommand = defineCommand({
     workers: z.number().int().min(0).max(256).optional(),
     pollMs: z.number().int().positive().optional(),
     noBatching: z.boolean().optional(),
-    semiSpaceMb: z.number().int().min(0).max(1024).optional(),
   }),
   examples: [
     "arbor serve --port 8080 --labels production,staging",
@@ -82,15 +74,7 @@ export const serveCommand = defineCommand({
   unusedConfig: ["databaseUrl", "apiTokens"],
   async run(ctx, args) {
     // Only what was given: the server reads ARBOR_SERVE_* itself for the rest (flag > env > default).
-    // V8 sizes the young generation when node starts: its flags go before the script.
-    const argv = [
-      ...semiSpaceFlags(launcherSemiSpaceMb(args.semiSpaceMb, process.env)),
-      "--import",
-      "tsx",
-      "serve/main.ts",
-      "--store",
-      ctx.config.store,
-    ];
+    const argv = ["--import", "tsx", "serve/main.ts", "--store", ctx.config.store];
     if (args.host !== undefined) argv.push("--host", args.host);
     if (args.port !== undefined) argv.push("--port", String(args.port));
     if (args.labels !== undefined) argv.push("--labels", args.labels.join(","));
@@ -100,7 +84,6 @@ export const serveCommand = defineCommand({
     if (args.workers !== undefined) argv.push("--workers", String(args.workers));
     if (args.pollMs !== undefined) argv.push("--poll-ms", String(args.pollMs));
     if (args.noBatching) argv.push("--no-batching");
-    if (args.semiSpaceMb !== undefined) argv.push("--semi-space-mb", String(args.semiSpaceMb));
     // cwd = the repository root so that `--import tsx` and serve/main.ts resolve from any cwd.
     const child = spawn("node", argv, { cwd: ROOT, stdio: "inherit" });
     const forward = (sig: NodeJS.Signals) => () => {
