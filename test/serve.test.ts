@@ -644,6 +644,17 @@ describe("serve: bad input", () => {
     );
     expect(nan.status).toBe(422);
     expect(nan.value.error.code).toBe("NON_FINITE_VALUE");
+    // msgpack rows are read with the model's features too: a malformed body is refused before the
+    // unknown model or the version that would have to load.
+    for (const path of ["/v1/models/nope:predict", "/v1/models/flights/versions/99:predict"]) {
+      const cut = await fetch(`${server.url}${path}`, {
+        method: "POST",
+        headers: { "content-type": "application/msgpack" },
+        body: (pack({ instances: [[1, 2, "c1", 3, 4, 5]] }) as Uint8Array).subarray(0, 14),
+      });
+      expect(cut.status).toBe(400);
+      expect(unpack(new Uint8Array(await cut.arrayBuffer())).error.code).toBe("MALFORMED_BODY");
+    }
   });
 });
 

@@ -109,18 +109,21 @@ export function utf8Text(bytes: Uint8Array): string | null {
 }
 
 /**
- * A JSON body's bytes, from which predict rows are read without JSON.parse (json-rows.ts). The
- * transport may only lend them while its callback runs (uWS neuters them when it returns): it then
- * calls {@link release} when its callback returns, and code that reads the body later calls
- * {@link keep} before that, so that the body keeps its text. Bytes never released stay readable.
+ * A JSON or msgpack body's bytes, from which predict rows are read without a general decoder
+ * (json-rows.ts, msgpack-rows.ts). The transport may only lend them while its callback runs (uWS
+ * neuters them when it returns): it then calls {@link release} when its callback returns, and code
+ * that reads the body later calls {@link keep} before that, so that the body keeps its content.
+ * Bytes never released stay readable.
  */
-export class JsonBody {
+export class RawBody {
+  readonly format: Format;
   #bytes: Uint8Array | null;
   #kept: string | Uint8Array | null = null;
   #wanted = false;
 
-  constructor(bytes: Uint8Array) {
+  constructor(bytes: Uint8Array, format: Format) {
     this.#bytes = bytes;
+    this.format = format;
   }
 
   /** The bytes while the transport lends them, null after. */
@@ -133,19 +136,19 @@ export class JsonBody {
     this.#wanted = true;
   }
 
-  /** The transport's callback returns: let go of its bytes (keeping their text if wanted). */
+  /** The transport's callback returns: let go of its bytes (keeping a copy, JSON as text, if wanted). */
   release(): void {
     const bytes = this.#bytes;
     if (bytes === null) return;
     this.#bytes = null;
-    if (this.#wanted) this.#kept = utf8Text(bytes) ?? bytes.slice();
+    if (this.#wanted) this.#kept = (this.format === "json" ? utf8Text(bytes) : null) ?? bytes.slice();
   }
 
-  /** The decoded value; MALFORMED_BODY when it is not JSON. */
+  /** The decoded value; MALFORMED_BODY when it is not JSON or msgpack (as its format says). */
   parse(): unknown {
     const body = this.#bytes ?? this.#kept;
     if (body === null) throw arborError("INTERNAL", "a request body was read after the transport let it go");
-    return decodeBody(body, "json");
+    return decodeBody(body, this.format);
   }
 }
 
@@ -153,8 +156,8 @@ export class JsonBody {
  * Decode a JSON or msgpack body; MALFORMED_BODY when it is not one. A string is a body already
  * decoded from non-empty UTF-8 bytes by {@link utf8Text} (JSON only).
  */
-export function decodeBody(body: Uint8Array | string | JsonBody, format: Format): unknown {
-  if (body instanceof JsonBody) return body.parse();
+export function decodeBody(body: Uint8Array | string | RawBody, format: Format): unknown {
+  if (body instanceof RawBody) return body.parse();
   if (typeof body === "string") {
     if (format === "msgpack") return decodeBody(new TextEncoder().encode(body), format);
     // As withoutStacks, without a closure per request.

@@ -28,13 +28,30 @@ const SCRATCH_SIZE = 16_384;
  */
 let scratch = new Float32Array(SCRATCH_SIZE);
 
-/** The rows {@link readJsonRows} read last: `rows × plan.width` values, valid until its next call. */
-export function jsonRowsScratch(): Float32Array {
+/**
+ * The rows {@link readJsonRows} (or msgpack-rows.ts's reader) read last: `rows × plan.width`
+ * values, valid until the next read.
+ */
+export function rowsScratch(): Float32Array {
   return scratch;
 }
 
+/** The scratch matrix for a new body: back to its small size if a big body grew it. */
+export function freshScratch(): Float32Array {
+  if (scratch.length > SCRATCH_SIZE) scratch = new Float32Array(SCRATCH_SIZE);
+  return scratch;
+}
+
+/** The scratch matrix grown to hold at least `need` values, keeping those it holds. */
+export function growScratch(need: number): Float32Array {
+  const grown = new Float32Array(Math.max(scratch.length * 2, need));
+  grown.set(scratch);
+  scratch = grown;
+  return grown;
+}
+
 /**
- * Read a predict body's rows into {@link jsonRowsScratch} (row-major float32): their count (1 to
+ * Read a predict body's rows into {@link rowsScratch} (row-major float32): their count (1 to
  * `maxRows`), or -1 when the general path must decide (see the module comment).
  */
 export function readJsonRows(plan: FeaturePlan, s: Uint8Array, maxRows: number): number {
@@ -46,7 +63,7 @@ export function readJsonRows(plan: FeaturePlan, s: Uint8Array, maxRows: number):
   // of 28 short numbers).
   const pow10 = POW10;
   const float32Max = FLOAT32_MAX;
-  if (scratch.length > SCRATCH_SIZE) scratch = new Float32Array(SCRATCH_SIZE);
+  let out = freshScratch();
   if (seenScratch.length < width) seenScratch = new Uint8Array(width);
   const seen = seenScratch;
   let i = skipSpace(s, 0);
@@ -59,17 +76,12 @@ export function readJsonRows(plan: FeaturePlan, s: Uint8Array, maxRows: number):
   if (s[i] !== 0x5b /* [ */) return -1;
   i++;
   let rows = 0;
-  let out = scratch;
   // One loop for positional rows `[v, …]` and object rows `{"name": v, …}`, with the number
   // reader inline (V8 would not inline it as a function: too large).
   for (;;) {
     if (rows >= maxRows) return -1;
     const base = rows * width;
-    if (base + width > out.length) {
-      const grown = new Float32Array(Math.max(out.length * 2, base + width));
-      grown.set(out);
-      scratch = out = grown;
-    }
+    if (base + width > out.length) out = growScratch(base + width);
     i = skipSpace(s, i);
     const open = s[i++];
     const object = open === 0x7b /* { */;

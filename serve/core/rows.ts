@@ -5,8 +5,9 @@
  * dictionary code, an unknown category → NaN; every feature present, no unknown ones.
  */
 import { clientError } from "./client-error.ts";
-import { JsonBody } from "./codec.ts";
-import { jsonRowsScratch, readJsonRows } from "./json-rows.ts";
+import { RawBody } from "./codec.ts";
+import { readJsonRows, rowsScratch } from "./json-rows.ts";
+import { readMsgpackRows } from "./msgpack-rows.ts";
 import { type FeaturePlan, FLOAT32_MAX } from "./plan.ts";
 
 /** A validated batch of rows, ready to feed. */
@@ -268,13 +269,18 @@ export function fillRowsFromBody<T extends RowTarget>(
   maxRows: number,
   sink: RowSink<T>,
 ): FilledRows<T> {
-  if (body instanceof JsonBody) {
+  if (body instanceof RawBody) {
     // The rows straight from the bytes when the fast path takes them; else the general path.
     const bytes = body.bytes;
-    const n = bytes === null ? -1 : readJsonRows(plan, bytes, maxRows);
+    const n =
+      bytes === null
+        ? -1
+        : body.format === "json"
+          ? readJsonRows(plan, bytes, maxRows)
+          : readMsgpackRows(plan, bytes, maxRows);
     if (n < 0) return fillRowsFromBody(plan, body.parse(), maxRows, sink);
     const target = sink.reserve(n);
-    target.data.set(jsonRowsScratch().subarray(0, n * plan.width), target.at * plan.width);
+    target.data.set(rowsScratch().subarray(0, n * plan.width), target.at * plan.width);
     return { rows: n, target };
   }
   if (body === null || typeof body !== "object" || Array.isArray(body)) {

@@ -13,7 +13,7 @@ import type { BatchTarget, BatchWaiter, RunOutputs } from "../model-cache/batche
 import type { ModelCache } from "../model-cache/cache.ts";
 import type { ModelSlot } from "../model-cache/slot.ts";
 import { clientError } from "./client-error.ts";
-import { decodeBody, type Format, JsonBody, requestFormat } from "./codec.ts";
+import { decodeBody, type Format, RawBody, requestFormat } from "./codec.ts";
 import { describeModel, listModels } from "./describe.ts";
 import { formatPredictions, PredictReply } from "./predictions.ts";
 import { checkExplainRows, fillRowsFromBody, rowsFromBody } from "./rows.ts";
@@ -26,10 +26,10 @@ export interface CoreRequest {
   path: string;
   contentType: string;
   /**
-   * The body bytes; a non-empty JSON body in bytes the transport lends ({@link JsonBody}); its text
+   * The body bytes; a non-empty JSON body in bytes the transport lends ({@link RawBody}); its text
    * (callers that decoded it already); or null without a body.
    */
-  body: Uint8Array | string | JsonBody | null;
+  body: Uint8Array | string | RawBody | null;
   requestId: string;
   /** `Inference-Header-Content-Length` (KServe V2 binary tensor extension), or null. */
   inferenceHeaderLength: number | null;
@@ -304,7 +304,7 @@ export class ServeCore {
       return;
     }
     if (got instanceof Promise) {
-      if (body instanceof JsonBody) body.keep();
+      if (body instanceof RawBody) body.keep();
       got.then(
         (slot) => this.#scoreOn(verb, slot, body, sink),
         (e: unknown) => sink.failed(malformedFirst(body, e)),
@@ -324,7 +324,7 @@ export class ServeCore {
         rows = m.rows;
       } else {
         // Explain keeps its own copy of the rows: TreeSHAP reads them after the run.
-        if (body instanceof JsonBody) body = body.parse();
+        if (body instanceof RawBody) body = body.parse();
         const m = rowsFromBody(slot.plan, body, this.config.maxRows);
         checkExplainRows(m.rows, this.config.maxExplainRows, "explain");
         const topK = (body as Record<string, unknown>)["top_k"];
@@ -501,8 +501,8 @@ export class ServeCore {
     reply.route = verb === "predict" ? "/v1/models/:name:predict" : "/v1/models/:name:explain";
     reply.model = ref.name;
     if (req.method !== "post") throw methodNotAllowed(req, POST);
-    // A JSON body's rows are read once the model is known, from its bytes (json-rows.ts).
-    const body = req.body instanceof JsonBody ? req.body : this.decode(req);
+    // A JSON or msgpack body's rows are read once the model is known, from its bytes (json-rows.ts).
+    const body = req.body instanceof RawBody ? req.body : this.decode(req);
     this.scoreTo(verb, ref, body, reply); // the reply sends itself
     return DEFERRED;
   }
@@ -595,12 +595,12 @@ export class ServeCore {
 }
 
 /**
- * The error of a request that names a model it cannot have: a JSON body not parsed yet (its rows
- * are read with the model's features, json-rows.ts) is checked first, so that a malformed body is
+ * The error of a request that names a model it cannot have: a JSON or msgpack body not parsed yet (its rows
+ * are read with the model's features, json-rows.ts, msgpack-rows.ts) is checked first, so that a malformed body is
  * refused as such whatever the model, as when every body was parsed before the model was looked up.
  */
 function malformedFirst(body: unknown, e: unknown): unknown {
-  if (!(body instanceof JsonBody)) return e;
+  if (!(body instanceof RawBody)) return e;
   try {
     body.parse();
     return e;

@@ -7,7 +7,7 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from "uWebSockets.js";
 import { arborError } from "../../shared/errors.ts";
 import { newRequestId, requestIdFrom } from "../../shared/logger.ts";
-import { CONTENT_TYPES, encodeBody, type Format, formatOf, JsonBody, responseFormat } from "../core/codec.ts";
+import { CONTENT_TYPES, encodeBody, type Format, formatOf, RawBody, responseFormat } from "../core/codec.ts";
 import { decodePath } from "../core/path.ts";
 import { type CoreReply, type CoreRequest, errorBody, type ServeCore } from "../core/service.ts";
 import type { ReplyBacklog, ReplyHolder, RequestBytes } from "./budget.ts";
@@ -183,7 +183,7 @@ class Exchange implements CoreRequest {
   readonly started: number;
   readonly inferenceHeaderLength: number | null;
   /** The body, once read (null without one). */
-  body: Uint8Array | JsonBody | null = null;
+  body: Uint8Array | RawBody | null = null;
   /** A body arriving in several reads: its reads so far. */
   chunks: Uint8Array[] | null = null;
   /** Bytes of the body read so far. */
@@ -479,7 +479,7 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
     ex.chunks = null;
   };
 
-  const dispatch = (res: HttpResponse, ex: Exchange, body: Uint8Array | JsonBody | null): void => {
+  const dispatch = (res: HttpResponse, ex: Exchange, body: Uint8Array | RawBody | null): void => {
     ex.body = body;
     try {
       core.handle(ex); // answers through ex.respond, now or later
@@ -593,15 +593,16 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
         ex.chunks.push(chunk.slice());
         return;
       }
-      // A JSON body goes as a JsonBody: predict rows are read from its bytes without JSON.parse
-      // (json-rows.ts). Not with the binary tensor extension, whose tensors follow the JSON header.
-      const json = ex.inferenceHeaderLength === null && formatOf(ex.contentType) === "json";
+      // A JSON or msgpack body goes as a RawBody: predict rows are read from its bytes without a
+      // general decoder (json-rows.ts, msgpack-rows.ts). Not with the binary tensor extension,
+      // whose tensors follow the JSON header.
+      const format = ex.inferenceHeaderLength === null ? formatOf(ex.contentType) : null;
       let body: Uint8Array;
       if (ex.chunks === null) {
-        if (json && chunk.length > 0) {
+        if (format !== null && chunk.length > 0) {
           // One chunk (the common case): in the bytes uWS lends, copied only if the body is read
           // after this callback (codec.ts).
-          const lent = new JsonBody(chunk);
+          const lent = new RawBody(chunk, format);
           dispatch(res, ex, lent);
           lent.release();
           return;
@@ -617,8 +618,8 @@ export function attachHttp(app: TemplatedApp, core: ServeCore, state: TransportS
         body.set(chunk, at);
         dropChunks(ex);
       }
-      // Bytes of our own: a JsonBody that is never released.
-      dispatch(res, ex, json ? new JsonBody(body) : body);
+      // Bytes of our own: a RawBody that is never released.
+      dispatch(res, ex, format !== null ? new RawBody(body, format) : body);
     });
   });
 }
