@@ -91,7 +91,7 @@ export function readJsonRows(plan: FeaturePlan, s: Uint8Array, maxRows: number):
     let count = 0; // values read
     for (;;) {
       let c = s[i];
-      while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09 /* whitespace */) c = s[++i];
+      if (c <= 0x20) while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09 /* whitespace */) c = s[++i];
       let f = count;
       if (object) {
         // "name":
@@ -119,16 +119,23 @@ export function readJsonRows(plan: FeaturePlan, s: Uint8Array, maxRows: number):
           c = s[++i];
           if (c >= 0x30 && c <= 0x39) return -1; // a leading zero: not JSON
         } else if (c > 0x30 && c <= 0x39) {
+          // One loop per accumulator: no test of the digit count per digit but the loop's own.
           do {
-            if (digits < 9) a = (a * 10 + (c - 0x30)) | 0;
-            else if (digits < 18) b = (b * 10 + (c - 0x30)) | 0;
-            else {
-              e10++;
-              if (c !== 0x30) dropped = true;
-            }
+            a = (a * 10 + (c - 0x30)) | 0;
             digits++;
             c = s[++i];
-          } while (c >= 0x30 && c <= 0x39);
+          } while (digits < 9 && c >= 0x30 && c <= 0x39);
+          while (digits < 18 && c >= 0x30 && c <= 0x39) {
+            b = (b * 10 + (c - 0x30)) | 0;
+            digits++;
+            c = s[++i];
+          }
+          while (c >= 0x30 && c <= 0x39) {
+            e10++;
+            if (c !== 0x30) dropped = true;
+            digits++;
+            c = s[++i];
+          }
         } else return -1;
         if (c === 0x2e /* . */) {
           c = s[++i];
@@ -140,11 +147,20 @@ export function readJsonRows(plan: FeaturePlan, s: Uint8Array, maxRows: number):
               c = s[++i];
             }
           }
+          while (digits < 9 && c >= 0x30 && c <= 0x39) {
+            a = (a * 10 + (c - 0x30)) | 0;
+            e10--;
+            digits++;
+            c = s[++i];
+          }
+          while (digits < 18 && c >= 0x30 && c <= 0x39) {
+            b = (b * 10 + (c - 0x30)) | 0;
+            e10--;
+            digits++;
+            c = s[++i];
+          }
           while (c >= 0x30 && c <= 0x39) {
-            if (digits < 9) a = (a * 10 + (c - 0x30)) | 0;
-            else if (digits < 18) b = (b * 10 + (c - 0x30)) | 0;
-            else if (c !== 0x30) dropped = true;
-            if (digits < 18) e10--;
+            if (c !== 0x30) dropped = true;
             digits++;
             c = s[++i];
           }
@@ -194,7 +210,7 @@ export function readJsonRows(plan: FeaturePlan, s: Uint8Array, maxRows: number):
       }
       count++;
       c = s[i];
-      while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09 /* whitespace */) c = s[++i];
+      if (c <= 0x20) while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09 /* whitespace */) c = s[++i];
       i++;
       if (c === close) break;
       if (c !== 0x2c /* , */) return -1;
@@ -248,7 +264,7 @@ function stringEnd(s: Uint8Array, i: number): number {
 
 function skipSpace(s: Uint8Array, i: number): number {
   let c = s[i];
-  while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09 /* whitespace */) c = s[++i];
+  if (c <= 0x20) while (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09 /* whitespace */) c = s[++i];
   return i;
 }
 
