@@ -473,6 +473,46 @@ describe("serve msgpack fast path", () => {
     }
   });
 
+  test("a feature named __proto__ (msgpackr renames the key): the general path decides", () => {
+    const protoPlan = new FeaturePlan({
+      ...signature,
+      features: [
+        { name: "__proto__", type: "numeric" },
+        { name: "b", type: "numeric" },
+      ],
+    });
+    const run = (bytes: Uint8Array, fast: boolean) =>
+      outcome((sink) =>
+        fast
+          ? fillRowsFromBody(protoPlan, new RawBody(bytes, "msgpack"), MAX_ROWS, sink).rows
+          : fillRowsFromBody(protoPlan, decodeBody(bytes, "msgpack"), MAX_ROWS, sink).rows,
+      );
+    // {"instances": [{"__proto__": 1, "b": 2}]}
+    const keyed = Uint8Array.from(
+      Buffer.from("81a9696e7374616e6365739182a95f5f70726f746f5f5f01a16202", "hex"),
+    );
+    expect(readMsgpackRows(protoPlan, keyed, MAX_ROWS)).toBe(-1);
+    expect(run(keyed, true)).toEqual(run(keyed, false));
+    // Positional rows do not name it: the fast way.
+    const positional = pack({ instances: [[1, 2]] }) as Uint8Array;
+    expect(readMsgpackRows(protoPlan, positional, MAX_ROWS)).toBe(1);
+    expect(run(positional, true)).toEqual(run(positional, false));
+  });
+
+  test("a decoded msgpack body keeps its bin values after the transport lets its bytes go", () => {
+    const bytes = pack({
+      inputs: [{ name: "f0", datatype: new Uint8Array([0x41, 0x42, 0x43]), data: [1] }],
+    }) as Uint8Array;
+    const body = new RawBody(bytes, "msgpack");
+    const value = body.parse() as { inputs: { datatype: Uint8Array }[] };
+    body.release();
+    // uWS detaches the buffer it lent when its callback returns (a V2 body is read after its version loads).
+    const lent = bytes.buffer as ArrayBuffer;
+    structuredClone(lent, { transfer: [lent] });
+    expect(bytes.byteLength).toBe(0);
+    expect(Array.from(value.inputs[0].datatype)).toEqual([0x41, 0x42, 0x43]);
+  });
+
   test("the bodies clients send (msgpackr's pack) go the fast way", () => {
     const r = rng(5);
     for (let i = 0; i < 500; i++) {

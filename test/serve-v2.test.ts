@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
+import { pack } from "msgpackr";
 import { InferenceSession, Tensor } from "onnxruntime-node";
 import type { ArtifactStore } from "../registry/store/artifact-store.ts";
 import { openArtifactStore } from "../registry/store/open.ts";
@@ -517,5 +518,25 @@ describe("V2 infer: missing data, outputs, metadata, routes", () => {
       expect(res.status).toBe(404);
       expect(((await res.json()) as Json).code).toBe("ROUTE_NOT_FOUND");
     }
+  });
+});
+
+describe("V2 msgpack bodies", () => {
+  test("a bin value in a msgpack body is still readable after the version it names has loaded", async () => {
+    // house v2 is loaded by this request: the body is read after the load, when uWS has taken
+    // back the bytes it lent (a bin value used to be a view into them: 500 INTERNAL).
+    const res = await fetch(`${server.url}/v2/models/house/versions/2/infer`, {
+      method: "POST",
+      headers: { "content-type": "application/msgpack", accept: "application/json" },
+      body: pack({
+        inputs: [{ name: "f0", shape: [1], datatype: new Uint8Array([0x41, 0x42, 0x43]), data: [1] }],
+      }),
+    });
+    const value = (await res.json()) as Json;
+    expect({ status: res.status, code: value.code }).toEqual({
+      status: 422,
+      code: "PREDICT_BAD_FEATURE_TYPE",
+    });
+    expect(value.error).toContain("65,66,67");
   });
 });

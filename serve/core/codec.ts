@@ -17,7 +17,14 @@ export const CONTENT_TYPES: Readonly<Record<Format, string>> = {
   msgpack: "application/msgpack",
 };
 
-const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: "number" });
+// copyBuffers: a msgpack bin value is a copy, not a view into the body's bytes, which uWS lends
+// only while its callback runs (RawBody): a V2 body is read after its version has loaded.
+const unpackr = new Unpackr({
+  useRecords: false,
+  mapsAsObjects: true,
+  int64AsType: "number",
+  copyBuffers: true,
+});
 const packr = new Packr({ useRecords: false, variableMapSize: true });
 const decoder = new TextDecoder("utf-8", { fatal: true });
 

@@ -12,7 +12,7 @@
  * categorical feature or a string for a numeric one, an unknown feature, an unknown category whose
  * bytes are not plain ASCII, a row of the wrong length, no rows or too many. The caller then runs
  * msgpackr and the general validation, which answer as they always did. So this changes no answer,
- * only its cost: test/serve-msgpack-rows.test.ts compares both paths on random and mutated bodies.
+ * only its cost: test/serve-json-rows.test.ts compares both paths on random and mutated bodies.
  */
 import { AMBIGUOUS, MISSING } from "./byte-table.ts";
 import { freshScratch, growScratch } from "./json-rows.ts";
@@ -67,7 +67,8 @@ export function readMsgpackRows(plan: FeaturePlan, s: Uint8Array, maxRows: numbe
         const end = i + 1 + (key & 0x1f);
         if (end > n) return -1;
         f = plan.nameBytes.find(s, i + 1, end);
-        if (f < 0) return -1; // an unknown feature
+        // An unknown feature, or `__proto__`, a key msgpackr renames.
+        if (f < 0 || f === plan.protoFeature) return -1;
         if (seen[f] === 0) {
           seen[f] = 1;
           named++;

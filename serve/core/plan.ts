@@ -23,6 +23,11 @@ export class FeaturePlan {
   /** {@link names} and each categorical feature's categories by their UTF-8 bytes (json-rows.ts). */
   readonly nameBytes: ByteTable;
   readonly categoryBytes: readonly (ByteTable | null)[];
+  /**
+   * The feature named `__proto__`, or -1: msgpackr renames that key of a decoded map to
+   * `__proto_`, so the msgpack fast path leaves object rows naming it to the general path.
+   */
+  readonly protoFeature: number;
 
   constructor(signature: Signature) {
     const f = signature.features.length;
@@ -46,6 +51,7 @@ export class FeaturePlan {
     this.categorical = categorical;
     this.codes = codes;
     this.nameBytes = new ByteTable(this.names);
+    this.protoFeature = this.names.indexOf("__proto__");
     this.categoryBytes = signature.features.map((s) =>
       s.type === "categorical" ? new ByteTable(s.categories ?? []) : null,
     );
