@@ -7,7 +7,7 @@ import { describe, expect, test } from "bun:test";
 import { pack, unpack } from "msgpackr";
 import { decodeBody, encodeBody, requestFormat, responseFormat } from "../serve/core/codec.ts";
 import { FeaturePlan } from "../serve/core/plan.ts";
-import { formatPredictions, PredictJson, PredictReply } from "../serve/core/predictions.ts";
+import { formatPredictions, PredictReply, PredictWriter } from "../serve/core/predictions.ts";
 import { rowsFromBody } from "../serve/core/rows.ts";
 import { Batcher, type BatchSlice, type RunOutputs } from "../serve/model-cache/batcher.ts";
 import type { Signature } from "../shared/bundle.ts";
@@ -268,6 +268,9 @@ describe("serve micro-batcher", () => {
   });
 });
 
+/** Bytes of the msgpack string "predictions". */
+const MP_PREDICTIONS_LENGTH = 12;
+
 describe("serve predict replies", () => {
   const slice = (
     name: string,
@@ -310,34 +313,60 @@ describe("serve predict replies", () => {
   ];
   for (const [what, sig, s] of cases) {
     test(`JSON text equals JSON.stringify of the reply value: ${what}`, () => {
-      const writer = new PredictJson(sig, 'm"odel', 3);
+      const writer = new PredictWriter(sig, 'm"odel', 3);
       const reply = new PredictReply(writer, s);
       const value = reply.value();
       expect(value["predictions"]).toEqual(formatPredictions(sig, s));
       expect(reply.json()).toBe(JSON.stringify(value));
       expect(JSON.stringify(reply)).toBe(reply.json());
-      for (const id of ['x"1', 42, null, Number.NaN, "ïd 😀"]) {
+      for (const id of ['x"1', 42, null, Number.NaN, "ïd 😀", 2 ** 40, -1.5]) {
         const withId = reply.withId(id);
         expect(withId.json()).toBe(JSON.stringify({ id, ...value }));
         expect(Object.keys(withId.value())[0]).toBe("id");
+        const decoded = unpack(encodeBody(withId, "msgpack") as Uint8Array);
+        expect(decoded).toEqual({ id, ...value });
+        expect(Object.keys(decoded)[0]).toBe("id");
       }
       expect(new TextDecoder().decode(encodeBody(reply, "json") as Uint8Array)).toBe(reply.json());
-      expect(unpack(encodeBody(reply, "msgpack") as Uint8Array)).toEqual(value);
+      // The msgpack writer decodes to the same value, keys in the same order (msgpackr's pack of it before).
+      const decoded = unpack(encodeBody(reply, "msgpack") as Uint8Array);
+      expect(decoded).toEqual(value);
+      expect(Object.keys(decoded)).toEqual(Object.keys(value));
     });
   }
+
+  test("msgpack replies: scores as float 32s (exact), -0 as 0 like JSON, 32-bit array lengths", () => {
+    const writer = new PredictWriter(regression, "m", 1);
+    const values = [-0, 0.1, 1, 2 ** 24 + 2];
+    const reply = new PredictReply(writer, slice("prediction", 1, values, 0, values.length));
+    const bytes = reply.msgpackBytes();
+    // 0xca: float 32, 5 bytes a score; 0.1 decodes to its float32, as value() has it.
+    expect(bytes[1 + MP_PREDICTIONS_LENGTH + 1]).toBe(0xca);
+    const decoded = unpack(bytes) as { predictions: number[] };
+    expect(Object.is(decoded.predictions[0], 0)).toBe(true);
+    expect(decoded.predictions.slice(1)).toEqual([Math.fround(0.1), 1, 2 ** 24 + 2]);
+    expect(reply.json()).toBe(`{"predictions":[0,${Math.fround(0.1)},1,16777218],"model":"m","version":1}`);
+    const many = 70_000;
+    const all = Array.from({ length: many }, (_, i) => i / 8);
+    const long = unpack(new PredictReply(writer, slice("prediction", 1, all, 0, many)).msgpackBytes()) as {
+      predictions: number[];
+    };
+    expect(long.predictions).toEqual(all);
+  });
 
   test("the reused reply buffer: grows for big replies, shrinks after them, and views follow it", () => {
     const text = (b: Uint8Array) => new TextDecoder().decode(b);
     const rowsOf = (n: number) => Array.from({ length: n * 3 }, (_, i) => ((i * 7919) % 1000) / 1000 + 1e-7);
-    const big = new PredictJson(multiclass, "m", 1);
+    const big = new PredictWriter(multiclass, "m", 1);
     // ~70 bytes per row: past the first 1 KB many times over, then past the 256 KB kept size.
     for (const n of [20, 2000, 10_000, 1]) {
       const s = slice("probabilities", 3, rowsOf(n), 0, n);
       const reply = new PredictReply(big, s);
       expect(text(reply.jsonBytes())).toBe(JSON.stringify(reply.value()));
+      expect(unpack(reply.msgpackBytes())).toEqual(reply.value());
     }
     // Equal lengths share a cached view, which shows the latest reply: a reply is sent at once.
-    const small = new PredictJson(regression, "m", 1);
+    const small = new PredictWriter(regression, "m", 1);
     const a = new PredictReply(small, slice("prediction", 1, [1.5], 0, 1)).jsonBytes();
     const aText = text(a);
     const b = new PredictReply(small, slice("prediction", 1, [2.5], 0, 1)).jsonBytes();

@@ -235,11 +235,12 @@ function malformed(e: unknown, format: Format): Error {
 }
 
 /**
- * Encode a response value. A V1 predict reply's JSON comes back in a buffer the next reply
- * overwrites ({@link PredictReply.jsonBytes}): send the result at once, do not keep it.
+ * Encode a response value. A V1 predict reply comes back in a buffer the next reply overwrites
+ * ({@link PredictReply.jsonBytes}, {@link PredictReply.msgpackBytes}), and msgpackr reuses its
+ * own: send the result at once, do not keep it.
  */
 export function encodeBody(value: unknown, format: Format): Uint8Array | string {
-  if (value instanceof PredictReply) return format === "json" ? value.jsonBytes() : packr.pack(value.value());
+  if (value instanceof PredictReply) return format === "json" ? value.jsonBytes() : value.msgpackBytes();
   if (format === "json") return JSON.stringify(value);
   return packr.pack(value);
 }

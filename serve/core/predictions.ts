@@ -2,6 +2,7 @@
  * ORT outputs → response predictions. Regression: one number per row. Classifiers: the label with
  * the highest probability plus every class probability, in `classes` order.
  */
+import { Packr } from "msgpackr";
 import type { Signature } from "../../shared/bundle.ts";
 import type { BatchSlice } from "../model-cache/batcher.ts";
 
@@ -99,6 +100,33 @@ export class ReplyBuffer {
     this.#len += utf8.encodeInto(s, this.#buf.subarray(this.#len)).written;
   }
 
+  /** One byte. */
+  byte(b: number): void {
+    this.#room(1);
+    this.#buf[this.#len++] = b;
+  }
+
+  /** A number as a msgpack float 32 (scores are float32 already: exact, and half a float 64). */
+  float32(x: number): void {
+    this.#room(5);
+    // -0 as 0, as JSON writes it (and msgpackr wrote the scores before).
+    FLOAT32_VIEW.setFloat32(0, x === 0 ? 0 : x);
+    const buf = this.#buf;
+    const at = this.#len;
+    buf[at] = 0xca;
+    buf[at + 1] = FLOAT32_BYTES[0];
+    buf[at + 2] = FLOAT32_BYTES[1];
+    buf[at + 3] = FLOAT32_BYTES[2];
+    buf[at + 4] = FLOAT32_BYTES[3];
+    this.#len = at + 5;
+  }
+
+  /** A msgpack array header for `n` items. */
+  arrayHeader(n: number): void {
+    if (n < 16) this.byte(0x90 | n);
+    else for (const b of arrayHeader(n)) this.byte(b);
+  }
+
   /** The reply so far: valid until the next write or reset; hand it over at once. */
   view(): Uint8Array {
     const n = this.#len;
@@ -127,8 +155,21 @@ export class ReplyBuffer {
   }
 }
 
+/** Where {@link ReplyBuffer.float32} puts a float's big-endian bytes. */
+const FLOAT32_BYTES = new Uint8Array(4);
+const FLOAT32_VIEW = new DataView(FLOAT32_BYTES.buffer);
+
 /** The buffer every V1 predict reply is written into (one thread: one reply at a time). */
 const replyBuffer = new ReplyBuffer();
+
+/** msgpack pieces of a reply that are the same for every reply of a version (keys, labels, names). */
+const packr = new Packr({ useRecords: false, variableMapSize: true });
+/** msgpack bytes of one value, in an array of their own (packr's are a view of its buffer). */
+function packed(value: unknown): Uint8Array {
+  return Uint8Array.from(packr.pack(value));
+}
+const MP_ID = packed("id");
+const MP_PREDICTIONS = packed("predictions");
 
 const OPEN = utf8.encode("{");
 const PREDICTIONS = utf8.encode('"predictions":[');
@@ -136,19 +177,24 @@ const COMMA = utf8.encode(",");
 const ROW_END = utf8.encode("]}");
 
 /**
- * A version's V1 predict reply as JSON bytes, from pieces encoded once per loaded version: writing
- * it is a handful of copies into {@link ReplyBuffer}, where JSON.stringify of the reply object
- * walks every key and value generically (12k of the 133k instructions a single-row request of the
- * reference model cost on Node 20: bench/serve-callgrind.ts), and the text then had to be
- * converted to UTF-8 for the socket. Writes exactly what JSON.stringify of
- * {@link PredictReply.value} writes.
+ * A version's V1 predict reply as JSON or msgpack bytes, from pieces encoded once per loaded
+ * version: writing it is a handful of copies into {@link ReplyBuffer}, where JSON.stringify of the
+ * reply object walks every key and value generically (12k of the 133k instructions a single-row
+ * request of the reference model cost on Node 20: bench/serve-callgrind.ts), and the text then had
+ * to be converted to UTF-8 for the socket; msgpackr's pack of it built an object per row first
+ * (a single-row classifier reply: 775 ns, 232 µs for 1000 rows). Writes exactly what
+ * JSON.stringify of {@link PredictReply.value} writes, and msgpack that decodes to that value
+ * (its numbers as float 32s, which they are).
  */
-export class PredictJson {
+export class PredictWriter {
   readonly #signature: Signature;
   /** `{"label":"<class>","probabilities":[` per class index (classifiers; built on first use). */
   #rowHeads: Uint8Array[] = [];
   /** `],"model":…,"version":…[,"classes":[…]]}`. */
   readonly #tail: Uint8Array;
+  /** msgpack row heads per class index ({@link #msgpackHeads}) and tail ({@link #msgpackTail}). */
+  #mpRowHeads: Uint8Array[] = [];
+  #mpTail: Uint8Array | undefined;
   readonly #name: string;
   readonly #version: number;
   readonly #classes: string[] | undefined;
@@ -208,6 +254,62 @@ export class PredictJson {
     return out.view();
   }
 
+  /**
+   * The reply as msgpack bytes in the shared {@link ReplyBuffer} (valid until the next reply);
+   * `id` (a stream message's) is its first key unless undefined.
+   */
+  msgpack(slice: BatchSlice, id: string | number | null | undefined): Uint8Array {
+    const out = replyBuffer;
+    out.reset();
+    out.byte(0x80 | ((id === undefined ? 3 : 4) + (this.#classes ? 1 : 0)));
+    if (id !== undefined) {
+      out.bytes(MP_ID);
+      out.bytes(packr.pack(id));
+    }
+    out.bytes(MP_PREDICTIONS);
+    out.arrayHeader(slice.rows);
+    const tensors = slice.outputs.tensors;
+    const probs = tensors.get("probabilities");
+    if (this.#signature.task !== "regression" && probs !== undefined) {
+      const c = probs.width;
+      const heads = this.#msgpackHeads(c);
+      const data = probs.data;
+      for (let r = 0; r < slice.rows; r++) {
+        const base = (slice.offset + r) * c;
+        out.bytes(heads[argmax(data, base, c)]);
+        for (let j = 0; j < c; j++) out.float32(data[base + j]);
+      }
+    } else {
+      const t = tensors.get("prediction") ?? tensors.get("margin")!;
+      for (let r = 0; r < slice.rows; r++) out.float32(t.data[(slice.offset + r) * t.width]);
+    }
+    out.bytes(this.#msgpackTail());
+    return out.view();
+  }
+
+  /** `{"label": <class>, "probabilities": [` + the array header, per class index (msgpack). */
+  #msgpackHeads(count: number): Uint8Array[] {
+    if (this.#mpRowHeads.length !== count) {
+      const probabilities = Uint8Array.from(arrayHeader(count));
+      this.#mpRowHeads = classLabels(this.#signature, count).map((l) =>
+        concat([Uint8Array.of(0x82), packed("label"), packed(l), packed("probabilities"), probabilities]),
+      );
+    }
+    return this.#mpRowHeads;
+  }
+
+  /** `"model": …, "version": …[, "classes": […]]` (msgpack; built on first use). */
+  #msgpackTail(): Uint8Array {
+    this.#mpTail ??= concat([
+      packed("model"),
+      packed(this.#name),
+      packed("version"),
+      packed(this.#version),
+      ...(this.#classes ? [packed("classes"), packed(this.#classes)] : []),
+    ]);
+    return this.#mpTail;
+  }
+
   #heads(count: number): Uint8Array[] {
     if (this.#rowHeads.length !== count) {
       this.#rowHeads = classLabels(this.#signature, count).map((l) =>
@@ -220,15 +322,15 @@ export class PredictJson {
 
 /**
  * A V1 predict reply kept as the run's outputs until the transport knows the wire format: JSON
- * bytes straight from {@link PredictJson}, or the value for msgpack. `id` (a stream message's)
+ * or msgpack bytes straight from {@link PredictWriter}. `id` (a stream message's)
  * goes first, as in `{id, ...reply}`.
  */
 export class PredictReply {
-  readonly #writer: PredictJson;
+  readonly #writer: PredictWriter;
   readonly #slice: BatchSlice;
   readonly #id: string | number | null | undefined;
 
-  constructor(writer: PredictJson, slice: BatchSlice, id?: string | number | null) {
+  constructor(writer: PredictWriter, slice: BatchSlice, id?: string | number | null) {
     this.#writer = writer;
     this.#slice = slice;
     this.#id = id;
@@ -249,6 +351,11 @@ export class PredictReply {
     return this.#writer.json(this.#slice, this.#id === undefined ? "" : `"id":${JSON.stringify(this.#id)},`);
   }
 
+  /** The msgpack bytes, in a buffer the next reply overwrites: hand them over at once. */
+  msgpackBytes(): Uint8Array {
+    return this.#writer.msgpack(this.#slice, this.#id);
+  }
+
   /** The JSON text (a copy: for anything that keeps it). */
   json(): string {
     return utf8Decoder.decode(this.jsonBytes());
@@ -258,4 +365,21 @@ export class PredictReply {
   toJSON(): Record<string, unknown> {
     return this.value();
   }
+}
+
+/** The bytes of a msgpack array header for `n` items. */
+function arrayHeader(n: number): number[] {
+  if (n < 16) return [0x90 | n];
+  if (n < 0x10000) return [0xdc, n >>> 8, n & 0xff];
+  return [0xdd, n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff];
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }

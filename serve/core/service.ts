@@ -120,7 +120,7 @@ class ScoreJob implements BatchWaiter {
     const slice = { outputs, offset, rows, batchRows: outputs.rows };
     const x = this.#explain;
     if (x === null) {
-      const value = new PredictReply(slot.predictJson, slice);
+      const value = new PredictReply(slot.predictWriter, slice);
       this.#settle();
       this.#sink.answer(value, slot.version);
       return;

@@ -8,7 +8,7 @@ import type { Manifest, Signature } from "../../shared/bundle.ts";
 import { arborError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { FeaturePlan } from "../core/plan.ts";
-import { PredictJson } from "../core/predictions.ts";
+import { PredictWriter } from "../core/predictions.ts";
 import { Batcher, type BatchSlice, type BatchTarget, type BatchWaiter, type RunOutputs } from "./batcher.ts";
 import type { OrtSession } from "./ort-session.ts";
 
@@ -46,7 +46,7 @@ export class ModelSlot {
   readonly metrics: Record<string, unknown>;
   readonly plan: FeaturePlan;
   /** Writes this version's V1 predict replies. */
-  readonly predictJson: PredictJson;
+  readonly predictWriter: PredictWriter;
   readonly bytes: number;
   readonly loadedAt: string;
   /** The ONNX bytes, kept for explain (decoded to a TreeEnsemble on first use). */
@@ -79,7 +79,7 @@ export class ModelSlot {
     this.manifestSha256 = parts.manifestSha256;
     this.metrics = parts.metrics;
     this.plan = new FeaturePlan(parts.signature);
-    this.predictJson = new PredictJson(parts.signature, parts.name, parts.version);
+    this.predictWriter = new PredictWriter(parts.signature, parts.name, parts.version);
     this.bytes = parts.bytes;
     this.loadedAt = new Date().toISOString();
     this.modelBytes = parts.modelBytes;
