@@ -236,8 +236,8 @@ function malformed(e: unknown, format: Format): Error {
 
 /**
  * Encode a response value. A V1 predict reply comes back in a buffer the next reply overwrites
- * ({@link PredictReply.jsonBytes}, {@link PredictReply.msgpackBytes}), and msgpackr reuses its
- * own: send the result at once, do not keep it.
+ * ({@link PredictReply.jsonBytes}, {@link PredictReply.msgpackBytes}): send the result at once,
+ * do not keep it.
  */
 export function encodeBody(value: unknown, format: Format): Uint8Array | string {
   if (value instanceof PredictReply) return format === "json" ? value.jsonBytes() : value.msgpackBytes();

@@ -7,7 +7,7 @@
  * garbage per request. msgpack numbers are binary already, so here they go straight to float32.
  *
  * The reader gives up (returns -1) on anything it does not take exactly as the general path would:
- * other keys, keys or headers in a longer encoding than needed, 64-bit integers, booleans, binary
+ * other keys, names longer than a fixstr takes (31 bytes), 64-bit integers, booleans, binary
  * or extension values, non-finite values or values beyond float32's range, a number for a
  * categorical feature or a string for a numeric one, an unknown feature, an unknown category whose
  * bytes are not plain ASCII, a row of the wrong length, no rows or too many. The caller then runs

@@ -182,7 +182,7 @@ const ROW_END = utf8.encode("]}");
  * reply object walks every key and value generically (12k of the 133k instructions a single-row
  * request of the reference model cost on Node 20: bench/serve-callgrind.ts), and the text then had
  * to be converted to UTF-8 for the socket; msgpackr's pack of it built an object per row first
- * (a single-row classifier reply: 775 ns, 232 µs for 1000 rows). Writes exactly what
+ * (a single-row classifier reply: 620 ns, 223 µs for 1000 rows: bench/predict-replies.ts). Writes exactly what
  * JSON.stringify of {@link PredictReply.value} writes, and msgpack that decodes to that value
  * (its numbers as float 32s, which they are).
  */
