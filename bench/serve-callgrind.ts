@@ -1,7 +1,8 @@
 /**
  * Server cost per request in instructions, which a shared, noisy machine cannot blur:
  * `npx bun bench/serve-callgrind.ts [--requests 3000] [--concurrency 16] [--warmup 6000] [--windows 5] [--keep]
- *   [--store URI --model NAME --body FILE]` (`--keep`: leave the callgrind files for
+ *   [--msgpack] [--store URI --model NAME --body FILE]` (`--msgpack`: the body and the replies in
+ *   msgpack instead of JSON; `--keep`: leave the callgrind files for
  * callgrind_annotate, their folders are printed; `--store`: measure a model of your own with a V1
  * predict body of your own instead of the fixtures).
  *
@@ -22,6 +23,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
+import { pack } from "msgpackr";
 import { openArtifactStore } from "../registry/store/open.ts";
 import { pointLabel, publishFixture, serveCommand } from "../test/serve-fixtures.ts";
 
@@ -36,8 +38,11 @@ const { values } = parseArgs({
     model: { type: "string" },
     body: { type: "string" },
     keep: { type: "boolean", default: false },
+    msgpack: { type: "boolean", default: false },
   },
 });
+/** The wire format of the bodies and replies (--msgpack). */
+const MEDIA = values.msgpack ? "application/msgpack" : "application/json";
 const REQUESTS = Number(values.requests);
 const CONCURRENCY = Number(values.concurrency);
 const WARMUP = Number(values.warmup);
@@ -51,18 +56,26 @@ if (spawnSync("valgrind", ["--version"]).status !== 0) {
 }
 
 /** POST `body` `n` times over `c` keep-alive connections; fails on any non-200 reply. */
-async function load(url: string, body: string, n: number, c: number): Promise<void> {
+async function load(url: string, body: Body, n: number, c: number): Promise<void> {
   let left = n;
   await Promise.all(
     Array.from({ length: c }, async () => {
       while (left-- > 0) {
-        const r = await fetch(url, { method: "POST", body, headers: { "content-type": "application/json" } });
-        const text = await r.text();
-        if (r.status !== 200) throw new Error(`${url} answered ${r.status}: ${text}`);
+        const r = await fetch(url, {
+          method: "POST",
+          body,
+          headers: { "content-type": MEDIA, accept: MEDIA },
+        });
+        const reply = new Uint8Array(await r.arrayBuffer());
+        if (r.status !== 200)
+          throw new Error(`${url} answered ${r.status}: ${new TextDecoder().decode(reply)}`);
       }
     }),
   );
 }
+
+/** A request body: JSON text, or msgpack bytes. */
+type Body = string | Uint8Array;
 
 function control(pid: number, ...args: string[]): void {
   const r = spawnSync("callgrind_control", [...args, String(pid)], { encoding: "utf8" });
@@ -99,7 +112,7 @@ async function measure(
   command: string[],
   env: Record<string, string>,
   route: string,
-  body: string,
+  body: Body,
 ): Promise<Measure> {
   const out = mkdtempSync(path.join(tmpdir(), "arbor-callgrind-"));
   const proc = Bun.spawn(
@@ -178,7 +191,7 @@ async function measure(
 const k = (n: number) => `${(n / 1000).toFixed(1)}k`;
 
 /** Measure arbor serving `model` from `storeUri` and print its line. */
-async function arborLine(storeUri: string, model: string, body: string, label: string, hello: Measure) {
+async function arborLine(storeUri: string, model: string, body: Body, label: string, hello: Measure) {
   const r = await measure(
     serveCommand(["--store", storeUri, "--log-level", "warn"]),
     {},
@@ -194,9 +207,9 @@ async function arborLine(storeUri: string, model: string, body: string, label: s
 
 const header = () =>
   console.log(
-    `instructions per single-row JSON request (server process, user space; lowest of ${WINDOWS} windows of ${REQUESTS} requests over ${CONCURRENCY} connections after ${WARMUP} warm-up)`,
+    `instructions per single-row ${values.msgpack ? "msgpack" : "JSON"} request (server process, user space; lowest of ${WINDOWS} windows of ${REQUESTS} requests over ${CONCURRENCY} connections after ${WARMUP} warm-up)`,
   );
-const helloLine = async (body: string): Promise<Measure> => {
+const helloLine = async (body: Body): Promise<Measure> => {
   const hello = await measure(
     ["node", "--import", "tsx", "bench/serve-hello.ts"],
     { HELLO_PORT: "0" },
@@ -213,7 +226,9 @@ if (values.store !== undefined) {
     console.error("--store needs --model NAME and --body FILE (a JSON predict body)");
     process.exit(2);
   }
-  const body = readFileSync(values.body, "utf8");
+  const body = values.msgpack
+    ? pack(JSON.parse(readFileSync(values.body, "utf8")))
+    : readFileSync(values.body, "utf8");
   header();
   const hello = await helloLine(body);
   await arborLine(values.store, values.model, body, values.model, hello);
@@ -238,7 +253,7 @@ if (values.store !== undefined) {
     }
     await store.close();
     const row = Array.from({ length: F }, (_, i) => Math.fround(Math.sin(i) * 2));
-    const body = JSON.stringify({ instances: [row] });
+    const body = values.msgpack ? pack({ instances: [row] }) : JSON.stringify({ instances: [row] });
     header();
     const hello = await helloLine(body);
     await arborLine(pathToFileURL(dir).href, "trivial", body, "1-tree model", hello);
