@@ -12,6 +12,7 @@ import { rowsFromBody } from "../serve/core/rows.ts";
 import { Batcher, type BatchSlice, type RunOutputs } from "../serve/model-cache/batcher.ts";
 import type { Signature } from "../shared/bundle.ts";
 import { isArborError } from "../shared/errors.ts";
+import { rng } from "../shared/onnx/random.ts";
 
 const signature: Signature = {
   format: "arbor-bundle/1",
@@ -352,6 +353,52 @@ describe("serve predict replies", () => {
       predictions: number[];
     };
     expect(long.predictions).toEqual(all);
+  });
+
+  test("msgpack replies decode to the reply value: random tasks, class counts, scores and ids", () => {
+    const r = rng(2811);
+    const pick = <T>(a: readonly T[]): T => a[Math.floor(r() * a.length)];
+    const specials = [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 1e-45, 3.4e38, 1, 0];
+    for (let i = 0; i < 400; i++) {
+      const classes = pick([1, 2, 3, 15, 16, 17, 40]);
+      const task = classes === 1 ? "regression" : classes === 2 ? "binary" : "multiclass";
+      const names = Array.from({ length: classes }, (_, c) =>
+        pick([`c${c}`, `ç${c}😀`, `${"x".repeat(40)}${c}`]),
+      );
+      const sig: Signature = {
+        ...signature,
+        task,
+        ...(task === "regression" || r() < 0.3 ? { classes: undefined } : { classes: names }),
+      };
+      const rows = pick([0, 1, 2, 15, 16, 300]);
+      const offset = Math.floor(r() * 3);
+      const values = Array.from({ length: (rows + offset) * classes }, () =>
+        r() < 0.1 ? pick(specials) : (r() - 0.3) * 10 ** Math.floor(r() * 8 - 4),
+      );
+      const s = slice(task === "regression" ? "prediction" : "probabilities", classes, values, offset, rows);
+      const reply = new PredictReply(
+        new PredictWriter(sig, pick(["m", "ünï", "m".repeat(300)]), pick([1, 2 ** 31, 70_000])),
+        s,
+      );
+      const id = pick<string | number | null | undefined>([
+        undefined,
+        null,
+        7,
+        -3,
+        2 ** 40,
+        0.5,
+        "",
+        "a".repeat(300),
+        "ïd",
+      ]);
+      const withId = id === undefined ? reply : reply.withId(id);
+      // Every number exactly (NaN and ±Infinity too), keys in order; -0 goes out as 0, as JSON writes it.
+      const show = (v: unknown) =>
+        JSON.stringify(v, (_, x) =>
+          typeof x === "number" && !Number.isFinite(x) ? String(x) : Object.is(x, -0) ? 0 : x,
+        );
+      expect(show(unpack(withId.msgpackBytes()))).toBe(show(withId.value()));
+    }
   });
 
   test("the reused reply buffer: grows for big replies, shrinks after them, and views follow it", () => {
