@@ -14,6 +14,7 @@ import { decodeBody, type Format, RawBody, utf8Text } from "../serve/core/codec.
 import { FeaturePlan } from "../serve/core/plan.ts";
 import { fillRowsFromBody } from "../serve/core/rows.ts";
 import { BENCH_MODEL, fixtureSignature } from "../test/serve-fixtures.ts";
+import { alternate } from "./alternate.ts";
 
 const { values } = parseArgs({ options: { rounds: { type: "string", default: "30" } } });
 const ROUNDS = Number(values.rounds);
@@ -61,22 +62,14 @@ const newPath = (b: Uint8Array, format: Format) => {
   body.release();
 };
 
-const median = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1];
 console.log(`median ns per body over ${ROUNDS} alternating rounds (node ${process.version})`);
 for (const [name, format, bytes, n] of bodies) {
-  const times = { old: [] as number[], new: [] as number[] };
-  for (let round = 0; round < ROUNDS; round++) {
-    for (const [key, fn] of [
-      ["old", oldPath],
-      ["new", newPath],
-    ] as const) {
-      const start = process.hrtime.bigint();
-      for (let i = 0; i < n; i++) fn(bytes, format);
-      times[key].push(Number(process.hrtime.bigint() - start) / n);
-    }
-  }
-  const o = median(times.old);
-  const m = median(times.new);
+  const { old: o, now: m } = alternate(
+    ROUNDS,
+    n,
+    () => oldPath(bytes, format),
+    () => newPath(bytes, format),
+  );
   console.log(
     `${format.padEnd(8)} ${name.padEnd(24)} ${format === "json" ? "JSON.parse" : "msgpackr  "} + rows.ts ${o.toFixed(0).padStart(9)} ns   reader ${m.toFixed(0).padStart(9)} ns   x${(o / m).toFixed(2)}`,
   );

@@ -12,6 +12,7 @@ import { PredictReply, PredictWriter } from "../serve/core/predictions.ts";
 import type { BatchSlice } from "../serve/model-cache/batcher.ts";
 import type { Signature } from "../shared/bundle.ts";
 import { BENCH_MODEL, fixtureSignature } from "../test/serve-fixtures.ts";
+import { alternate } from "./alternate.ts";
 
 const { values } = parseArgs({ options: { rounds: { type: "string", default: "30" } } });
 const ROUNDS = Number(values.rounds);
@@ -34,7 +35,6 @@ function sliceOf(signature: Signature, rows: number): BatchSlice {
 }
 type RunTensors = BatchSlice["outputs"]["tensors"];
 
-const median = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1];
 console.log(`median ns per reply over ${ROUNDS} alternating rounds (node ${process.version})`);
 for (const [name, signature] of [
   ["binary classifier", binary],
@@ -49,19 +49,7 @@ for (const [name, signature] of [
       ["json", () => JSON.stringify(reply.value()), () => reply.jsonBytes()],
     ] as const;
     for (const [format, old, now] of pairs) {
-      const t = { old: [] as number[], now: [] as number[] };
-      for (let round = 0; round < ROUNDS; round++) {
-        for (const [key, fn] of [
-          ["old", old],
-          ["now", now],
-        ] as const) {
-          const start = process.hrtime.bigint();
-          for (let i = 0; i < n; i++) fn();
-          t[key].push(Number(process.hrtime.bigint() - start) / n);
-        }
-      }
-      const o = median(t.old);
-      const m = median(t.now);
+      const { old: o, now: m } = alternate(ROUNDS, n, old, now);
       console.log(
         `${name.padEnd(18)} ${String(rows).padStart(4)} rows  ${format.padEnd(8)} ${format === "json" ? "JSON.stringify" : "msgpackr pack "} ${o.toFixed(0).padStart(9)} ns   writer ${m.toFixed(0).padStart(9)} ns   x${(o / m).toFixed(2)}`,
       );

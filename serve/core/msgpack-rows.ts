@@ -136,20 +136,20 @@ export function readMsgpackRows(plan: FeaturePlan, s: Uint8Array, maxRows: numbe
 
 /** The length of the array whose header is at `i` (fixarray, array 16, array 32); -1 for anything else. */
 function arrayLength(s: Uint8Array, i: number): number {
-  const h = s[i];
-  if (h >= 0x90 && h <= 0x9f) return h & 0x0f;
-  if (h === 0xdc && i + 3 <= s.length) return (s[i + 1] << 8) | s[i + 2];
-  if (h === 0xdd && i + 5 <= s.length)
-    return ((s[i + 1] << 24) | (s[i + 2] << 16) | (s[i + 3] << 8) | s[i + 4]) >>> 0;
-  return -1;
+  return containerLength(s, i, 0x90, 0xdc);
 }
 
 /** The entries of the map whose header is at `i` (fixmap, map 16, map 32); -1 for anything else. */
 function mapLength(s: Uint8Array, i: number): number {
+  return containerLength(s, i, 0x80, 0xde);
+}
+
+/** The length in the header at `i`: `fix` | n (n < 16), `wide16` and 2 bytes, `wide16 + 1` and 4 bytes. */
+function containerLength(s: Uint8Array, i: number, fix: number, wide16: number): number {
   const h = s[i];
-  if (h >= 0x80 && h <= 0x8f) return h & 0x0f;
-  if (h === 0xde && i + 3 <= s.length) return (s[i + 1] << 8) | s[i + 2];
-  if (h === 0xdf && i + 5 <= s.length)
+  if (h >= fix && h <= fix + 0x0f) return h & 0x0f;
+  if (h === wide16 && i + 3 <= s.length) return (s[i + 1] << 8) | s[i + 2];
+  if (h === wide16 + 1 && i + 5 <= s.length)
     return ((s[i + 1] << 24) | (s[i + 2] << 16) | (s[i + 3] << 8) | s[i + 4]) >>> 0;
   return -1;
 }
