@@ -267,6 +267,52 @@ describe("serve micro-batcher", () => {
     await commit("f", [7]);
     expect(events).toEqual(["d failed ORT run failed", "e failed ORT run failed", "f scored 70"]);
   });
+
+  test("a waiter that throws from failed() is reported; the waiters after it are still answered", async () => {
+    let failNext = false;
+    const reported: string[] = [];
+    const b = new Batcher({
+      enabled: true,
+      maxRows: 64,
+      maxWaitUs: 0,
+      width: 1,
+      onWaiterError: (e) => reported.push((e as Error).message),
+      run: (data, rows): RunOutputs => {
+        if (failNext) {
+          failNext = false;
+          throw new Error("ORT run failed");
+        }
+        return { rows, tensors: new Map([["prediction", { data, width: 1 }]]) };
+      },
+    });
+    const events: string[] = [];
+    /** A request whose waiter throws from scored and failed when `broken`; resolves when answered. */
+    const commit = (tag: string, broken: boolean): Promise<void> =>
+      new Promise((done) => {
+        const t = b.reserve(1);
+        t.data[t.at] = 1;
+        b.commitTo(t, 1, {
+          scored: () => {
+            events.push(`${tag} scored`);
+            if (broken) throw new Error(`${tag} scored threw`);
+            done();
+          },
+          failed: (e) => {
+            events.push(`${tag} failed ${(e as Error).message}`);
+            done();
+            if (broken) throw new Error(`${tag} failed threw`);
+          },
+        });
+      });
+    await Promise.all([commit("a", true), commit("b", false)]);
+    expect(events).toEqual(["a scored", "a failed a scored threw", "b scored"]);
+    expect(reported).toEqual(["a failed threw"]);
+    events.length = 0;
+    failNext = true;
+    await Promise.all([commit("c", true), commit("d", false)]);
+    expect(events).toEqual(["c failed ORT run failed", "d failed ORT run failed"]);
+    expect(reported).toEqual(["a failed threw", "c failed threw"]);
+  });
 });
 
 /** Bytes of the msgpack string "predictions". */

@@ -61,22 +61,34 @@ interface PendingBatch {
   offsets: number[];
 }
 
+/** What a waiter threw from `failed`: reported, and the other waiters are still answered. */
+type Report = (e: unknown) => void;
+
+/** Tell one waiter its rows failed. */
+function fail(w: BatchWaiter, e: unknown, report: Report): void {
+  try {
+    w.failed(e);
+  } catch (thrown) {
+    report(thrown);
+  }
+}
+
 /** Tell one waiter its rows were scored (a waiter that throws is told it failed). */
-function answer(w: BatchWaiter, outputs: RunOutputs, offset: number, rows: number): void {
+function answer(w: BatchWaiter, outputs: RunOutputs, offset: number, rows: number, report: Report): void {
   try {
     w.scored(outputs, offset, rows);
   } catch (e) {
-    w.failed(e);
+    fail(w, e, report);
   }
 }
 
 /** Answer every waiter of a batch whose run returned `outputs` (commit order: replies keep it). */
-function settle(batch: PendingBatch, outputs: RunOutputs): void {
+function settle(batch: PendingBatch, outputs: RunOutputs, report: Report): void {
   const { waiters, offsets } = batch;
   const n = waiters.length;
   for (let i = 0; i < n; i++) {
     const end = i + 1 < n ? offsets[i + 1] : outputs.rows;
-    answer(waiters[i], outputs, offsets[i], end - offsets[i]);
+    answer(waiters[i], outputs, offsets[i], end - offsets[i], report);
   }
 }
 
@@ -100,6 +112,11 @@ export interface BatcherOptions {
   run(data: Float32Array, rows: number): RunOutputs;
   /** Called with the row count of every ORT run. */
   onRun?(rows: number): void;
+  /**
+   * A waiter threw from `failed` (a bug in it): the batcher answers the waiters after it all the
+   * same, and hands this what was thrown (default: console.error).
+   */
+  onWaiterError?(e: unknown): void;
 }
 
 /** Rows a batch matrix starts with (it doubles up to maxRows when a batch needs more). */
@@ -125,6 +142,7 @@ interface SealedBatch {
 export class Batcher {
   readonly #o: BatcherOptions;
   readonly #batching: boolean;
+  readonly #report: Report;
   #batch: PendingBatch | null = null;
   #queuedRows = 0;
   /** Matrix of the batch being filled (null until a request reserves rows). */
@@ -155,6 +173,7 @@ export class Batcher {
   constructor(options: BatcherOptions) {
     this.#o = options;
     this.#batching = options.enabled && options.maxRows > 1;
+    this.#report = options.onWaiterError ?? ((e) => console.error("a batch waiter threw from failed():", e));
   }
 
   /**
@@ -225,10 +244,10 @@ export class Batcher {
     try {
       outputs = this.#o.run(data, rows);
     } catch (e) {
-      waiter.failed(e);
+      fail(waiter, e, this.#report);
       return;
     }
-    answer(waiter, outputs, 0, rows);
+    answer(waiter, outputs, 0, rows, this.#report);
   }
 
   #schedule(): void {
@@ -278,7 +297,7 @@ export class Batcher {
     }
     // ORT has read the input: a later batch may write into this matrix.
     if (this.#spares.length < MAX_SPARES) this.#spares.push(matrix);
-    if (outputs !== null) settle(batch, outputs);
-    else for (const w of batch.waiters) w.failed(error);
+    if (outputs !== null) settle(batch, outputs, this.#report);
+    else for (const w of batch.waiters) fail(w, error, this.#report);
   }
 }

@@ -96,6 +96,8 @@ export class ModelSlot {
         maxWaitUs: batching.maxWaitUs,
         width: this.plan.width,
         onRun: batching.onRun,
+        onWaiterError: (e) =>
+          this.#logger.error({ err: (e as Error)?.stack ?? String(e) }, "answering a failed request threw"),
         run: (data, rows) => this.#run(data, rows, fetches),
       });
     this.#allBatcher = batcher(this.fetches);
