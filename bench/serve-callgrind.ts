@@ -1,8 +1,9 @@
 /**
  * Server cost per request in instructions, which a shared, noisy machine cannot blur:
  * `npx bun bench/serve-callgrind.ts [--requests 3000] [--concurrency 16] [--warmup 6000] [--windows 5] [--keep]
- *   [--msgpack] [--store URI --model NAME --body FILE]` (`--msgpack`: the body and the replies in
- *   msgpack instead of JSON; `--keep`: leave the callgrind files for
+ *   [--msgpack] [--v2] [--store URI --model NAME --body FILE]` (`--msgpack`: the body and the replies in
+ *   msgpack instead of JSON; `--v2`: KServe V2 infer (one FP32 tensor `input` [1, F], every
+ *   output) instead of V1 predict; `--keep`: leave the callgrind files for
  * callgrind_annotate, their folders are printed; `--store`: measure a model of your own with a V1
  * predict body of your own instead of the fixtures).
  *
@@ -39,8 +40,11 @@ const { values } = parseArgs({
     body: { type: "string" },
     keep: { type: "boolean", default: false },
     msgpack: { type: "boolean", default: false },
+    v2: { type: "boolean", default: false },
   },
 });
+/** --v2: KServe V2 infer instead of V1 predict (bodies and route). */
+const V2 = values.v2 === true;
 /** The wire format of the bodies and replies (--msgpack). */
 const MEDIA = values.msgpack ? "application/msgpack" : "application/json";
 const REQUESTS = Number(values.requests);
@@ -145,7 +149,7 @@ async function measure(
     await load(url, body, WARMUP, CONCURRENCY);
     const windows: Measure[] = [];
     for (let w = 1; w <= WINDOWS; w++) {
-      const before = route.includes(":predict") ? await batches(base) : null;
+      const before = route.startsWith("/v") ? await batches(base) : null;
       control(proc.pid, "-i", "on");
       await load(url, body, REQUESTS, CONCURRENCY);
       control(proc.pid, "-i", "off");
@@ -195,7 +199,7 @@ async function arborLine(storeUri: string, model: string, body: Body, label: str
   const r = await measure(
     serveCommand(["--store", storeUri, "--log-level", "warn"]),
     {},
-    `/v1/models/${model}:predict`,
+    V2 ? `/v2/models/${model}/infer` : `/v1/models/${model}:predict`,
     body,
   );
   const rest = r.perRequest - r.ort - r.parse - r.stringify;
@@ -207,7 +211,7 @@ async function arborLine(storeUri: string, model: string, body: Body, label: str
 
 const header = () =>
   console.log(
-    `instructions per single-row ${values.msgpack ? "msgpack" : "JSON"} request (server process, user space; lowest of ${WINDOWS} windows of ${REQUESTS} requests over ${CONCURRENCY} connections after ${WARMUP} warm-up)`,
+    `instructions per single-row ${values.msgpack ? "msgpack" : "JSON"} ${V2 ? "V2 infer" : "V1 predict"} request (server process, user space; lowest of ${WINDOWS} windows of ${REQUESTS} requests over ${CONCURRENCY} connections after ${WARMUP} warm-up)`,
   );
 const helloLine = async (body: Body): Promise<Measure> => {
   const hello = await measure(
@@ -221,9 +225,11 @@ const helloLine = async (body: Body): Promise<Measure> => {
 };
 
 if (values.store !== undefined) {
-  // A model of your own: --store URI --model NAME --body FILE (a V1 predict body).
+  // A model of your own: --store URI --model NAME --body FILE (a V1 predict body; with --v2, a V2 infer body).
   if (values.model === undefined || values.body === undefined) {
-    console.error("--store needs --model NAME and --body FILE (a JSON predict body)");
+    console.error(
+      "--store needs --model NAME and --body FILE (a JSON predict body, or infer body with --v2)",
+    );
     process.exit(2);
   }
   const body = values.msgpack
@@ -253,7 +259,10 @@ if (values.store !== undefined) {
     }
     await store.close();
     const row = Array.from({ length: F }, (_, i) => Math.fround(Math.sin(i) * 2));
-    const body = values.msgpack ? pack({ instances: [row] }) : JSON.stringify({ instances: [row] });
+    const value = V2
+      ? { inputs: [{ name: "input", shape: [1, F], datatype: "FP32", data: row }] }
+      : { instances: [row] };
+    const body = values.msgpack ? pack(value) : JSON.stringify(value);
     header();
     const hello = await helloLine(body);
     await arborLine(pathToFileURL(dir).href, "trivial", body, "1-tree model", hello);
