@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
-import { pack } from "msgpackr";
+import { pack, unpack } from "msgpackr";
 import { InferenceSession, Tensor } from "onnxruntime-node";
 import type { ArtifactStore } from "../registry/store/artifact-store.ts";
 import { openArtifactStore } from "../registry/store/open.ts";
@@ -40,6 +40,21 @@ beforeAll(async () => {
   await fixture("flights", "binary", 11, [0, 0, 4]);
   await fixture("house", "regression", 21, []);
   await fixture("iris", "multiclass", 31, [0, 3]);
+  // iris v2: loaded on demand by the fast-path test (its body is read after the load).
+  sessions["iris@2"] = await InferenceSession.create(
+    (
+      await publishFixture(store, {
+        name: "iris",
+        version: 2,
+        task: "multiclass",
+        numFeatures: 6,
+        numTrees: 9,
+        depth: 3,
+        seed: 32,
+        categories: [0, 3],
+      })
+    ).onnx,
+  );
   // A version in the store that no label names: never loaded unless asked for.
   await publishFixture(store, {
     name: "house",
@@ -538,5 +553,64 @@ describe("V2 msgpack bodies", () => {
       code: "PREDICT_BAD_FEATURE_TYPE",
     });
     expect(value.error).toContain("65,66,67");
+  });
+});
+
+describe("V2 JSON infer end to end (v2-json.ts's fast path, and the general path where it gives up)", () => {
+  /** POST a JSON text as is; the reply decoded by its Content-Type. */
+  async function postText(route: string, text: string, accept = "application/json") {
+    const res = await fetch(`${server.url}${route}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", accept },
+      body: text,
+    });
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    const msgpack = res.headers.get("content-type") === "application/msgpack";
+    return {
+      status: res.status,
+      value: (msgpack ? unpack(bytes) : JSON.parse(new TextDecoder().decode(bytes))) as Json,
+    };
+  }
+
+  test("a version loaded on demand, the reply in JSON and in msgpack: onnxruntime's outputs, the id echoed", async () => {
+    // f1 is categorical (3 categories): codes 2 and 0; null is missing.
+    const data = [...ROW, 0.25, 0, null, 7, 8, -9];
+    const x = Float32Array.from(data, (v) => (v === null ? Number.NaN : v));
+    const ref = await sessions["iris@2"].run({ input: new Tensor("float32", x, [2, 6]) });
+    const body = JSON.stringify({
+      id: "q-7",
+      inputs: [{ name: "input", shape: [2, 6], datatype: "FP32", data }],
+    });
+    const route = "/v2/models/iris/versions/2/infer";
+    const json = await postText(route, body);
+    expect(json.status).toBe(200);
+    expect(json.value).toMatchObject({ model_name: "iris", model_version: "2", id: "q-7" });
+    expect(json.value.outputs.map((o: { name: string }) => o.name)).toEqual([
+      "margin",
+      "probabilities",
+      "label",
+    ]);
+    expect(output(json, "margin")).toEqual({
+      name: "margin",
+      datatype: "FP32",
+      shape: [2, 3],
+      data: Array.from(ref.margin.data as Float32Array),
+    });
+    expect(output(json, "probabilities").data).toEqual(Array.from(ref.probabilities.data as Float32Array));
+    expect(output(json, "label")).toMatchObject({ datatype: "BYTES", shape: [2] });
+    // Now loaded: the rows go the fast way; msgpack replies carry the same value.
+    const again = await postText(route, body);
+    expect(again).toEqual(json);
+    expect(await postText(route, body, "application/msgpack")).toEqual(json);
+  });
+
+  test("a malformed body is 400 whatever the model; a good one for an unknown model or version is 404", async () => {
+    const good = JSON.stringify({ inputs: [{ name: "input", shape: [1, 6], datatype: "FP32", data: ROW }] });
+    for (const route of ["/v2/models/nope/infer", "/v2/models/flights/versions/99/infer", FLIGHTS]) {
+      expectError(await postText(route, `${good.slice(0, -3)}`), 400, "MALFORMED_BODY");
+    }
+    expectError(await postText("/v2/models/nope/infer", good), 404, "MODEL_NOT_FOUND");
+    expect((await postText("/v2/models/flights/versions/99/infer", good)).status).toBe(404);
+    expect((await postText(FLIGHTS, good)).status).toBe(200);
   });
 });

@@ -7,6 +7,7 @@ import { Packr, Unpackr } from "msgpackr";
 import { arborError, isArborError } from "../../shared/errors.ts";
 import { clientError, withoutStacks } from "./client-error.ts";
 import { PredictReply } from "./predictions.ts";
+import { V2Reply } from "./v2-json.ts";
 
 /** A wire format. */
 export type Format = "json" | "msgpack";
@@ -235,12 +236,13 @@ function malformed(e: unknown, format: Format): Error {
 }
 
 /**
- * Encode a response value. A V1 predict reply comes back in a buffer the next reply overwrites
- * ({@link PredictReply.jsonBytes}, {@link PredictReply.msgpackBytes}): send the result at once,
- * do not keep it.
+ * Encode a response value. A V1 predict or V2 infer reply comes back in a buffer the next reply
+ * overwrites ({@link PredictReply.jsonBytes}, {@link PredictReply.msgpackBytes},
+ * {@link V2Reply.jsonBytes}): send the result at once, do not keep it.
  */
 export function encodeBody(value: unknown, format: Format): Uint8Array | string {
   if (value instanceof PredictReply) return format === "json" ? value.jsonBytes() : value.msgpackBytes();
+  if (value instanceof V2Reply) return format === "json" ? value.jsonBytes() : packr.pack(value.value());
   if (format === "json") return JSON.stringify(value);
   return packr.pack(value);
 }

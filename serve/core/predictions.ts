@@ -50,7 +50,7 @@ export function formatPredictions(signature: Signature, slice: BatchSlice): (num
 }
 
 /** A number as JSON writes it (`null` for NaN and ±Infinity, as JSON.stringify). */
-function jsonNumber(x: number): string {
+export function jsonNumber(x: number): string {
   return Number.isFinite(x) ? String(x) : "null";
 }
 
@@ -160,7 +160,7 @@ const FLOAT32_BYTES = new Uint8Array(4);
 const FLOAT32_VIEW = new DataView(FLOAT32_BYTES.buffer);
 
 /** The buffer every V1 predict reply is written into (one thread: one reply at a time). */
-const replyBuffer = new ReplyBuffer();
+export const replyBuffer = new ReplyBuffer();
 
 /** msgpack pieces of a reply that are the same for every reply of a version (keys, labels, names). */
 const packr = new Packr({ useRecords: false, variableMapSize: true });

@@ -15,9 +15,11 @@ import type { ModelSlot } from "../model-cache/slot.ts";
 import { clientError } from "./client-error.ts";
 import { decodeBody, type Format, RawBody, requestFormat } from "./codec.ts";
 import { describeModel, listModels } from "./describe.ts";
+import { rowsScratch } from "./json-rows.ts";
 import { formatPredictions, PredictReply } from "./predictions.ts";
 import { checkExplainRows, fillRowsFromBody, rowsFromBody } from "./rows.ts";
 import { v2Infer, v2ModelMetadata } from "./v2.ts";
+import { readV2Rows, V2Reply, v2RowsId } from "./v2-json.ts";
 
 /** A request as the transport hands it over (everything copied out of uWS already). */
 export interface CoreRequest {
@@ -60,7 +62,8 @@ const MAX_SCORING_ROUTES = 1024;
 /** A parsed scoring path. Shared by every request for that path: read only. */
 interface ScoringRoute {
   readonly ref: Readonly<ModelRef>;
-  readonly verb: "predict" | "explain";
+  /** V1 predict or explain, or V2 infer. */
+  readonly verb: "predict" | "explain" | "infer";
 }
 
 /** Which model a request names. */
@@ -76,7 +79,7 @@ export interface ScoreSink {
    * The reply body and the version that produced it: a predict reply stays a {@link PredictReply}
    * until the transport knows the wire format; explain's is the explanations object.
    */
-  answer(value: PredictReply | Record<string, unknown>, version: number): void;
+  answer(value: PredictReply | V2Reply | Record<string, unknown>, version: number): void;
   failed(e: unknown): void;
   /**
    * The reply will come later: its rows wait in a micro-batch, then (an explain) its TreeSHAP runs
@@ -106,13 +109,22 @@ class ScoreJob implements BatchWaiter {
   readonly #sink: ScoreSink;
   readonly #explain: ExplainInput | null;
   readonly #log: Logger;
+  /** A V2 infer's: the request's id (null: none); undefined for a V1 predict or explain. */
+  readonly #v2Id: string | null | undefined;
   #settled = false;
 
-  constructor(slot: ModelSlot, sink: ScoreSink, explain: ExplainInput | null, log: Logger) {
+  constructor(
+    slot: ModelSlot,
+    sink: ScoreSink,
+    explain: ExplainInput | null,
+    log: Logger,
+    v2Id?: string | null,
+  ) {
     this.#slot = slot;
     this.#sink = sink;
     this.#explain = explain;
     this.#log = log;
+    this.#v2Id = v2Id;
   }
 
   scored(outputs: RunOutputs, offset: number, rows: number): void {
@@ -120,7 +132,11 @@ class ScoreJob implements BatchWaiter {
     const slice = { outputs, offset, rows, batchRows: outputs.rows };
     const x = this.#explain;
     if (x === null) {
-      const value = new PredictReply(slot.predictWriter, slice);
+      const id = this.#v2Id;
+      const value =
+        id === undefined
+          ? new PredictReply(slot.predictWriter, slice)
+          : new V2Reply(slot.v2Writer, slice, slot.v2Outputs, id, slot.name, slot.version);
       this.#settle();
       this.#sink.answer(value, slot.version);
       return;
@@ -186,7 +202,7 @@ class PendingReply implements CoreReply, ScoreSink {
     this.#req.respond(this);
   }
 
-  answer(value: PredictReply | Record<string, unknown>, version: number): void {
+  answer(value: PredictReply | V2Reply | Record<string, unknown>, version: number): void {
     this.version = String(version);
     this.body = value;
     this.send();
@@ -401,7 +417,11 @@ export class ServeCore {
   #route(req: CoreRequest, reply: PendingReply): Promise<void> | typeof DEFERRED | undefined {
     const path = req.path;
     const scoring = this.#scoringRoute(path);
-    if (scoring !== null) return this.#score(req, reply, scoring.ref, scoring.verb);
+    if (scoring !== null) {
+      return scoring.verb === "infer"
+        ? this.#infer(req, reply, scoring.ref)
+        : this.#score(req, reply, scoring.ref, scoring.verb);
+    }
     const get = req.method === "get" || req.method === "head";
     const segs = path.split("/");
     // segs[0] is "" (leading slash).
@@ -478,14 +498,22 @@ export class ServeCore {
   #scoringRoute(path: string): ScoringRoute | null {
     const known = this.#scoringRoutes.get(path);
     if (known !== undefined) return known;
-    if (!path.startsWith("/v1/models/")) return null;
-    const colon = path.lastIndexOf(":");
-    if (colon < 0) return null;
-    const verb = path.slice(colon + 1);
-    if (verb !== "predict" && verb !== "explain") return null;
     let ref: ModelRef | null;
+    let verb: ScoringRoute["verb"];
     try {
-      ref = parseModelRef(path.slice("/v1/models/".length, colon).split("/"));
+      if (path.startsWith("/v2/models/") && path.endsWith("/infer")) {
+        verb = "infer";
+        ref = parseModelRef(path.slice("/v2/models/".length, -"/infer".length).split("/"));
+        if (ref?.label !== null) return null; // V2 has no labels: #routeV2 reports it
+      } else {
+        if (!path.startsWith("/v1/models/")) return null;
+        const colon = path.lastIndexOf(":");
+        if (colon < 0) return null;
+        const v = path.slice(colon + 1);
+        if (v !== "predict" && v !== "explain") return null;
+        verb = v;
+        ref = parseModelRef(path.slice("/v1/models/".length, colon).split("/"));
+      }
     } catch {
       return null; // a bad name or version: #route reports it
     }
@@ -512,6 +540,85 @@ export class ServeCore {
     try {
       reply.version = String(slot.version);
       reply.body = { importance: importanceOf(slot), model: slot.name, version: slot.version };
+    } finally {
+      slot.release();
+    }
+  }
+
+  /**
+   * POST `/v2/models/{name}[/versions/{v}]/infer`. A JSON body's rows are read straight from its
+   * bytes (v2-json.ts) into the micro-batch when its version is at hand and the body is the common
+   * one, and the reply is written when the batch has run, as a V1 predict's; anything else is
+   * decoded and validated by v2.ts. A malformed body is refused as such whatever the model, as when
+   * every body was decoded first.
+   */
+  #infer(req: CoreRequest, reply: PendingReply, ref: ModelRef): Promise<void> | typeof DEFERRED {
+    reply.route = "/v2/models/:name/infer";
+    reply.model = ref.name;
+    if (req.method !== "post") throw methodNotAllowed(req, POST);
+    const raw = req.body;
+    if (req.inferenceHeaderLength !== null || !(raw instanceof RawBody) || raw.format !== "json")
+      return this.#inferDecoded(req, reply, ref);
+    let got: ModelSlot | Promise<ModelSlot>;
+    try {
+      got = this.acquire(ref);
+    } catch (e) {
+      throw malformedFirst(raw, e);
+    }
+    if (got instanceof Promise) {
+      raw.keep();
+      return got.then(
+        (slot) => this.#inferParsed(req, reply, slot, raw),
+        (e: unknown) => {
+          throw malformedFirst(raw, e);
+        },
+      );
+    }
+    const slot = got;
+    const bytes = raw.bytes;
+    const rows = bytes === null ? -1 : readV2Rows(slot.plan, bytes, this.config.maxRows);
+    if (rows < 0) return this.#inferParsed(req, reply, slot, raw);
+    try {
+      const target = slot.reserveAll(rows);
+      target.data.set(rowsScratch().subarray(0, rows * slot.plan.width), target.at * slot.plan.width);
+      slot.commitAllTo(target, rows, new ScoreJob(slot, reply, null, this.logger, v2RowsId()));
+    } catch (e) {
+      slot.release();
+      throw e;
+    }
+    return DEFERRED;
+  }
+
+  /** A V2 infer on a slot at hand whose JSON body the general path decodes and validates. */
+  async #inferParsed(req: CoreRequest, reply: CoreReply, slot: ModelSlot, raw: RawBody): Promise<void> {
+    try {
+      const body = raw.parse();
+      reply.version = String(slot.version);
+      setInferReply(reply, await v2Infer(this, slot, body, null, () => req.aborted === true));
+    } finally {
+      slot.release();
+    }
+  }
+
+  /** A V2 infer with a msgpack body or the binary tensor extension (decoded before the model is looked up). */
+  async #inferDecoded(req: CoreRequest, reply: CoreReply, ref: ModelRef): Promise<void> {
+    let body: unknown;
+    let binary: Uint8Array | null = null;
+    const hl = req.inferenceHeaderLength;
+    if (hl !== null) {
+      // Binary tensor extension: the JSON header, then the input blobs (any Content-Type). The
+      // transport hands over NaN for a header that is not decimal digits; here: a safe integer
+      // within the body.
+      if (!(req.body instanceof Uint8Array) || !Number.isSafeInteger(hl) || hl < 1 || hl > req.body.length) {
+        throw clientError("BAD_REQUEST", "infer: Inference-Header-Content-Length does not fit the body");
+      }
+      body = decodeBody(req.body.subarray(0, hl), "json");
+      binary = req.body.subarray(hl);
+    } else body = this.decode(req);
+    const slot = await this.acquire(ref);
+    try {
+      reply.version = String(slot.version);
+      setInferReply(reply, await v2Infer(this, slot, body, binary, () => req.aborted === true));
     } finally {
       slot.release();
     }
@@ -553,35 +660,9 @@ export class ServeCore {
     reply.route = `/v2/models/:name${action === "metadata" ? "" : `/${action}`}`;
     reply.model = ref.name;
     if (action === "infer") {
+      // #route sends every infer path it can parse to #infer; here only as a fallback.
       if (req.method !== "post") throw methodNotAllowed(req, POST);
-      let body: unknown;
-      let binary: Uint8Array | null = null;
-      const hl = req.inferenceHeaderLength;
-      if (hl !== null) {
-        // Binary tensor extension: the JSON header, then the input blobs (any Content-Type). The
-        // transport hands over NaN for a header that is not decimal digits; here: a safe integer
-        // within the body.
-        if (
-          !(req.body instanceof Uint8Array) ||
-          !Number.isSafeInteger(hl) ||
-          hl < 1 ||
-          hl > req.body.length
-        ) {
-          throw clientError("BAD_REQUEST", "infer: Inference-Header-Content-Length does not fit the body");
-        }
-        body = decodeBody(req.body.subarray(0, hl), "json");
-        binary = req.body.subarray(hl);
-      } else body = this.decode(req);
-      const slot = await this.acquire(ref);
-      try {
-        reply.version = String(slot.version);
-        const out = await v2Infer(this, slot, body, binary, () => req.aborted === true);
-        if (out.blobs.length > 0) reply.binary = { header: JSON.stringify(out.value), blobs: out.blobs };
-        else reply.body = out.value;
-      } finally {
-        slot.release();
-      }
-      return;
+      return this.#inferDecoded(req, reply, ref);
     }
     if (!get) throw methodNotAllowed(req, GET);
     const slot = await this.acquire(ref);
@@ -592,6 +673,12 @@ export class ServeCore {
       slot.release();
     }
   }
+}
+
+/** An infer's reply: JSON (or msgpack), or a JSON header and the binary extension's blobs. */
+function setInferReply(reply: CoreReply, out: Awaited<ReturnType<typeof v2Infer>>): void {
+  if (out.blobs.length > 0) reply.binary = { header: JSON.stringify(out.value), blobs: out.blobs };
+  else reply.body = out.value;
 }
 
 /**

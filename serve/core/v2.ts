@@ -14,9 +14,9 @@ import { shapMatrix } from "../explain.ts";
 import type { ModelSlot } from "../model-cache/slot.ts";
 import { clientError } from "./client-error.ts";
 import { type FeaturePlan, FLOAT32_MAX } from "./plan.ts";
-import { argmax, classLabels } from "./predictions.ts";
 import { checkExplainRows, type RowMatrix, rowsFromColumns } from "./rows.ts";
 import type { ServeCore } from "./service.ts";
+import { V2Reply } from "./v2-json.ts";
 
 /** What the elements of a datatype may be: float (number or null), int, bool, or bytes (strings). */
 const FLOAT = 0;
@@ -397,7 +397,13 @@ function badCode(plan: FeaturePlan, f: number, x: number, row: number): Error {
   );
 }
 
-function readInputs(slot: ModelSlot, body: unknown, maxRows: number, binary: Uint8Array | null): RowMatrix {
+/** An infer body's rows (and the binary extension's blobs): the general path (v2-json.ts: the fast one). */
+export function readInputs(
+  plan: FeaturePlan,
+  body: unknown,
+  maxRows: number,
+  binary: Uint8Array | null,
+): RowMatrix {
   const cursor = binary === null ? null : new BinaryCursor(binary);
   if (body === null || typeof body !== "object" || Array.isArray(body)) {
     throw clientError("BAD_REQUEST", "infer: the body must be an object with 'inputs'");
@@ -405,7 +411,6 @@ function readInputs(slot: ModelSlot, body: unknown, maxRows: number, binary: Uin
   const inputs = (body as Record<string, unknown>)["inputs"];
   if (!Array.isArray(inputs) || inputs.length === 0)
     throw clientError("BAD_REQUEST", "infer: 'inputs' must be a non-empty array");
-  const plan = slot.plan;
   const first = inputs[0] as Record<string, unknown> | null;
   let m: RowMatrix;
   if (inputs.length === 1 && first !== null && typeof first === "object" && first["name"] === "input") {
@@ -462,8 +467,8 @@ export async function v2Infer(
   binary: Uint8Array | null = null,
   /** Whether the client has left (its SHAP job is then dropped before it runs). */
   gone?: () => boolean,
-): Promise<{ value: Record<string, unknown>; blobs: Uint8Array[] }> {
-  const m = readInputs(slot, body, core.config.maxRows, binary);
+): Promise<{ value: Record<string, unknown> | V2Reply; blobs: Uint8Array[] }> {
+  const m = readInputs(slot.plan, body, core.config.maxRows, binary);
   const b = body as Record<string, unknown>;
   const params = b["parameters"];
   const allBinary =
@@ -471,17 +476,11 @@ export async function v2Infer(
     typeof params === "object" &&
     (params as Record<string, unknown>)["binary_data_output"] === true;
   const binaryOut = new Set<string>();
-  const available = [
-    "margin",
-    ...slot.fetches.filter((f) => f !== "margin"),
-    // The label is the argmax of the probabilities: only a model that outputs them has one.
-    ...(slot.fetches.includes("probabilities") ? ["label"] : []),
-    "treeshap_output",
-  ];
-  let wanted = available.filter((n) => n !== "treeshap_output");
+  const available = [...slot.v2Outputs, "treeshap_output"];
+  let wanted: readonly string[] = slot.v2Outputs;
   if (b["outputs"] !== undefined) {
     if (!Array.isArray(b["outputs"])) throw clientError("BAD_REQUEST", "infer: 'outputs' must be an array");
-    wanted = [];
+    const requested: string[] = [];
     for (const o of b["outputs"] as unknown[]) {
       const name = o !== null && typeof o === "object" ? (o as Record<string, unknown>)["name"] : undefined;
       if (typeof name !== "string" || !available.includes(name)) {
@@ -490,9 +489,9 @@ export async function v2Infer(
           `infer: unknown output ${JSON.stringify(name ?? null).slice(0, 60)}; available: ${available.join(", ")}`,
         );
       }
-      if (wanted.includes(name))
+      if (requested.includes(name))
         throw clientError("BAD_REQUEST", `infer: output '${name}' is requested twice`);
-      wanted.push(name);
+      requested.push(name);
       const op = (o as Record<string, unknown>)["parameters"];
       const opts = op !== null && typeof op === "object" ? (op as Record<string, unknown>) : {};
       if (opts["classification"] !== undefined) {
@@ -506,38 +505,22 @@ export async function v2Infer(
       const flag = opts["binary_data"];
       if (flag === true || (flag === undefined && allBinary)) binaryOut.add(name);
     }
+    wanted = requested;
   } else if (allBinary) for (const n of wanted) binaryOut.add(n);
   let shap: { shape: number[]; data: number[] } | null = null;
   if (wanted.includes("treeshap_output")) {
     checkExplainRows(m.rows, core.config.maxExplainRows, "infer");
-    // Before the scores: their slice is in the batch's buffers, which the next run reuses, so
-    // nothing may be awaited between scoreAll and reading it.
     shap = await shapMatrix(slot, m.data, m.rows, gone);
   }
   const s = await slot.scoreAll(m.data, m.rows);
+  const id = typeof b["id"] === "string" ? b["id"] : null;
+  if (shap === null && binaryOut.size === 0)
+    return { value: new V2Reply(slot.v2Writer, s, wanted, id, slot.name, slot.version), blobs: [] };
   const outputs: Record<string, unknown>[] = [];
   for (const name of wanted) {
-    if (name === "treeshap_output" && shap !== null) {
+    if (name === "treeshap_output" && shap !== null)
       outputs.push({ name, datatype: "FP32", shape: shap.shape, data: shap.data });
-      continue;
-    }
-    if (name === "label") {
-      const probs = s.outputs.tensors.get("probabilities")!;
-      const labels = classLabels(slot.signature, probs.width);
-      const data: string[] = new Array(s.rows);
-      for (let r = 0; r < s.rows; r++)
-        data[r] = labels[argmax(probs.data, (s.offset + r) * probs.width, probs.width)];
-      outputs.push({ name, datatype: "BYTES", shape: [s.rows], data });
-      continue;
-    }
-    const t = s.outputs.tensors.get(name)!;
-    const start = s.offset * t.width;
-    outputs.push({
-      name,
-      datatype: "FP32",
-      shape: [s.rows, t.width],
-      data: Array.from(t.data.subarray(start, start + s.rows * t.width)),
-    });
+    else outputs.push(slot.v2Writer.output(s, name));
   }
   const blobs: Uint8Array[] = [];
   for (let i = 0; i < outputs.length; i++) {
@@ -561,7 +544,7 @@ export async function v2Infer(
     model_version: String(slot.version),
     outputs,
   };
-  if (typeof b["id"] === "string") out["id"] = b["id"];
+  if (id !== null) out["id"] = id;
   return { value: out, blobs };
 }
 

@@ -9,6 +9,7 @@ import { arborError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/logger.ts";
 import { FeaturePlan } from "../core/plan.ts";
 import { PredictWriter } from "../core/predictions.ts";
+import { V2Writer } from "../core/v2-json.ts";
 import { Batcher, type BatchSlice, type BatchTarget, type BatchWaiter, type RunOutputs } from "./batcher.ts";
 import type { OrtSession } from "./ort-session.ts";
 
@@ -53,6 +54,10 @@ export class ModelSlot {
   readonly modelBytes: Uint8Array;
   /** Output names fetched from ORT for {@link scoreAll} (every output the graph has). */
   readonly fetches: readonly string[];
+  /** A V2 infer's outputs when it names none: every tensor of the graph, then a classifier's label. */
+  readonly v2Outputs: readonly string[];
+  /** Writes this version's V2 infer replies (JSON). */
+  readonly v2Writer: V2Writer;
   readonly #session: OrtSession;
   /**
    * Batches of predictions and explanations ({@link reserve}, {@link commitTo}): they
@@ -88,6 +93,13 @@ export class ModelSlot {
     this.#onReleased = parts.onReleased;
     const want = ["margin", "probabilities", "prediction"];
     this.fetches = want.filter((n) => parts.session.outputNames.includes(n));
+    this.v2Outputs = [
+      "margin",
+      ...this.fetches.filter((f) => f !== "margin"),
+      // The label is the argmax of the probabilities: only a model that outputs them has one.
+      ...(this.fetches.includes("probabilities") ? ["label"] : []),
+    ];
+    this.v2Writer = new V2Writer(parts.signature, parts.name, parts.version);
     const shown = ["probabilities", "prediction"].find((n) => this.fetches.includes(n));
     const batcher = (fetches: readonly string[]): Batcher =>
       new Batcher({
@@ -129,6 +141,16 @@ export class ModelSlot {
   /** Score rows written into a target from {@link reserve}, before any other reserve. */
   commitTo(target: BatchTarget, rows: number, waiter: BatchWaiter): void {
     this.#batcher.commitTo(target, rows, waiter);
+  }
+
+  /** {@link reserve} for a batch of {@link scoreAll}'s (every output). */
+  reserveAll(rows: number): BatchTarget {
+    return this.#allBatcher.reserve(rows);
+  }
+
+  /** {@link commitTo} for a target from {@link reserveAll}. */
+  commitAllTo(target: BatchTarget, rows: number, waiter: BatchWaiter): void {
+    this.#allBatcher.commitTo(target, rows, waiter);
   }
 
   /** Take a reference (the LRU's, a label's, or one request's). */
