@@ -7,8 +7,8 @@
  * Starts `serve/main.ts` on a temp store holding a 500-tree depth-6 binary model on 28 features
  * ("flights") and a one-tree model ("trivial"), plus a plain uWebSockets.js hello server, then
  * measures with wrk (HTTP) and a Bun WebSocket client (pipelined):
- *   single-row JSON (32 connections, and 512: more than a micro-batch takes), single-row msgpack,
- *   1000-row msgpack batches, pipelined WebSocket,
+ *   single-row JSON (32 connections, and 512: more than a micro-batch takes), single-row KServe V2
+ *   infer (JSON), single-row msgpack, 1000-row msgpack batches, pipelined WebSocket,
  * each beside the hello baseline (ratio) and beside in-process onnxruntime on the same model
  * (latency and CPU beyond ORT's: p50 − the in-process run, CPU − ORT's share per request). Also
  * single-row JSON with micro-batching off. Every server gets 2 s of single-row load before its
@@ -374,6 +374,9 @@ const batch = Array.from({ length: 1000 }, (_, r) => Array.from(rowsX.subarray(r
 const enc = new TextEncoder();
 const bodies = {
   json1: enc.encode(JSON.stringify({ instances: [row] })),
+  v2json1: enc.encode(
+    JSON.stringify({ inputs: [{ name: "input", shape: [1, F], datatype: "FP32", data: row }] }),
+  ),
   msgpack1: pack({ instances: [row] }) as Uint8Array,
   msgpack1000: pack({ instances: batch }) as Uint8Array,
 };
@@ -465,6 +468,12 @@ async function scenarioSet(label: string, extraArgs: string[], only?: string[]):
           `single-row JSON, ${MANY_CONNS} connections`,
           () => wrk(url, bodies.json1, "application/json", MANY_CONNS),
           () => wrk(helloUrl, bodies.json1, "application/json", MANY_CONNS),
+          1,
+        ],
+        [
+          "single-row KServe V2 infer (JSON)",
+          () => wrk(`${server.url}/v2/models/${model}/infer`, bodies.v2json1, "application/json"),
+          () => wrk(helloUrl, bodies.v2json1, "application/json"),
           1,
         ],
         [
