@@ -55,6 +55,17 @@ beforeAll(async () => {
       })
     ).onnx,
   );
+  // iris v3: never loaded (a malformed body for it must not load it).
+  await publishFixture(store, {
+    name: "iris",
+    version: 3,
+    task: "multiclass",
+    numFeatures: 6,
+    numTrees: 2,
+    depth: 2,
+    seed: 33,
+    categories: [0, 3],
+  });
   // A version in the store that no label names: never loaded unless asked for.
   await publishFixture(store, {
     name: "house",
@@ -609,6 +620,10 @@ describe("V2 JSON infer end to end (v2-json.ts's fast path, and the general path
     for (const route of ["/v2/models/nope/infer", "/v2/models/flights/versions/99/infer", FLIGHTS]) {
       expectError(await postText(route, `${good.slice(0, -3)}`), 400, "MALFORMED_BODY");
     }
+    // Refused before its version is loaded: iris v3 stays unloaded.
+    expectError(await postText("/v2/models/iris/versions/3/infer", good.slice(0, -3)), 400, "MALFORMED_BODY");
+    const loaded = (await (await fetch(`${server.url}/v1/models/iris`)).json()) as Json;
+    expect(loaded.versions.map((v: { version: number }) => v.version)).not.toContain(3);
     expectError(await postText("/v2/models/nope/infer", good), 404, "MODEL_NOT_FOUND");
     expect((await postText("/v2/models/flights/versions/99/infer", good)).status).toBe(404);
     expect((await postText(FLIGHTS, good)).status).toBe(200);

@@ -557,7 +557,14 @@ export class ServeCore {
     reply.model = ref.name;
     if (req.method !== "post") throw methodNotAllowed(req, POST);
     const raw = req.body;
-    if (req.inferenceHeaderLength !== null || !(raw instanceof RawBody) || raw.format !== "json")
+    // A version that must load first goes the general way too, which decodes the body first: a
+    // malformed body is refused before it loads anything (or evicts another version for it).
+    if (
+      req.inferenceHeaderLength !== null ||
+      !(raw instanceof RawBody) ||
+      raw.format !== "json" ||
+      (ref.version !== null && !this.cache.isLoaded(ref.name, ref.version))
+    )
       return this.#inferDecoded(req, reply, ref);
     let got: ModelSlot | Promise<ModelSlot>;
     try {
@@ -566,6 +573,7 @@ export class ServeCore {
       throw malformedFirst(raw, e);
     }
     if (got instanceof Promise) {
+      // Not expected (a loaded version is acquired at once, a label's too); handled all the same.
       raw.keep();
       return got.then(
         (slot) => this.#inferParsed(req, reply, slot, raw),
@@ -579,6 +587,7 @@ export class ServeCore {
     const rows = bytes === null ? -1 : readV2Rows(slot.plan, bytes, this.config.maxRows);
     if (rows < 0) return this.#inferParsed(req, reply, slot, raw);
     try {
+      reply.version = String(slot.version);
       const target = slot.reserveAll(rows);
       target.data.set(rowsScratch().subarray(0, rows * slot.plan.width), target.at * slot.plan.width);
       slot.commitAllTo(target, rows, new ScoreJob(slot, reply, null, this.logger, v2RowsId()));

@@ -325,6 +325,11 @@ export class ModelCache {
     return this.#loadVersion(name, version);
   }
 
+  /** Whether `name@version` is loaded (acquiring it would not load it). */
+  isLoaded(name: string, version: number): boolean {
+    return this.#held(name, version, false) !== undefined;
+  }
+
   async #loadVersion(name: string, version: number): Promise<ModelSlot> {
     let loaded: ModelSlot;
     try {
