@@ -15,6 +15,7 @@ import { fillRowsFromBody } from "../serve/core/rows.ts";
 import type { Signature } from "../shared/bundle.ts";
 import { isArborError } from "../shared/errors.ts";
 import { rng } from "../shared/onnx/random.ts";
+import { mutateText } from "./helpers/mutate-text.ts";
 
 const signature: Signature = {
   format: "arbor-bundle/1",
@@ -183,22 +184,6 @@ function bodyText(r: () => number): string {
   return `{"instances":[${rows}]}${["x", "}", ",", "\u0000"][Math.floor(r() * 4)]}`;
 }
 
-/** Flip, drop, insert or duplicate a few characters. */
-function mutate(text: string, r: () => number): string {
-  let s = text;
-  const edits = 1 + Math.floor(r() * 3);
-  for (let e = 0; e < edits; e++) {
-    const at = Math.floor(r() * (s.length + 1));
-    const k = r();
-    const ch = ' ,:[]{}"-.0123456789eE+nul\\'[Math.floor(r() * 27)];
-    if (k < 0.35) s = s.slice(0, at) + ch + s.slice(at + 1);
-    else if (k < 0.65) s = s.slice(0, at) + s.slice(at + 1);
-    else if (k < 0.9) s = s.slice(0, at) + ch + s.slice(at);
-    else s = s.slice(0, at) + s.slice(at, at + 8) + s.slice(at);
-  }
-  return s;
-}
-
 describe("serve JSON fast path", () => {
   test("random bodies: the same float32 bits or the same error as JSON.parse + validation", () => {
     const r = rng(20261128);
@@ -211,7 +196,7 @@ describe("serve JSON fast path", () => {
 
   test("mutated bodies: the same outcome", () => {
     const r = rng(7);
-    for (let i = 0; i < 6000; i++) same(mutate(bodyText(r), r));
+    for (let i = 0; i < 6000; i++) same(mutateText(bodyText(r), r));
   });
 
   test("numbers near float32 rounding boundaries are exact, and the fast path takes most numbers", () => {

@@ -15,6 +15,7 @@ import type { BatchSlice } from "../serve/model-cache/batcher.ts";
 import type { Signature } from "../shared/bundle.ts";
 import { isArborError } from "../shared/errors.ts";
 import { rng } from "../shared/onnx/random.ts";
+import { mutateText } from "./helpers/mutate-text.ts";
 
 const signature: Signature = {
   format: "arbor-bundle/1",
@@ -155,22 +156,6 @@ function bodyText(r: () => number): string {
   return `${sp()}{${sp()}${shuffled(top, r).join(`${sp()},${sp()}`)}${sp()}}${sp()}`;
 }
 
-/** Flip, drop, insert or duplicate a few characters. */
-function mutate(text: string, r: () => number): string {
-  let s = text;
-  const edits = 1 + Math.floor(r() * 3);
-  for (let e = 0; e < edits; e++) {
-    const at = Math.floor(r() * (s.length + 1));
-    const k = r();
-    const ch = ' ,:[]{}"-.0123456789eE+nul\\'[Math.floor(r() * 27)];
-    if (k < 0.35) s = s.slice(0, at) + ch + s.slice(at + 1);
-    else if (k < 0.65) s = s.slice(0, at) + s.slice(at + 1);
-    else if (k < 0.9) s = s.slice(0, at) + ch + s.slice(at);
-    else s = s.slice(0, at) + s.slice(at, at + 8) + s.slice(at);
-  }
-  return s;
-}
-
 describe("serve V2 infer fast path", () => {
   test("random bodies: what the fast path takes, the general path takes the same way", () => {
     const r = rng(20261128);
@@ -184,7 +169,7 @@ describe("serve V2 infer fast path", () => {
   test("mutated bodies: the same", () => {
     const r = rng(11);
     let taken = 0;
-    for (let i = 0; i < 8000; i++) if (same(mutate(bodyText(r), r))) taken++;
+    for (let i = 0; i < 8000; i++) if (same(mutateText(bodyText(r), r))) taken++;
     expect(taken).toBeGreaterThan(100);
   });
 
