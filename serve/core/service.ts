@@ -598,12 +598,21 @@ export class ServeCore {
     return DEFERRED;
   }
 
-  /** A V2 infer on a slot at hand whose JSON body the general path decodes and validates. */
-  async #inferParsed(req: CoreRequest, reply: CoreReply, slot: ModelSlot, raw: RawBody): Promise<void> {
+  /**
+   * A V2 infer on a slot at hand, the general way (v2.ts): `body` decoded, or a JSON body still to
+   * decode (a malformed one releases the slot too). Sets the reply.
+   */
+  async #inferParsed(
+    req: CoreRequest,
+    reply: CoreReply,
+    slot: ModelSlot,
+    body: RawBody | unknown,
+    binary: Uint8Array | null = null,
+  ): Promise<void> {
     try {
-      const body = raw.parse();
+      const value = body instanceof RawBody ? body.parse() : body;
       reply.version = String(slot.version);
-      setInferReply(reply, await v2Infer(this, slot, body, null, () => req.aborted === true));
+      setInferReply(reply, await v2Infer(this, slot, value, binary, () => req.aborted === true));
     } finally {
       slot.release();
     }
@@ -624,13 +633,7 @@ export class ServeCore {
       body = decodeBody(req.body.subarray(0, hl), "json");
       binary = req.body.subarray(hl);
     } else body = this.decode(req);
-    const slot = await this.acquire(ref);
-    try {
-      reply.version = String(slot.version);
-      setInferReply(reply, await v2Infer(this, slot, body, binary, () => req.aborted === true));
-    } finally {
-      slot.release();
-    }
+    return this.#inferParsed(req, reply, await this.acquire(ref), body, binary);
   }
 
   async #routeV2(req: CoreRequest, segs: string[], reply: CoreReply): Promise<void> {
