@@ -48,6 +48,26 @@ function isText(s: Uint8Array, start: number, end: number, key: Uint8Array): boo
   return true;
 }
 
+/** The text of the key {@link readKey} read last: `s[keyStart, keyEnd)`. */
+let keyStart = 0;
+let keyEnd = 0;
+
+/** `"key":` from `i` (whitespace around it allowed): the index of its value, or -1. */
+function readKey(s: Uint8Array, i: number): number {
+  i = skipSpace(s, i);
+  if (s[i] !== 0x22 /* " */) return -1;
+  keyStart = i + 1;
+  keyEnd = stringEnd(s, keyStart);
+  if (keyEnd < 0) return -1;
+  i = skipSpace(s, keyEnd + 1);
+  return s[i] === 0x3a /* : */ ? skipSpace(s, i + 1) : -1;
+}
+
+/** Whether the key {@link readKey} read last is `key`. */
+function isKey(s: Uint8Array, key: Uint8Array): boolean {
+  return isText(s, keyStart, keyEnd, key);
+}
+
 /**
  * Read a V2 infer body's rows into json-rows.ts's scratch matrix (row-major float32, `N × F`): N
  * (1 to `maxRows`), or -1 when the general path must decide (see the module comment). The body's
@@ -65,15 +85,9 @@ export function readV2Rows(plan: FeaturePlan, s: Uint8Array, maxRows: number): n
   let i = skipSpace(s, 0);
   if (s[i] !== 0x7b /* { */) return -1;
   for (;;) {
-    i = skipSpace(s, i + 1);
-    if (s[i] !== 0x22 /* " */) return -1;
-    const keyEnd = stringEnd(s, i + 1);
-    if (keyEnd < 0) return -1;
-    const keyStart = i + 1;
-    i = skipSpace(s, keyEnd + 1);
-    if (s[i] !== 0x3a /* : */) return -1;
-    i = skipSpace(s, i + 1);
-    if (isText(s, keyStart, keyEnd, KEY_ID)) {
+    i = readKey(s, i + 1);
+    if (i < 0) return -1;
+    if (isKey(s, KEY_ID)) {
       // A string of ASCII (other text: the general path checks its UTF-8); anything else is not
       // echoed by the general path, which then decides.
       if (sawId || s[i] !== 0x22) return -1;
@@ -87,7 +101,7 @@ export function readV2Rows(plan: FeaturePlan, s: Uint8Array, maxRows: number): n
       }
       id = text;
       i = end + 1;
-    } else if (isText(s, keyStart, keyEnd, KEY_INPUTS)) {
+    } else if (isKey(s, KEY_INPUTS)) {
       if (sawInputs || s[i] !== 0x5b /* [ */) return -1;
       sawInputs = true;
       i = skipSpace(s, i + 1);
@@ -95,24 +109,18 @@ export function readV2Rows(plan: FeaturePlan, s: Uint8Array, maxRows: number): n
       // The one input's keys: each once, all four.
       let seen = 0;
       for (;;) {
-        i = skipSpace(s, i + 1);
-        if (s[i] !== 0x22) return -1;
-        const end = stringEnd(s, i + 1);
-        if (end < 0) return -1;
-        const start = i + 1;
-        i = skipSpace(s, end + 1);
-        if (s[i] !== 0x3a) return -1;
-        i = skipSpace(s, i + 1);
+        i = readKey(s, i + 1);
+        if (i < 0) return -1;
         let bit: number;
-        const isName = isText(s, start, end, KEY_NAME);
-        if (isName || isText(s, start, end, KEY_DATATYPE)) {
+        const isName = isKey(s, KEY_NAME);
+        if (isName || isKey(s, KEY_DATATYPE)) {
           // "name": "input", "datatype": "FP32"
           bit = isName ? 1 : 2;
           if (s[i] !== 0x22) return -1;
           const vEnd = stringEnd(s, i + 1);
           if (vEnd < 0 || !isText(s, i + 1, vEnd, isName ? VALUE_INPUT : VALUE_FP32)) return -1;
           i = vEnd + 1;
-        } else if (isText(s, start, end, KEY_SHAPE)) {
+        } else if (isKey(s, KEY_SHAPE)) {
           bit = 4;
           // [N, F]: plain integers.
           if (s[i] !== 0x5b) return -1;
@@ -133,7 +141,7 @@ export function readV2Rows(plan: FeaturePlan, s: Uint8Array, maxRows: number): n
             if (s[i] !== (d === 0 ? 0x2c /* , */ : 0x5d) /* ] */) return -1;
           }
           i++;
-        } else if (isText(s, start, end, KEY_DATA)) {
+        } else if (isKey(s, KEY_DATA)) {
           // After the shape (as clients write them): room for its rows is known before the values.
           bit = 8;
           if (shapeWidth !== width || shapeRows < 1 || shapeRows > maxRows) return -1;
